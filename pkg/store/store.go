@@ -1,0 +1,86 @@
+// Package store keeps ferry's durable state: the queue of accepted webhook
+// events (with delivery de-duplication) and the records of builds ferry has
+// triggered. Two implementations share one contract: Redis for production
+// (several replicas share one queue through a consumer group) and memory for
+// a single process with nothing to install.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/ferryci/ferry/pkg/event"
+)
+
+// ErrUnavailable wraps every error caused by the backing store being
+// unreachable; the webhook receiver answers 503 on it.
+var ErrUnavailable = errors.New("store unavailable")
+
+// ErrNotFound is returned when a record does not exist.
+var ErrNotFound = errors.New("not found")
+
+// Entry is one queued event as handed to a consumer.
+type Entry struct {
+	// ID is the queue's id of the entry; pass it to Ack and Touch.
+	ID string
+	// Event is the stored event.
+	Event event.Event
+	// Deliveries counts how many times the entry was handed out, this time
+	// included; above 1 it was reclaimed from a consumer that stopped.
+	Deliveries int64
+}
+
+// Build records a Jenkins build that ferry triggered for an event, so its
+// outcome can be reported back to the commit once it ends.
+type Build struct {
+	// Key identifies the record: event id + "/" + pipeline name.
+	Key      string      `json:"key"`
+	Event    event.Event `json:"event"`
+	Pipeline string      `json:"pipeline"`
+	Job      string      `json:"job"`
+	// QueueID is Jenkins' queue item id returned by the trigger.
+	QueueID int64 `json:"queue_id"`
+	// Number and URL are set once the queue item became a build.
+	Number int64  `json:"number,omitempty"`
+	URL    string `json:"url,omitempty"`
+	// Result is Jenkins' result once the build ended (SUCCESS, FAILURE…).
+	Result      string    `json:"result,omitempty"`
+	TriggeredAt time.Time `json:"triggered_at"`
+	UpdatedAt   time.Time `json:"updated_at"`
+}
+
+// Store is the durable state ferry's parts share.
+type Store interface {
+	// Enqueue appends ev to the queue unless dedupKey was already seen
+	// within the dedup TTL; both happen in one atomic step. It returns
+	// false, nil for a duplicate. A nil error with true means the event is
+	// durably stored.
+	Enqueue(ctx context.Context, dedupKey string, ev event.Event) (bool, error)
+	// Claim hands consumer up to max entries: first entries that another
+	// consumer has held without Touch or Ack for longer than minIdle, then
+	// new ones, waiting up to block for new entries when there are none.
+	Claim(ctx context.Context, consumer string, max int, minIdle, block time.Duration) ([]Entry, error)
+	// Touch tells the queue that consumer still works on the entries, so
+	// they are not reclaimed by others.
+	Touch(ctx context.Context, consumer string, ids ...string) error
+	// Ack removes entries from the queue for good.
+	Ack(ctx context.Context, ids ...string) error
+	// Pending counts entries handed out but not yet acknowledged.
+	Pending(ctx context.Context) (int64, error)
+
+	// PutBuild creates or replaces a build record.
+	PutBuild(ctx context.Context, b Build) error
+	// GetBuild returns a build record or ErrNotFound.
+	GetBuild(ctx context.Context, key string) (Build, error)
+	// ListBuilds returns every build record (finished ones are deleted
+	// once their status is reported).
+	ListBuilds(ctx context.Context) ([]Build, error)
+	// DeleteBuild removes a record; removing a missing one is not an error.
+	DeleteBuild(ctx context.Context, key string) error
+
+	// Ping reports whether the store answers.
+	Ping(ctx context.Context) error
+	// Close releases the store's connections.
+	Close() error
+}
