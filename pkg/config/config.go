@@ -1,0 +1,594 @@
+// Package config defines ferry's configuration: the YAML schema, its
+// defaults, environment and flag overrides (file < env < flags), and
+// validation whose errors name the field and say how to fix it.
+package config
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/goccy/go-yaml"
+)
+
+// Config is the whole of ferry's configuration.
+type Config struct {
+	Server    Server     `json:"server"`
+	Store     Store      `json:"store"`
+	Jenkins   Jenkins    `json:"jenkins"`
+	GitHub    GitHub     `json:"github"`
+	GitLab    GitLab     `json:"gitlab"`
+	Dispatch  Dispatch   `json:"dispatch"`
+	Telemetry Telemetry  `json:"telemetry"`
+	Pipelines []Pipeline `json:"pipelines"`
+}
+
+// Server configures the HTTP listener that serves webhooks, probes and
+// metrics.
+type Server struct {
+	// Listen is the address to listen on, host:port.
+	Listen string `json:"listen"`
+	// MaxBodyBytes caps a webhook body; larger bodies get 413.
+	MaxBodyBytes int64 `json:"maxBodyBytes"`
+	// ReadTimeout bounds reading a whole request.
+	ReadTimeout Duration `json:"readTimeout"`
+	// WriteTimeout bounds writing a response.
+	WriteTimeout Duration `json:"writeTimeout"`
+	// ShutdownTimeout bounds the graceful drain on stop.
+	ShutdownTimeout Duration `json:"shutdownTimeout"`
+}
+
+// Store selects and configures the durable state.
+type Store struct {
+	// Backend is "redis" or "memory". Empty means redis when redis.addr is
+	// set and memory otherwise.
+	Backend string `json:"backend"`
+	Redis   Redis  `json:"redis"`
+}
+
+// Redis configures the Redis store.
+type Redis struct {
+	Addr     string `json:"addr"`
+	Username string `json:"username"`
+	// Password is better given through FERRY_REDIS_PASSWORD or PasswordFile.
+	Password     string `json:"password"`
+	PasswordFile string `json:"passwordFile"`
+	DB           int    `json:"db"`
+	TLS          bool   `json:"tls"`
+	// Prefix is put before every key ferry writes.
+	Prefix string `json:"prefix"`
+	// Group is the consumer group of the dispatchers.
+	Group string `json:"group"`
+	// DedupTTL is how long a delivery id is remembered (≥ 72h: GitHub
+	// allows redelivery for 3 days).
+	DedupTTL Duration `json:"dedupTTL"`
+	// WaitReplicas, when above 0, makes every accepted event wait until
+	// that many Redis replicas have it.
+	WaitReplicas int `json:"waitReplicas"`
+}
+
+// Jenkins says where Jenkins is and how to authenticate.
+type Jenkins struct {
+	URL  string `json:"url"`
+	User string `json:"user"`
+	// APIToken is better given through FERRY_JENKINS_API_TOKEN or
+	// APITokenFile. API tokens are exempt from CSRF crumbs.
+	APIToken     string   `json:"apiToken"`
+	APITokenFile string   `json:"apiTokenFile"`
+	Timeout      Duration `json:"timeout"`
+}
+
+// GitHub configures GitHub webhooks and commit statuses.
+type GitHub struct {
+	// WebhookSecrets are accepted signing secrets; several allow rotation.
+	WebhookSecrets []string `json:"webhookSecrets"`
+	// WebhookSecretsFile holds one secret per line.
+	WebhookSecretsFile string `json:"webhookSecretsFile"`
+	// Token writes commit statuses (repo:status scope).
+	Token     string `json:"token"`
+	TokenFile string `json:"tokenFile"`
+	// APIURL is GitHub Enterprise's API root, e.g. https://ghe.example.com/api/v3/.
+	APIURL string `json:"apiURL"`
+}
+
+// GitLab configures GitLab webhooks and commit statuses.
+type GitLab struct {
+	// WebhookTokens are accepted X-Gitlab-Token values; several allow rotation.
+	WebhookTokens     []string `json:"webhookTokens"`
+	WebhookTokensFile string   `json:"webhookTokensFile"`
+	// Token writes commit statuses (api scope).
+	Token     string `json:"token"`
+	TokenFile string `json:"tokenFile"`
+	// BaseURL is the GitLab instance, e.g. https://gitlab.example.com.
+	BaseURL string `json:"baseURL"`
+}
+
+// Dispatch tunes the consumer of the event queue.
+type Dispatch struct {
+	// Workers is how many events one replica works on at once.
+	Workers int `json:"workers"`
+	// ReclaimAfter is how long an entry may go untouched before another
+	// replica takes it over (its consumer is presumed dead).
+	ReclaimAfter Duration `json:"reclaimAfter"`
+	// RetryInitial and RetryMax bound the exponential backoff while
+	// Jenkins is down.
+	RetryInitial Duration `json:"retryInitial"`
+	RetryMax     Duration `json:"retryMax"`
+	// PermanentAttempts is how often a non-retryable answer (unknown job,
+	// refused credentials) is retried before the event is given up and the
+	// commit marked as errored.
+	PermanentAttempts int `json:"permanentAttempts"`
+	// RecentBuilds is how many of a job's builds are searched for the
+	// correlation id before triggering.
+	RecentBuilds int `json:"recentBuilds"`
+	// StatusInterval is how often triggered builds are polled to report
+	// their outcome.
+	StatusInterval Duration `json:"statusInterval"`
+	// StatusContext is the commit status context prefix: "<prefix>/<pipeline>".
+	StatusContext string `json:"statusContext"`
+}
+
+// Telemetry configures logs, traces and metrics.
+type Telemetry struct {
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `json:"logLevel"`
+	// LogFormat is json or text.
+	LogFormat string `json:"logFormat"`
+	// OTLPEndpoint, when set, sends traces over OTLP/HTTP (host:port or URL).
+	OTLPEndpoint string `json:"otlpEndpoint"`
+	// OTLPInsecure sends OTLP without TLS.
+	OTLPInsecure bool `json:"otlpInsecure"`
+	// SampleRatio is the share of new traces kept (0..1).
+	SampleRatio float64 `json:"sampleRatio"`
+	// ServiceName names ferry in traces.
+	ServiceName string `json:"serviceName"`
+}
+
+// Event kinds a pipeline can build.
+const (
+	KindPush        = "push"
+	KindTag         = "tag"
+	KindPullRequest = "pull_request"
+)
+
+// Pipeline maps a repository's changes to a Jenkins job.
+type Pipeline struct {
+	// Name identifies the pipeline in statuses, logs and the correlation id.
+	Name string `json:"name"`
+	// Provider limits the pipeline to github or gitlab; empty means both.
+	Provider string `json:"provider"`
+	// Repo is the repository's full path, "owner/name" ("group/sub/name"
+	// on GitLab); "owner/*" matches every repository of an owner.
+	Repo string `json:"repo"`
+	// Events lists the kinds built: push, tag, pull_request. Default: push, tag.
+	Events []string `json:"events"`
+	// Branches are glob patterns (path.Match, "**" for any) of branches
+	// built on push and of target branches of pull requests. Default: all.
+	Branches []string `json:"branches"`
+	// Tags are glob patterns of tags built. Default: all.
+	Tags []string `json:"tags"`
+	// Paths, when set, build only pushes touching a matching file.
+	Paths []string `json:"paths"`
+	// IgnorePaths skip pushes whose every changed file matches.
+	IgnorePaths []string `json:"ignorePaths"`
+	// Job is the Jenkins job path, folders separated by "/".
+	Job string `json:"job"`
+	// Parameters are extra build parameters. Values may use {{sha}},
+	// {{ref}}, {{branch}}, {{tag}}, {{repo}}, {{repo_url}}, {{number}},
+	// {{event_id}}, {{pipeline}}.
+	Parameters map[string]string `json:"parameters"`
+}
+
+// Duration is a time.Duration written as "30s" or "5m" in YAML.
+type Duration struct{ time.Duration }
+
+// UnmarshalJSON accepts a Go duration string or a number of seconds.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err == nil {
+		v, err := time.ParseDuration(s)
+		if err != nil {
+			return fmt.Errorf("%q is not a duration: write it like 30s, 5m or 72h", s)
+		}
+		d.Duration = v
+		return nil
+	}
+	var n float64
+	if err := json.Unmarshal(b, &n); err != nil {
+		return fmt.Errorf("%s is not a duration: write it like 30s, 5m or 72h", string(b))
+	}
+	d.Duration = time.Duration(n * float64(time.Second))
+	return nil
+}
+
+// MarshalJSON writes the duration as a string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
+
+// Default returns the configuration ferry runs with when nothing is set.
+func Default() Config {
+	return Config{
+		Server: Server{
+			Listen:          ":8080",
+			MaxBodyBytes:    25 << 20,
+			ReadTimeout:     Duration{30 * time.Second},
+			WriteTimeout:    Duration{30 * time.Second},
+			ShutdownTimeout: Duration{20 * time.Second},
+		},
+		Store: Store{Redis: Redis{
+			Prefix:   "ferry:",
+			Group:    "ferry-dispatch",
+			DedupTTL: Duration{72 * time.Hour},
+		}},
+		Jenkins: Jenkins{Timeout: Duration{10 * time.Second}},
+		Dispatch: Dispatch{
+			Workers:           8,
+			ReclaimAfter:      Duration{60 * time.Second},
+			RetryInitial:      Duration{time.Second},
+			RetryMax:          Duration{60 * time.Second},
+			PermanentAttempts: 5,
+			RecentBuilds:      50,
+			StatusInterval:    Duration{5 * time.Second},
+			StatusContext:     "ferry",
+		},
+		Telemetry: Telemetry{
+			LogLevel:    "info",
+			LogFormat:   "json",
+			SampleRatio: 1,
+			ServiceName: "ferry",
+		},
+	}
+}
+
+// Parse reads YAML onto the defaults. Unknown fields are errors, so a typo
+// does not silently fall back to a default.
+func Parse(data []byte) (Config, error) {
+	c := Default()
+	if err := yaml.UnmarshalWithOptions(data, &c, yaml.Strict(), yaml.UseJSONUnmarshaler()); err != nil {
+		return Config{}, fmt.Errorf("parse config: %s", yaml.FormatError(err, false, true))
+	}
+	for i := range c.Pipelines {
+		c.Pipelines[i].applyDefaults()
+	}
+	return c, nil
+}
+
+// LoadFile reads a YAML file; an empty name gives the defaults.
+func LoadFile(name string) (Config, error) {
+	if name == "" {
+		return Default(), nil
+	}
+	data, err := os.ReadFile(name)
+	if err != nil {
+		return Config{}, fmt.Errorf("read config file: %w", err)
+	}
+	c, err := Parse(data)
+	if err != nil {
+		return Config{}, fmt.Errorf("%s: %w", name, err)
+	}
+	return c, nil
+}
+
+func (p *Pipeline) applyDefaults() {
+	if len(p.Events) == 0 {
+		p.Events = []string{KindPush, KindTag}
+	}
+}
+
+// BackendName returns the store backend that will be used.
+func (c Config) BackendName() string {
+	if c.Store.Backend != "" {
+		return c.Store.Backend
+	}
+	if c.Store.Redis.Addr != "" {
+		return "redis"
+	}
+	return "memory"
+}
+
+var (
+	pipelineName = regexp.MustCompile(`^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$`)
+	paramName    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+)
+
+// Validate checks the whole configuration and reports every problem at
+// once, each naming the field and the fix.
+func (c Config) Validate() error {
+	var errs []error
+	add := func(field, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, a...)))
+	}
+	if c.Server.Listen == "" {
+		add("server.listen", "must be set, e.g. \":8080\"")
+	}
+	if c.Server.MaxBodyBytes <= 0 {
+		add("server.maxBodyBytes", "must be positive; GitHub sends at most 25 MiB (26214400)")
+	}
+	for f, d := range map[string]Duration{
+		"server.readTimeout": c.Server.ReadTimeout, "server.writeTimeout": c.Server.WriteTimeout,
+		"server.shutdownTimeout": c.Server.ShutdownTimeout, "jenkins.timeout": c.Jenkins.Timeout,
+		"dispatch.reclaimAfter": c.Dispatch.ReclaimAfter, "dispatch.retryInitial": c.Dispatch.RetryInitial,
+		"dispatch.retryMax": c.Dispatch.RetryMax, "dispatch.statusInterval": c.Dispatch.StatusInterval,
+	} {
+		if d.Duration <= 0 {
+			add(f, "must be a positive duration such as 10s")
+		}
+	}
+	switch c.BackendName() {
+	case "memory":
+	case "redis":
+		if c.Store.Redis.Addr == "" {
+			add("store.redis.addr", "must be set when store.backend is redis, e.g. redis:6379")
+		}
+		if c.Store.Redis.Password != "" && c.Store.Redis.PasswordFile != "" {
+			add("store.redis.password", "set password or passwordFile, not both")
+		}
+		if c.Store.Redis.DedupTTL.Duration < 72*time.Hour {
+			add("store.redis.dedupTTL", "must be at least 72h: GitHub lets a delivery be redelivered for 3 days")
+		}
+		if c.Store.Redis.Prefix == "" {
+			add("store.redis.prefix", "must not be empty, e.g. \"ferry:\"")
+		}
+		if c.Store.Redis.Group == "" {
+			add("store.redis.group", "must not be empty, e.g. ferry-dispatch")
+		}
+	default:
+		add("store.backend", "%q is not a backend: use redis or memory", c.Store.Backend)
+	}
+	if c.Jenkins.URL == "" {
+		add("jenkins.url", "must be set to Jenkins' root URL, e.g. https://jenkins.example.com/")
+	} else if err := checkURL(c.Jenkins.URL); err != nil {
+		add("jenkins.url", "%v", err)
+	}
+	if c.Jenkins.APIToken != "" && c.Jenkins.APITokenFile != "" {
+		add("jenkins.apiToken", "set apiToken or apiTokenFile, not both")
+	}
+	if (c.Jenkins.APIToken != "" || c.Jenkins.APITokenFile != "") && c.Jenkins.User == "" {
+		add("jenkins.user", "must be set with an API token: the token belongs to a user")
+	}
+	if c.GitHub.APIURL != "" {
+		if err := checkURL(c.GitHub.APIURL); err != nil {
+			add("github.apiURL", "%v", err)
+		}
+	}
+	if c.GitLab.BaseURL != "" {
+		if err := checkURL(c.GitLab.BaseURL); err != nil {
+			add("gitlab.baseURL", "%v", err)
+		}
+	}
+	if c.GitHub.Token != "" && c.GitHub.TokenFile != "" {
+		add("github.token", "set token or tokenFile, not both")
+	}
+	if c.GitLab.Token != "" && c.GitLab.TokenFile != "" {
+		add("gitlab.token", "set token or tokenFile, not both")
+	}
+	for i, s := range c.GitHub.WebhookSecrets {
+		if s == "" {
+			add(fmt.Sprintf("github.webhookSecrets[%d]", i), "must not be empty")
+		}
+	}
+	for i, s := range c.GitLab.WebhookTokens {
+		if s == "" {
+			add(fmt.Sprintf("gitlab.webhookTokens[%d]", i), "must not be empty")
+		}
+	}
+	if c.Dispatch.Workers < 1 {
+		add("dispatch.workers", "must be at least 1")
+	}
+	if c.Dispatch.RetryMax.Duration < c.Dispatch.RetryInitial.Duration {
+		add("dispatch.retryMax", "must not be below dispatch.retryInitial")
+	}
+	if c.Dispatch.PermanentAttempts < 1 {
+		add("dispatch.permanentAttempts", "must be at least 1")
+	}
+	if c.Dispatch.RecentBuilds < 1 {
+		add("dispatch.recentBuilds", "must be at least 1")
+	}
+	if c.Dispatch.StatusContext == "" {
+		add("dispatch.statusContext", "must not be empty, e.g. ferry")
+	}
+	switch c.Telemetry.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		add("telemetry.logLevel", "%q is not a level: use debug, info, warn or error", c.Telemetry.LogLevel)
+	}
+	switch c.Telemetry.LogFormat {
+	case "json", "text":
+	default:
+		add("telemetry.logFormat", "%q is not a format: use json or text", c.Telemetry.LogFormat)
+	}
+	if c.Telemetry.SampleRatio < 0 || c.Telemetry.SampleRatio > 1 {
+		add("telemetry.sampleRatio", "must be between 0 and 1")
+	}
+	seen := map[string]bool{}
+	for i, p := range c.Pipelines {
+		errs = append(errs, p.validate(fmt.Sprintf("pipelines[%d]", i), seen)...)
+	}
+	return errors.Join(errs...)
+}
+
+func (p Pipeline) validate(field string, seen map[string]bool) []error {
+	var errs []error
+	add := func(sub, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("%s.%s: %s", field, sub, fmt.Sprintf(format, a...)))
+	}
+	switch {
+	case p.Name == "":
+		add("name", "must be set: it names the commit status and the correlation id")
+	case !pipelineName.MatchString(p.Name):
+		add("name", "%q must be lower-case letters, digits, '.', '_' or '-' (at most 63)", p.Name)
+	case seen[p.Name]:
+		add("name", "%q is used by another pipeline; names must be unique", p.Name)
+	}
+	seen[p.Name] = true
+	switch p.Provider {
+	case "", "github", "gitlab":
+	default:
+		add("provider", "%q is not a provider: use github, gitlab or leave it empty for both", p.Provider)
+	}
+	if p.Repo == "" || !strings.Contains(p.Repo, "/") {
+		add("repo", "%q must be the repository's full path, e.g. acme/app", p.Repo)
+	} else if _, err := path.Match(p.Repo, ""); err != nil {
+		add("repo", "%q is not a valid pattern: %v", p.Repo, err)
+	}
+	if p.Job == "" {
+		add("job", "must name the Jenkins job, e.g. app or folder/app")
+	} else if strings.HasPrefix(p.Job, "/") || strings.HasSuffix(p.Job, "/") || strings.Contains(p.Job, "//") {
+		add("job", "%q must be a job path like folder/app, without leading, trailing or double slashes", p.Job)
+	}
+	for _, k := range p.Events {
+		switch k {
+		case KindPush, KindTag, KindPullRequest:
+		default:
+			add("events", "%q is not an event kind: use push, tag or pull_request", k)
+		}
+	}
+	for name, pats := range map[string][]string{"branches": p.Branches, "tags": p.Tags, "paths": p.Paths, "ignorePaths": p.IgnorePaths} {
+		for _, pat := range pats {
+			if err := ValidPattern(pat); err != nil {
+				add(name, "%q: %v", pat, err)
+			}
+		}
+	}
+	keys := make([]string, 0, len(p.Parameters))
+	for k := range p.Parameters {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if !paramName.MatchString(k) {
+			add("parameters", "%q is not a Jenkins parameter name (letters, digits, _)", k)
+		}
+		if IsReservedParam(k) {
+			add("parameters", "%q is set by ferry itself; choose another name", k)
+		}
+		if err := checkTemplate(p.Parameters[k]); err != nil {
+			add("parameters."+k, "%v", err)
+		}
+	}
+	return errs
+}
+
+// Build parameters ferry always sends.
+const (
+	ParamSHA         = "FERRY_GIT_SHA"
+	ParamRef         = "FERRY_GIT_REF"
+	ParamRepoURL     = "FERRY_GIT_URL"
+	ParamEventID     = "FERRY_EVENT_ID"
+	ParamTriggerID   = "FERRY_TRIGGER_ID"
+	ParamPipeline    = "FERRY_PIPELINE"
+	ParamTraceParent = "TRACEPARENT"
+)
+
+// ReservedParams lists the parameters ferry always sets.
+var ReservedParams = []string{ParamSHA, ParamRef, ParamRepoURL, ParamEventID, ParamTriggerID, ParamPipeline, ParamTraceParent}
+
+// IsReservedParam reports whether name is set by ferry.
+func IsReservedParam(name string) bool {
+	for _, r := range ReservedParams {
+		if r == name {
+			return true
+		}
+	}
+	return false
+}
+
+var templateVar = regexp.MustCompile(`\{\{\s*([a-z_]+)\s*\}\}`)
+
+// TemplateVars are the names usable in parameter values.
+var TemplateVars = []string{"sha", "ref", "branch", "tag", "repo", "repo_url", "number", "event_id", "pipeline"}
+
+func checkTemplate(v string) error {
+	for _, m := range templateVar.FindAllStringSubmatch(v, -1) {
+		ok := false
+		for _, n := range TemplateVars {
+			ok = ok || n == m[1]
+		}
+		if !ok {
+			return fmt.Errorf("unknown placeholder {{%s}}: use one of %s", m[1], strings.Join(TemplateVars, ", "))
+		}
+	}
+	return nil
+}
+
+// Expand fills the placeholders of a parameter value.
+func Expand(v string, vars map[string]string) string {
+	return templateVar.ReplaceAllStringFunc(v, func(m string) string {
+		return vars[templateVar.FindStringSubmatch(m)[1]]
+	})
+}
+
+func checkURL(u string) error {
+	if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+		return fmt.Errorf("%q must start with http:// or https://", redactURL(u))
+	}
+	return nil
+}
+
+// redactURL drops user info from a URL so a password never reaches an error.
+func redactURL(u string) string {
+	scheme, rest, ok := strings.Cut(u, "://")
+	if !ok {
+		rest, scheme = u, ""
+	}
+	if at := strings.LastIndex(strings.SplitN(rest, "/", 2)[0], "@"); at >= 0 {
+		rest = "xxx@" + rest[at+1:]
+	}
+	if scheme == "" {
+		return rest
+	}
+	return scheme + "://" + rest
+}
+
+// ValidPattern checks a glob pattern: path.Match syntax, plus "**" matching
+// any number of path segments.
+func ValidPattern(p string) error {
+	if p == "" {
+		return errors.New("empty pattern")
+	}
+	for _, seg := range strings.Split(p, "/") {
+		if seg == "**" {
+			continue
+		}
+		if _, err := path.Match(seg, ""); err != nil {
+			return fmt.Errorf("bad pattern: %w", err)
+		}
+	}
+	return nil
+}
+
+// MatchPattern matches a slash-separated name against a pattern in which
+// "**" stands for any number of segments and other segments use
+// path.Match syntax.
+func MatchPattern(pattern, name string) bool {
+	return matchSegs(strings.Split(pattern, "/"), strings.Split(name, "/"))
+}
+
+func matchSegs(pat, name []string) bool {
+	for len(pat) > 0 {
+		if pat[0] == "**" {
+			if len(pat) == 1 {
+				return true
+			}
+			for i := 0; i <= len(name); i++ {
+				if matchSegs(pat[1:], name[i:]) {
+					return true
+				}
+			}
+			return false
+		}
+		if len(name) == 0 {
+			return false
+		}
+		if ok, _ := path.Match(pat[0], name[0]); !ok {
+			return false
+		}
+		pat, name = pat[1:], name[1:]
+	}
+	return len(name) == 0
+}
