@@ -20,6 +20,20 @@ var ErrUnavailable = errors.New("store unavailable")
 // ErrNotFound is returned when a record does not exist.
 var ErrNotFound = errors.New("not found")
 
+// ErrNotOwned is returned by Touch for entries the consumer no longer holds:
+// they were acknowledged, or reclaimed by another consumer after minIdle.
+// A consumer that gets it should stop working on those entries.
+var ErrNotOwned = errors.New("entry not held by this consumer")
+
+// MinDedupTTL is the shortest delivery de-duplication window an
+// implementation accepts: GitHub lets a failed delivery be redelivered for
+// three days.
+const MinDedupTTL = 72 * time.Hour
+
+// DefaultDedupTTL is the de-duplication window when none is configured: the
+// three days of GitHub's redelivery window plus an hour of margin.
+const DefaultDedupTTL = 73 * time.Hour
+
 // Entry is one queued event as handed to a consumer.
 type Entry struct {
 	// ID is the queue's id of the entry; pass it to Ack and Touch.
@@ -60,11 +74,17 @@ type Store interface {
 	// Claim hands consumer up to max entries: first entries that another
 	// consumer has held without Touch or Ack for longer than minIdle, then
 	// new ones, waiting up to block for new entries when there are none.
+	// max must be at least 1. minIdle <= 0 reclaims nothing (a zero
+	// minIdle would take entries live consumers are working on); block <= 0
+	// does not wait. It returns no entries and a nil error when block
+	// passed without any, and ctx's error when ctx ended first.
 	Claim(ctx context.Context, consumer string, max int, minIdle, block time.Duration) ([]Entry, error)
 	// Touch tells the queue that consumer still works on the entries, so
-	// they are not reclaimed by others.
+	// they are not reclaimed by others. Entries the consumer no longer holds
+	// are left alone and reported with an error wrapping ErrNotOwned.
 	Touch(ctx context.Context, consumer string, ids ...string) error
-	// Ack removes entries from the queue for good.
+	// Ack removes entries from the queue for good; acknowledging an entry
+	// twice is not an error.
 	Ack(ctx context.Context, ids ...string) error
 	// Pending counts entries handed out but not yet acknowledged.
 	Pending(ctx context.Context) (int64, error)
