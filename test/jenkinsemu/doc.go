@@ -1,0 +1,65 @@
+// Package jenkinsemu is a REST-faithful emulator of a Jenkins controller for
+// ferry's tests: no real Jenkins can run in the test bed, so ferry's Jenkins
+// client, dispatcher and provisioner talk to this instead. It follows
+// /work/shared/reference/jenkins.md and, where that is silent or wrong,
+// Jenkins core and gojenkins v1.1.0; each handler's comment says what real
+// Jenkins does.
+//
+// # Emulated
+//
+//   - Security: basic auth with user:API-token (crumb-exempt) or
+//     user:password (gets a session cookie; POSTs need a crumb bound to that
+//     session); wrong credentials → 401 "Invalid password/token for user:";
+//     anonymous → 403 with X-You-Are-Authenticated-As: anonymous (also for
+//     /crumbIssuer); POST without a valid crumb → 403 "No valid crumb was
+//     included in the request"; read-only users → 403 "… is missing the …
+//     permission". Headers X-Jenkins, X-Hudson, X-Jenkins-Session; JSON as
+//     "application/json;charset=utf-8" with "_class" on every object.
+//   - ?tree= is honoured (Stapler's TreePruner: only named properties plus
+//     _class, ranges {M,N}); ?depth= ≥ 1 shows nested executors, which
+//     depth 0 prunes to their class.
+//   - Jobs, in folders too (/job/a/job/b/): GET api/json (builds newest
+//     first, at most 100; allBuilds only when a tree names it; lastBuild &
+//     co; nextBuildNumber; inQueue; queueItem; property[] with
+//     parameterDefinitions), permalinks, POST build / buildWithParameters
+//     (201 + Location …/queue/item/ID/; merge of identical live items into
+//     the existing one, answered 201 with the existing item's Location;
+//     undeclared parameters dropped; defaults filled; choice validation;
+//     "delay"), POST NUMBER/stop.
+//   - Queue: /queue/api/json, /queue/item/ID/api/json (Waiting, Blocked,
+//     Buildable and Left items with Jenkins' _class, why, stuck, params,
+//     actions, executable / cancelled), left items expiring after
+//     LeftItemTTL (then 404), POST /queue/cancelItem (204 / 404 / 422).
+//     The why sentences follow BuildableItem.getCauseOfBlockage() exactly —
+//     including the cases where the label does NOT appear (no agents at all;
+//     a single node with the label: its node name appears instead).
+//   - Nodes: POST /computer/doCreateItem (serialized, optional per-create
+//     delay, name checks, 302), GET /computer/api/json, /computer/NAME/
+//     api/json (built-in node "Built-In Node" at /computer/(built-in)/),
+//     jenkins-agent.jnlp / slave-agent.jnlp with the HMAC secret, POST
+//     doDelete (running builds ABORTED).
+//   - Scheduling: label expressions (&&, ||, !, ->, <->, parentheses),
+//     NORMAL/EXCLUSIVE modes, executors, online state; agents come online
+//     only through ConnectAgent with the right secret; DisconnectAgent makes
+//     their builds hang. Freestyle-like jobs wait for a node with their own
+//     queue item; Pipeline jobs (JobSpec.Pipeline) start at once on a
+//     flyweight executor and wait for the node through a second,
+//     parameterless placeholder item.
+//   - Failures for tests: SetDown(Refuse) closes the listener and every
+//     connection, SetDown(Unavailable) answers 503, SetLatency slows every
+//     answer; Calls counts requests per route template.
+//
+// # Not emulated
+//
+// Builds do nothing (no workspace, console log, artifacts, SCM, test
+// reports); no job configuration (config.xml, createItem, enable/disable);
+// no clouds or NodeProvisioner; no temporarily-offline toggling, no
+// launchSlaveAgent for SSH launchers; no real remoting or WebSocket
+// endpoint (ConnectAgent stands for the handshake); no views, users,
+// credentials, plugins, CLI; no build authorization tokens; no queue
+// sorters or consistent-hash load balancing (the first free node by name
+// wins); freestyle agent loss (a freestyle build would fail at once).
+//
+// Timed behaviour reads Options.Clock when something is observed, so tests
+// can use a fake clock, and the state never depends on polling frequency.
+package jenkinsemu
