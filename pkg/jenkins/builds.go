@@ -1,0 +1,222 @@
+package jenkins
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// Build results Jenkins reports once a build is over.
+const (
+	ResultSuccess  = "SUCCESS"
+	ResultUnstable = "UNSTABLE"
+	ResultFailure  = "FAILURE"
+	ResultAborted  = "ABORTED"
+	ResultNotBuilt = "NOT_BUILT"
+)
+
+// Build is one run of a job.
+type Build struct {
+	Number   int64
+	URL      string
+	Building bool
+	// Result is "" while the build runs, then one of the Result* values.
+	Result    string
+	Duration  time.Duration
+	Timestamp time.Time
+	// QueueID is the id of the queue item the build came from.
+	QueueID int64
+	// Params are the build parameters (see QueueItem.Params).
+	Params map[string]string
+}
+
+type buildJSON struct {
+	Number    int64         `json:"number"`
+	URL       string        `json:"url"`
+	Building  bool          `json:"building"`
+	Result    *string       `json:"result"`
+	Duration  int64         `json:"duration"`
+	Timestamp int64         `json:"timestamp"`
+	QueueID   int64         `json:"queueId"`
+	Actions   []paramAction `json:"actions"`
+}
+
+const buildFields = "number,url,building,result,duration,timestamp,queueId,actions[parameters[name,value]]"
+
+func (j buildJSON) build() Build {
+	b := Build{
+		Number:   j.Number,
+		URL:      j.URL,
+		Building: j.Building,
+		Duration: time.Duration(j.Duration) * time.Millisecond,
+		QueueID:  j.QueueID,
+		Params:   paramsOf(j.Actions),
+	}
+	if j.Result != nil {
+		b.Result = *j.Result
+	}
+	if j.Timestamp > 0 {
+		b.Timestamp = time.UnixMilli(j.Timestamp)
+	}
+	return b
+}
+
+// Build returns build number of job (a folder path "a/b" is fine).
+//
+// Direct REST: gojenkins' GetBuild first fetches the whole job, then the
+// whole build at depth 1, ignores a 404 on the second, and decodes
+// parameter values as strings (boolean parameters come back empty).
+func (c *Client) Build(ctx context.Context, job string, number int64) (Build, error) {
+	var b Build
+	err := c.call(ctx, "build", []attribute.KeyValue{attrJob.String(job), attrBuild.Int64(number)}, func(ctx context.Context) error {
+		p, err := jobPath(job)
+		if err != nil {
+			return err
+		}
+		if number <= 0 {
+			return fmt.Errorf("jenkins: invalid build number %d", number)
+		}
+		var j buildJSON
+		p += "/" + strconv.FormatInt(number, 10) + "/api/json"
+		if err := c.getJSON(ctx, p, url.Values{"tree": {buildFields}}, &j); err != nil {
+			return err
+		}
+		b = j.build()
+		return nil
+	})
+	if err != nil {
+		return Build{}, fmt.Errorf("read build %s #%d: %w", job, number, err)
+	}
+	return b, nil
+}
+
+// RecentBuilds returns up to n of job's most recent builds, newest first,
+// in one call (tree=builds[...]{0,n}). Jenkins exports at most 100.
+//
+// Direct REST: gojenkins has no ranged, filtered build listing; its
+// GetAllBuildIds returns numbers only and GetBuild costs a call per build.
+func (c *Client) RecentBuilds(ctx context.Context, job string, n int) ([]Build, error) {
+	var builds []Build
+	err := c.call(ctx, "recent_builds", []attribute.KeyValue{attrJob.String(job)}, func(ctx context.Context) error {
+		var err error
+		builds, err = c.recentBuilds(ctx, job, n)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read recent builds of %s: %w", job, err)
+	}
+	return builds, nil
+}
+
+func (c *Client) recentBuilds(ctx context.Context, job string, n int) ([]Build, error) {
+	p, err := jobPath(job)
+	if err != nil {
+		return nil, err
+	}
+	if n <= 0 {
+		return nil, fmt.Errorf("jenkins: invalid build count %d", n)
+	}
+	var v struct {
+		Builds []buildJSON `json:"builds"`
+	}
+	tree := "builds[" + buildFields + "]{0," + strconv.Itoa(n) + "}"
+	if err := c.getJSON(ctx, p+"/api/json", url.Values{"tree": {tree}}, &v); err != nil {
+		return nil, err
+	}
+	builds := make([]Build, 0, len(v.Builds))
+	for _, j := range v.Builds {
+		builds = append(builds, j.build())
+	}
+	return builds, nil
+}
+
+// Found says where FindByParam found a matching request. The zero value
+// means nowhere.
+type Found struct {
+	// QueueID is the queue item of the match: the waiting item, or the
+	// item the matching build came from.
+	QueueID int64
+	// BuildNumber is the matching build; 0 while the match still waits in
+	// the queue.
+	BuildNumber int64
+	// Queued is true when the match is an item still waiting in the queue.
+	Queued bool
+}
+
+// Exists reports whether anything matched.
+func (f Found) Exists() bool { return f.QueueID > 0 || f.BuildNumber > 0 }
+
+// FindByParam looks for a request of job whose parameter name equals
+// value: first among the items waiting in the queue, then among the
+// job's most recent builds (Config.SearchBuilds of them), newest first.
+// This is how the dispatcher learns, after a crash between trigger and
+// ack, that its trigger went through. Nothing found is the zero Found and
+// a nil error; an unknown job is ErrNotFound.
+//
+// The queue is read before the builds: Jenkins creates a build in the same
+// queue-lock section in which the item leaves the queue, so an item seen
+// in neither list was not there (save a sub-millisecond window).
+func (c *Client) FindByParam(ctx context.Context, job, name, value string) (Found, error) {
+	var f Found
+	err := c.call(ctx, "find_by_param", []attribute.KeyValue{attrJob.String(job), attrParam.String(name)}, func(ctx context.Context) error {
+		p, err := jobPath(job)
+		if err != nil {
+			return err
+		}
+		items, err := c.queue(ctx)
+		if err != nil {
+			return err
+		}
+		for _, it := range items {
+			if v, ok := it.Params[name]; ok && v == value && taskIsJob(it.TaskURL, p) {
+				f = Found{QueueID: it.ID, Queued: true}
+				break
+			}
+		}
+		if !f.Exists() {
+			builds, err := c.recentBuilds(ctx, job, c.searchMax)
+			if err != nil {
+				return err
+			}
+			for _, b := range builds {
+				if v, ok := b.Params[name]; ok && v == value {
+					f = Found{QueueID: b.QueueID, BuildNumber: b.Number}
+					break
+				}
+			}
+		}
+		trace.SpanFromContext(ctx).SetAttributes(attrQueueID.Int64(f.QueueID), attrBuild.Int64(f.BuildNumber))
+		return nil
+	})
+	if err != nil {
+		return Found{}, fmt.Errorf("find %s=%s in %s: %w", name, value, job, err)
+	}
+	return f, nil
+}
+
+// taskIsJob reports whether a queue item's task URL (absolute, as Jenkins
+// renders it with its configured root URL) is the job at escaped path p
+// ("/job/a/job/b"). Only the path's tail is compared, because the root
+// URL Jenkins knows may differ from the one ferry uses (proxies).
+func taskIsJob(taskURL, p string) bool {
+	u, err := url.Parse(taskURL)
+	if err != nil {
+		return false
+	}
+	want, err := url.PathUnescape(p)
+	if err != nil {
+		return false
+	}
+	got := strings.TrimSuffix(u.Path, "/")
+	if !strings.HasSuffix(got, want) {
+		return false
+	}
+	// What precedes must be a context path (/jenkins), not a parent folder.
+	return !strings.Contains(got[:len(got)-len(want)]+"/", "/job/")
+}

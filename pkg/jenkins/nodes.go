@@ -1,0 +1,265 @@
+package jenkins
+
+import (
+	"context"
+	"encoding/json"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"go.opentelemetry.io/otel/attribute"
+)
+
+// NodeMode says which builds Jenkins may run on a node.
+type NodeMode string
+
+const (
+	// ModeExclusive: only builds whose label expression matches the node
+	// (Jenkins' "Only build jobs with label expressions matching this
+	// node"). The default: an ephemeral agent made for one queue item must
+	// not be taken by a label-less build.
+	ModeExclusive NodeMode = "EXCLUSIVE"
+	// ModeNormal: any build that fits.
+	ModeNormal NodeMode = "NORMAL"
+)
+
+// DefaultRemoteFS is the agent work directory of the jenkins/inbound-agent
+// image.
+const DefaultRemoteFS = "/home/jenkins/agent"
+
+// NodeSpec describes a permanent inbound (JNLP/WebSocket) agent node.
+type NodeSpec struct {
+	Name        string
+	Description string
+	Labels      []string
+	// RemoteFS defaults to DefaultRemoteFS.
+	RemoteFS string
+	// NumExecutors defaults to 1.
+	NumExecutors int
+	// Mode defaults to ModeExclusive.
+	Mode NodeMode
+	// WebSocket makes the agent connect over HTTP(S) WebSocket instead of
+	// the TCP agent port: all a serverless pod can usually reach.
+	WebSocket bool
+}
+
+// createNodeForm renders the form ComputerSet.doCreateItem reads.
+func createNodeForm(spec NodeSpec) (url.Values, error) {
+	if spec.Name == "" {
+		return nil, errors.New("jenkins: node name is required")
+	}
+	if spec.RemoteFS == "" {
+		spec.RemoteFS = DefaultRemoteFS
+	}
+	if spec.NumExecutors <= 0 {
+		spec.NumExecutors = 1
+	}
+	switch spec.Mode {
+	case "":
+		spec.Mode = ModeExclusive
+	case ModeExclusive, ModeNormal:
+	default:
+		return nil, fmt.Errorf("jenkins: invalid node mode %q", spec.Mode)
+	}
+	for _, l := range spec.Labels {
+		if l == "" || strings.ContainsAny(l, " \t\n") {
+			return nil, fmt.Errorf("jenkins: invalid node label %q", l)
+		}
+	}
+	const nodeType = "hudson.slaves.DumbSlave"
+	// stapler-class is what Stapler binds by; $class is its newer spelling.
+	body, err := json.Marshal(map[string]any{
+		"name":            spec.Name,
+		"nodeDescription": spec.Description,
+		"numExecutors":    spec.NumExecutors,
+		"remoteFS":        spec.RemoteFS,
+		"labelString":     strings.Join(spec.Labels, " "),
+		"mode":            string(spec.Mode),
+		"type":            nodeType,
+		"retentionStrategy": map[string]any{
+			"stapler-class": "hudson.slaves.RetentionStrategy$Always",
+			"$class":        "hudson.slaves.RetentionStrategy$Always",
+		},
+		"nodeProperties": map[string]any{"stapler-class-bag": "true"},
+		"launcher": map[string]any{
+			"stapler-class": "hudson.slaves.JNLPLauncher",
+			"$class":        "hudson.slaves.JNLPLauncher",
+			"webSocket":     spec.WebSocket,
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	return url.Values{"name": {spec.Name}, "type": {nodeType}, "json": {string(body)}}, nil
+}
+
+// CreateNode creates a permanent agent node with a JNLP launcher (POST
+// /computer/doCreateItem). Jenkins answers a redirect to the node list,
+// which is success (not followed). A node of that name already existing
+// gives ErrExists: Jenkins answers 400 with "Agent called ‘NAME’ already
+// exists" in X-Error.
+//
+// Direct REST: gojenkins' CreateNode always sends mode NORMAL, misspells
+// retentionStrategy (so Jenkins falls back to its default), cannot set the
+// WebSocket flag, follows the redirect into an HTML page, and then polls
+// the node.
+func (c *Client) CreateNode(ctx context.Context, spec NodeSpec) error {
+	err := c.call(ctx, "create_node", []attribute.KeyValue{attrNode.String(spec.Name)}, func(ctx context.Context) error {
+		if _, err := nodePath(spec.Name); err != nil {
+			return err
+		}
+		form, err := createNodeForm(spec)
+		if err != nil {
+			return err
+		}
+		r := request{method: http.MethodPost, path: "/computer/doCreateItem", form: form}
+		_, err = c.do(ctx, r)
+		var he *HTTPError
+		if errors.As(err, &he) && (he.Status == http.StatusConflict ||
+			he.Status == http.StatusBadRequest && strings.Contains(strings.ToLower(he.Body), "already exists")) {
+			he.kind = ErrExists
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("create node %s: %w", spec.Name, err)
+	}
+	return nil
+}
+
+// NodeSecret returns the secret an inbound agent connects with: the first
+// <application-desc><argument> of /computer/NAME/jenkins-agent.jnlp,
+// falling back to the older alias slave-agent.jnlp on 404. The secret is
+// an HMAC of the node name, stable for a name. It is never logged.
+//
+// Direct REST: gojenkins has no JNLP file call.
+func (c *Client) NodeSecret(ctx context.Context, name string) (string, error) {
+	var secret string
+	err := c.call(ctx, "node_secret", []attribute.KeyValue{attrNode.String(name)}, func(ctx context.Context) error {
+		p, err := nodePath(name)
+		if err != nil {
+			return err
+		}
+		var resp *response
+		for i, file := range []string{"/jenkins-agent.jnlp", "/slave-agent.jnlp"} {
+			resp, err = c.do(ctx, request{method: http.MethodGet, path: p + file})
+			if i == 0 && errors.Is(err, ErrNotFound) {
+				continue
+			}
+			break
+		}
+		if err != nil {
+			return err
+		}
+		var doc struct {
+			Args []string `xml:"application-desc>argument"`
+		}
+		if err := xml.Unmarshal(resp.body, &doc); err != nil || len(doc.Args) == 0 ||
+			strings.TrimSpace(doc.Args[0]) == "" || strings.HasPrefix(doc.Args[0], "-") {
+			return &HTTPError{Method: http.MethodGet, Path: p + "/jenkins-agent.jnlp", Status: resp.status,
+				Body: "answer is not a JNLP file with the agent secret"}
+		}
+		secret = strings.TrimSpace(doc.Args[0])
+		return nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("read secret of node %s: %w", name, err)
+	}
+	return secret, nil
+}
+
+// DeleteNode deletes a node (POST /computer/NAME/doDelete; Jenkins answers
+// a redirect). A build running on it is aborted. An unknown node gives
+// ErrNotFound, which callers cleaning up treat as done.
+//
+// Direct REST: gojenkins' Node.Delete fetches a crumb per POST (panicking
+// on network failures) and reports only "status == 200", which Jenkins'
+// redirect never is once not followed.
+func (c *Client) DeleteNode(ctx context.Context, name string) error {
+	err := c.call(ctx, "delete_node", []attribute.KeyValue{attrNode.String(name)}, func(ctx context.Context) error {
+		p, err := nodePath(name)
+		if err != nil {
+			return err
+		}
+		_, err = c.do(ctx, request{method: http.MethodPost, path: p + "/doDelete"})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("delete node %s: %w", name, err)
+	}
+	return nil
+}
+
+// Computer is one node as the controller sees it.
+type Computer struct {
+	// Name is the node name ("Built-In Node" for the controller).
+	Name         string
+	Offline      bool
+	Idle         bool
+	NumExecutors int
+	// Labels are the assigned labels, the node's own name included.
+	Labels []string
+	// Running lists the builds on its executors.
+	Running []Executable
+	// OfflineReason is the operator's or Jenkins' reason, if any.
+	OfflineReason string
+}
+
+const computersTree = "computer[displayName,offline,idle,numExecutors,offlineCauseReason," +
+	"executors[currentExecutable[url,number]],assignedLabels[name]]"
+
+// Computers lists every node in one call (GET /computer/api/json with a
+// tree filter).
+//
+// Direct REST: gojenkins' GetAllNodes fetches depth=1 without a tree
+// (every monitor of every node) and has no assigned labels.
+func (c *Client) Computers(ctx context.Context) ([]Computer, error) {
+	var out []Computer
+	err := c.call(ctx, "computers", nil, func(ctx context.Context) error {
+		var v struct {
+			Computer []struct {
+				DisplayName        string `json:"displayName"`
+				Offline            bool   `json:"offline"`
+				Idle               bool   `json:"idle"`
+				NumExecutors       int    `json:"numExecutors"`
+				OfflineCauseReason string `json:"offlineCauseReason"`
+				Executors          []struct {
+					CurrentExecutable *executable `json:"currentExecutable"`
+				} `json:"executors"`
+				AssignedLabels []struct {
+					Name string `json:"name"`
+				} `json:"assignedLabels"`
+			} `json:"computer"`
+		}
+		if err := c.getJSON(ctx, "/computer/api/json", url.Values{"tree": {computersTree}}, &v); err != nil {
+			return err
+		}
+		out = make([]Computer, 0, len(v.Computer))
+		for _, j := range v.Computer {
+			cp := Computer{
+				Name:          j.DisplayName,
+				Offline:       j.Offline,
+				Idle:          j.Idle,
+				NumExecutors:  j.NumExecutors,
+				OfflineReason: j.OfflineCauseReason,
+			}
+			for _, l := range j.AssignedLabels {
+				cp.Labels = append(cp.Labels, l.Name)
+			}
+			for _, e := range j.Executors {
+				if e.CurrentExecutable != nil {
+					cp.Running = append(cp.Running, Executable{Number: e.CurrentExecutable.Number, URL: e.CurrentExecutable.URL})
+				}
+			}
+			out = append(out, cp)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list computers: %w", err)
+	}
+	return out, nil
+}
