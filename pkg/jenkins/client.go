@@ -97,6 +97,8 @@ type Client struct {
 
 	crumbMu sync.Mutex
 	crumb   *crumb // nil until fetched
+
+	triggered triggerMemory
 }
 
 // New validates cfg and returns a Client. It does not contact Jenkins; use

@@ -47,28 +47,36 @@ type Executable struct {
 // Started reports whether the item has left the queue as a build.
 func (q QueueItem) Started() bool { return q.Executable.Number > 0 }
 
-// The reasons Jenkins (hudson.model.queue.CauseOfBlockage and
-// hudson.model.Messages, English) gives while a task waits for a node. The
-// label is quoted with ‘’; plain quotes are tolerated for other sources.
+// The reasons Jenkins gives while a task waits for a node
+// (hudson.model.Messages Queue.*, English). Current cores quote the label
+// with ‘’; older ones did not quote "executor on {0}", and "{0} is
+// offline" is unquoted still. Plain quotes are tolerated for other sources.
 const quotedLabel = `(?:‘([^’]+)’|'([^']+)'|"([^"]+)")`
 
 var waitingLabelRes = []*regexp.Regexp{
 	regexp.MustCompile(`Waiting for next available executor on ` + quotedLabel),
+	regexp.MustCompile(`(?m)Waiting for next available executor on ([^‘'"\s][^\n]*?)\s*$`),
 	regexp.MustCompile(`There are no nodes with the label ` + quotedLabel),
 	regexp.MustCompile(`All nodes of label ` + quotedLabel + ` are offline`),
-	regexp.MustCompile(`(?m)^` + quotedLabel + ` is offline`),
+	regexp.MustCompile(`(?m)^` + quotedLabel + ` is offline\s*$`),
+	regexp.MustCompile(`(?m)^([^‘'"\s][^\n]*?) is offline\s*$`),
 	// Older cores: "Jenkins doesn’t have label LABEL", unquoted.
 	regexp.MustCompile(`doesn[’']t have label (?:` + quotedLabel + `|([^\s‘'"]+))`),
 }
 
-// WaitingLabel returns the label (or label expression, or node name) the
-// item waits for, or "" if Why names none. The queue API has no label
-// field: the label appears only in Why, e.g.
+// WaitingLabel returns the label expression the item waits for, or "" if
+// Why names none. The queue API has no label field: the label appears only
+// in Why, e.g.
 //
 //	Waiting for next available executor on ‘LABEL’
 //	There are no nodes with the label ‘LABEL’
 //	All nodes of label ‘LABEL’ are offline
-//	‘LABEL’ is offline
+//	NODE is offline
+//
+// When exactly one node carries the label, Jenkins names that node instead
+// (BecauseNodeIsBusy, BecauseNodeIsOffline): the result is then the node's
+// name, which is also a label of that node. Without any agent, or while
+// the item is in its quiet period, Why names no label at all.
 func (q QueueItem) WaitingLabel() string {
 	for _, re := range waitingLabelRes {
 		m := re.FindStringSubmatch(q.Why)

@@ -2,11 +2,13 @@ package jenkins
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
@@ -41,6 +43,12 @@ type TriggerResult struct {
 //   - 302 Found to the job page: nothing was scheduled (ScheduleResult
 //     refused: disabled job, or a QueueDecisionHandler veto): ErrRefused.
 //
+// For cores that answer a merge with 201, the client remembers the queue
+// ids its recent triggers got, with their job and parameters: a 201 naming
+// an id this client already got for the same job and parameters is
+// reported as Merged too. A merge into an item queued by another process
+// stays undetectable on those cores.
+//
 // gojenkins is not used here: its BuildJob first polls the job and returns
 // (0, nil) if any build of it is queued, whatever the parameters, then
 // fetches a crumb per POST (panicking on a network failure), and follows
@@ -65,8 +73,9 @@ func (c *Client) Trigger(ctx context.Context, job string, params map[string]stri
 		id, ok := parseQueueLocation(loc)
 		switch {
 		case ok && (resp.status == http.StatusCreated || resp.status == http.StatusOK):
-			res = TriggerResult{QueueID: id}
+			res = TriggerResult{QueueID: id, Merged: c.triggered.seen(id, p, form)}
 		case ok && resp.status == http.StatusSeeOther:
+			c.triggered.seen(id, p, form)
 			res = TriggerResult{QueueID: id, Merged: true}
 		case resp.status >= 300 && resp.status < 400 && loc != "" && !ok:
 			e := c.httpError(r, resp.status, resp.header, resp.body)
@@ -107,4 +116,43 @@ func parseQueueLocation(loc string) (int64, bool) {
 		return 0, false
 	}
 	return id, true
+}
+
+// triggerMemory remembers the queue ids recent triggers got, keyed to a
+// fingerprint of their job and parameters, to recognize merges that a core
+// reports as creations. It is bounded; the oldest ids are forgotten first.
+type triggerMemory struct {
+	mu    sync.Mutex
+	ids   map[int64][sha256.Size]byte
+	order []int64
+}
+
+const triggerMemorySize = 4096
+
+// seen records id for job path p with form and reports whether the same
+// id was recorded before for the same job and parameters.
+func (m *triggerMemory) seen(id int64, p string, form url.Values) bool {
+	h := sha256.New()
+	h.Write([]byte(p))
+	h.Write([]byte{0})
+	h.Write([]byte(form.Encode())) // sorted by key
+	var fp [sha256.Size]byte
+	copy(fp[:], h.Sum(nil))
+
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.ids == nil {
+		m.ids = map[int64][sha256.Size]byte{}
+	}
+	if old, ok := m.ids[id]; ok {
+		m.ids[id] = fp
+		return old == fp
+	}
+	m.ids[id] = fp
+	m.order = append(m.order, id)
+	if len(m.order) > triggerMemorySize {
+		delete(m.ids, m.order[0])
+		m.order = m.order[1:]
+	}
+	return false
 }

@@ -149,3 +149,33 @@ func TestTriggerRejectsBadJobNames(t *testing.T) {
 		t.Errorf("%d requests sent for invalid names", n)
 	}
 }
+
+// Cores before JENKINS-66105 answer a merge like a creation: 201 with the
+// existing item's Location.
+func TestTriggerMergeAnsweredAs201(t *testing.T) {
+	t.Parallel()
+	f := newFake(t)
+	ids := map[string]string{"ev-1": "/queue/item/10/", "ev-2": "/queue/item/11/", "reused": "/queue/item/10/"}
+	f.on("POST /job/app/buildWithParameters", func(w http.ResponseWriter, r *http.Request) {
+		_ = r.ParseForm()
+		redirect(http.StatusCreated, ids[r.PostForm.Get("FERRY_ID")])(w, r)
+	})
+	c := f.client(t, nil)
+	steps := []struct {
+		id   string
+		want jenkins.TriggerResult
+	}{
+		{"ev-1", jenkins.TriggerResult{QueueID: 10}},
+		{"ev-2", jenkins.TriggerResult{QueueID: 11}},
+		{"ev-1", jenkins.TriggerResult{QueueID: 10, Merged: true}},
+		// Same id for other parameters (ids restarting after a Jenkins
+		// restart): not a merge.
+		{"reused", jenkins.TriggerResult{QueueID: 10}},
+	}
+	for i, s := range steps {
+		got, err := c.Trigger(context.Background(), "app", map[string]string{"FERRY_ID": s.id})
+		if err != nil || got != s.want {
+			t.Errorf("step %d: Trigger(%s) = %+v, %v; want %+v", i, s.id, got, err, s.want)
+		}
+	}
+}
