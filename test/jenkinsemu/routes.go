@@ -53,9 +53,13 @@ var permalinks = map[string]bool{
 // answer to any method, like Stapler; actions Jenkins marks @RequirePOST
 // answer 405 to other methods.
 func matchRoute(method, path string) route {
-	segs := strings.Split(strings.Trim(path, "/"), "/")
-	if len(segs) == 1 && segs[0] == "" {
-		segs = nil
+	// Empty segments ("/job/app//1/") are ignored, as Jetty and Stapler do;
+	// gojenkins' GetBuild relies on it.
+	var segs []string
+	for _, seg := range strings.Split(path, "/") {
+		if seg != "" {
+			segs = append(segs, seg)
+		}
 	}
 	isAPI := func(rest []string) bool {
 		return len(rest) == 2 && rest[0] == "api" && rest[1] == "json"
