@@ -31,6 +31,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -95,8 +96,9 @@ type Client struct {
 	tracer    trace.Tracer
 	searchMax int
 
-	crumbMu sync.Mutex
-	crumb   *crumb // nil until fetched
+	crumbMu     sync.Mutex
+	crumb       *crumb      // nil until fetched
+	crumbAlways atomic.Bool // Jenkins rejected a POST without a crumb
 
 	triggered triggerMemory
 }

@@ -386,6 +386,13 @@ func TestTokenSkipsCrumbUntilRejected(t *testing.T) {
 	if fetches, rejected := cs.stats(); fetches != 1 || rejected != 1 {
 		t.Errorf("crumb fetches = %d, rejected = %d; want 1 and 1", fetches, rejected)
 	}
+	// From now on POSTs carry the crumb without being rejected first.
+	if _, err := c.Trigger(context.Background(), "app", nil); err != nil {
+		t.Fatalf("Trigger: %v", err)
+	}
+	if fetches, rejected := cs.stats(); fetches != 1 || rejected != 1 {
+		t.Errorf("after another trigger: crumb fetches = %d, rejected = %d; want still 1 and 1", fetches, rejected)
+	}
 }
 
 func TestCrumbFetchFailure(t *testing.T) {

@@ -144,12 +144,12 @@ func (c *Client) NodeSecret(ctx context.Context, name string) (string, error) {
 			return err
 		}
 		var resp *response
-		for i, file := range []string{"/jenkins-agent.jnlp", "/slave-agent.jnlp"} {
+		var file string
+		for _, file = range []string{"/jenkins-agent.jnlp", "/slave-agent.jnlp"} {
 			resp, err = c.do(ctx, request{method: http.MethodGet, path: p + file})
-			if i == 0 && errors.Is(err, ErrNotFound) {
-				continue
+			if !errors.Is(err, ErrNotFound) {
+				break
 			}
-			break
 		}
 		if err != nil {
 			return err
@@ -159,7 +159,7 @@ func (c *Client) NodeSecret(ctx context.Context, name string) (string, error) {
 		}
 		if err := xml.Unmarshal(resp.body, &doc); err != nil || len(doc.Args) == 0 ||
 			strings.TrimSpace(doc.Args[0]) == "" || strings.HasPrefix(doc.Args[0], "-") {
-			return &HTTPError{Method: http.MethodGet, Path: p + "/jenkins-agent.jnlp", Status: resp.status,
+			return &HTTPError{Method: http.MethodGet, Path: p + file, Status: resp.status,
 				Body: "answer is not a JNLP file with the agent secret"}
 		}
 		secret = strings.TrimSpace(doc.Args[0])

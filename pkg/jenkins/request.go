@@ -46,15 +46,15 @@ type crumb struct {
 
 // do sends r without following redirects and returns 2xx and 3xx answers;
 // any other answer or a transport failure becomes an *HTTPError. POSTs
-// carry a crumb when the client authenticates with a password, and once
-// more after a 403 "No valid crumb" (with a freshly fetched crumb) whatever
-// the credentials.
+// carry a crumb when the client authenticates with a password; after a 403
+// "No valid crumb" a POST is sent once more with a freshly fetched crumb,
+// whatever the credentials, and later POSTs carry one too.
 func (c *Client) do(ctx context.Context, r request) (*response, error) {
 	var body []byte
 	if r.form != nil {
 		body = []byte(r.form.Encode())
 	}
-	useCrumb := r.method == http.MethodPost && c.password
+	useCrumb := r.method == http.MethodPost && (c.password || c.crumbAlways.Load())
 	for attempt := 0; ; attempt++ {
 		var cr *crumb
 		if useCrumb {
@@ -76,6 +76,9 @@ func (c *Client) do(ctx context.Context, r request) (*response, error) {
 		if resp.status == http.StatusForbidden && r.method == http.MethodPost && attempt == 0 &&
 			bytes.Contains(bytes.ToLower(resp.body), []byte("no valid crumb")) {
 			c.dropCrumb(cr)
+			// A Jenkins that wants crumbs even with a token (cores before
+			// 2.96) gets them on every POST from now on.
+			c.crumbAlways.Store(true)
 			useCrumb = true
 			continue
 		}
