@@ -1,0 +1,9 @@
+//go:build tools
+
+// Package tools pins the etcd server that test/bed/build-tools.sh builds, so
+// `go mod tidy` keeps its dependencies.
+package tools
+
+import (
+	_ "go.etcd.io/etcd/server/v3"
+)
