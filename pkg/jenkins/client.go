@@ -64,9 +64,10 @@ type Config struct {
 	// session cookie Jenkins ties it to. Set one of APIToken and Password.
 	Password string
 	// HTTPClient supplies the transport, cookie jar and overall timeout.
-	// Nil means a client on http.DefaultTransport. Its CheckRedirect is
-	// not used: the Client never follows redirects, because Jenkins answers
-	// POSTs with redirects whose status and target are the result.
+	// Nil (or a nil Transport) means a clone of http.DefaultTransport. Its
+	// CheckRedirect is not used: the Client never follows redirects,
+	// because Jenkins answers POSTs with redirects whose status and target
+	// are the result.
 	HTTPClient *http.Client
 	// Timeout bounds each Client call (all its requests). Default 10s.
 	Timeout time.Duration
@@ -182,7 +183,14 @@ func New(cfg Config) (*Client, error) {
 	}
 	c.rt = base.Transport
 	if c.rt == nil {
-		c.rt = http.DefaultTransport
+		// A transport of its own: code that calls CloseIdleConnections on
+		// http.DefaultTransport (httptest servers do on Close) would break
+		// this client's connections being set up.
+		if dt, ok := http.DefaultTransport.(*http.Transport); ok {
+			c.rt = dt.Clone()
+		} else {
+			c.rt = http.DefaultTransport
+		}
 	}
 	c.hc = &http.Client{
 		Transport:     c.rt,
