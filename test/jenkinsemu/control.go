@@ -427,9 +427,10 @@ func (s *Server) Node(name string) (Node, bool) {
 	if name == "(built-in)" || name == "(master)" {
 		name = ""
 	}
-	i := slices.IndexFunc(s.Nodes(), func(n Node) bool { return n.Name == name })
+	nodes := s.Nodes()
+	i := slices.IndexFunc(nodes, func(n Node) bool { return n.Name == name })
 	if i < 0 {
 		return Node{}, false
 	}
-	return s.Nodes()[i], true
+	return nodes[i], true
 }

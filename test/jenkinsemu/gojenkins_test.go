@@ -165,3 +165,52 @@ func TestGojenkins(t *testing.T) {
 		t.Errorf("node still exists")
 	}
 }
+
+// TestGojenkinsTransportBugs pins two gojenkins failures that show only when
+// the controller misbehaves: SetCrumb dereferences the nil response of a
+// failed crumb request (a panic instead of an error), and requests ignore
+// the context.
+func TestGojenkinsTransportBugs(t *testing.T) {
+	s := New(Options{Logger: quietLogger})
+	t.Cleanup(s.Close)
+	mustAdd(t, s, "app", JobSpec{Label: "ferry"})
+	ctx := context.Background()
+	jk, err := gojenkins.CreateJenkins(&http.Client{Timeout: 10 * time.Second}, s.URL(), DefaultUser.Name, DefaultUser.Token).Init(ctx)
+	if err != nil {
+		t.Fatalf("init: %v", err)
+	}
+
+	t.Run("context is ignored", func(t *testing.T) {
+		const latency = 300 * time.Millisecond
+		s.SetLatency(latency)
+		defer s.SetLatency(0)
+		cancelled, cancel := context.WithCancel(ctx)
+		cancel()
+		start := time.Now()
+		if _, err := jk.GetJob(cancelled, "app"); err != nil {
+			t.Fatalf("GetJob with a cancelled context failed (%v); gojenkins was expected to ignore the context", err)
+		}
+		if d := time.Since(start); d < latency {
+			t.Errorf("GetJob returned after %v, before the server answered", d)
+		}
+	})
+
+	t.Run("SetCrumb panics when the controller is unreachable", func(t *testing.T) {
+		if err := s.SetDown(Refuse); err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			if err := s.SetDown(Up); err != nil {
+				t.Fatal(err)
+			}
+		}()
+		panicked := func() (p bool) {
+			defer func() { p = recover() != nil }()
+			_, _ = jk.Requester.Post(ctx, "/job/app/build", nil, nil, nil)
+			return false
+		}()
+		if !panicked {
+			t.Errorf("gojenkins' POST on a refused connection did not panic; has SetCrumb been fixed?")
+		}
+	})
+}

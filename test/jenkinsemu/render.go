@@ -80,6 +80,31 @@ func (s *Server) buildRef(b *build) any {
 	return map[string]any{"_class": s.buildClass(b.job), "number": b.number, "url": b.url(s.base())}
 }
 
+// executableRef is what an agent's executor runs: the build itself for a
+// freestyle job; for a Pipeline the node block's
+// ExecutorStepExecution.PlaceholderTask.PlaceholderExecutable, which
+// exports the run's number and absolute url, display names, estimated
+// duration and the run's start timestamp.
+func (s *Server) executableRef(b *build) map[string]any {
+	if !b.job.spec.Pipeline {
+		return s.buildRef(b).(map[string]any)
+	}
+	name := "part of " + fullDisplayName(b.job.fullName) + " #" + itoa(b.number)
+	est := int64(-1)
+	if e := b.job.estimatedDuration(); e >= 0 {
+		est = e.Milliseconds()
+	}
+	return map[string]any{
+		"_class":            "org.jenkinsci.plugins.workflow.support.steps.ExecutorStepExecution$PlaceholderTask$PlaceholderExecutable",
+		"number":            b.number,
+		"url":               b.url(s.base()),
+		"displayName":       name,
+		"fullDisplayName":   name,
+		"estimatedDuration": est,
+		"timestamp":         ms(b.start),
+	}
+}
+
 func paramValueJSON(v paramValue) map[string]any {
 	m := map[string]any{"_class": v.class, "name": v.name}
 	switch v.class {
@@ -197,12 +222,16 @@ func (s *Server) itemClass(q *queueItem) string {
 // and color — no fullName, so clients must use url for jobs in folders.
 func (s *Server) taskJSON(q *queueItem) map[string]any {
 	if b := q.placeholder; b != nil {
-		// ExecutorStepExecution.PlaceholderTask exports its name ("part of
-		// JOB #N") and the URL of the build it belongs to.
+		// ExecutorStepExecution.PlaceholderTask exports name and
+		// fullDisplayName ("part of FOLDER » JOB #N"; "JOB #N (STAGE)" inside
+		// a labelled block, not emulated) and url, the run's URL relative to
+		// the root (Run.getUrl()), unlike a job task's absolute url.
+		name := "part of " + fullDisplayName(b.job.fullName) + " #" + itoa(b.number)
 		return map[string]any{
-			"_class": "org.jenkinsci.plugins.workflow.support.steps.ExecutorStepExecution$PlaceholderTask",
-			"name":   "part of " + fullDisplayName(b.job.fullName) + " #" + itoa(b.number),
-			"url":    b.url(s.base()),
+			"_class":          "org.jenkinsci.plugins.workflow.support.steps.ExecutorStepExecution$PlaceholderTask",
+			"name":            name,
+			"fullDisplayName": name,
+			"url":             strings.TrimPrefix(b.url(s.base()), s.base()),
 		}
 	}
 	return map[string]any{
@@ -248,8 +277,12 @@ func (s *Server) itemJSON(q *queueItem, now time.Time) map[string]any {
 		m["pending"] = false
 	case stateLeft:
 		m["cancelled"] = q.cancelled
-		m["executable"] = s.buildRef(q.build)
-		if q.build == nil {
+		switch {
+		case q.build != nil:
+			m["executable"] = s.buildRef(q.build)
+		case q.placeholder != nil && !q.cancelled:
+			m["executable"] = s.executableRef(q.placeholder)
+		default:
 			m["executable"] = nil
 		}
 	}
@@ -448,8 +481,12 @@ func (s *Server) computerJSON(n *node, r *http.Request) map[string]any {
 		if b == nil {
 			e["currentExecutable"] = nil
 		} else {
-			e["currentExecutable"] = s.buildRef(b)
-			e["progress"] = 50
+			e["currentExecutable"] = s.executableRef(b)
+			// Executor.getProgress: percent of the estimated duration, at most
+			// 99; -1 without an estimate.
+			if est := b.job.estimatedDuration(); est > 0 {
+				e["progress"] = min(99, int(s.clock.Now().Sub(b.start)*100/est))
+			}
 		}
 		execs[i] = e
 	}

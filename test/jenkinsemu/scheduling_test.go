@@ -342,9 +342,8 @@ func TestPipelineJob(t *testing.T) {
 		t.Fatalf("queue = %v, want the node block's placeholder", items)
 	}
 	ph := items[0].(map[string]any)
-	buildURL := s.URL() + "/job/team/job/app/1/"
 	if ph["why"] != "There are no nodes with the label ‘ferry’" || ph["params"] != "" || len(ph["actions"].([]any)) != 0 ||
-		path(t, ph, "task", "url") != buildURL || path(t, ph, "task", "name") != "part of team » app #1" ||
+		path(t, ph, "task", "url") != "job/team/job/app/1/" || path(t, ph, "task", "name") != "part of team » app #1" ||
 		path(t, ph, "task", "_class") != "org.jenkinsci.plugins.workflow.support.steps.ExecutorStepExecution$PlaceholderTask" {
 		t.Errorf("placeholder = %v", ph)
 	}
@@ -362,6 +361,17 @@ func TestPipelineJob(t *testing.T) {
 	}
 	if bb, _ := s.Build("team/app", 1); !bb.Building || bb.Node != "ferry-1" {
 		t.Fatalf("build = %+v, want it on ferry-1", bb)
+	}
+	phItem := c.getJSON("/queue/item/" + itoa(int(path(t, ph, "id").(float64))) + "/api/json")
+	exe := path(t, phItem, "executable").(map[string]any)
+	const placeholderExecutable = "org.jenkinsci.plugins.workflow.support.steps.ExecutorStepExecution$PlaceholderTask$PlaceholderExecutable"
+	if phItem["_class"] != "hudson.model.Queue$LeftItem" || exe["_class"] != placeholderExecutable ||
+		exe["number"] != float64(1) || exe["url"] != s.URL()+"/job/team/job/app/1/" {
+		t.Errorf("placeholder left item = %v", phItem)
+	}
+	ce := path(t, c.getJSON("/computer/ferry-1/api/json?tree=executors[currentExecutable[number,url]]"), "executors", 0, "currentExecutable").(map[string]any)
+	if ce["_class"] != placeholderExecutable || ce["number"] != float64(1) || ce["url"] != s.URL()+"/job/team/job/app/1/" {
+		t.Errorf("agent executor runs %v", ce)
 	}
 	clk.Advance(time.Minute)
 	if bb, _ := s.Build("team/app", 1); bb.Building || bb.Result != Success || bb.Duration != 2*time.Minute {
