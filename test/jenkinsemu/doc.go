@@ -60,6 +60,22 @@
 // sorters or consistent-hash load balancing (the first free node by name
 // wins); freestyle agent loss (a freestyle build would fail at once).
 //
+// # Where Jenkins differs from what clients often assume
+//
+//   - A trigger identical to a live item is answered 201 with the existing
+//     item's Location, not with an error or an empty answer; gojenkins'
+//     BuildJob returns (0, nil) only because it refuses to trigger whenever
+//     the job has anything queued (it checks inQueue first).
+//   - The label is in why only in some states (see whyLocked): not during
+//     the quiet period, not when no agent exists at all, and replaced by the
+//     node's name when exactly one node has the label.
+//   - A Pipeline's own queue item never waits for the label; the node block
+//     does, as a separate item without parameters whose task url is the
+//     run's URL relative to the root.
+//   - Crumbs are bound to the HTTP session; API tokens need none.
+//   - Queue item urls are relative ("queue/item/7/"); build and job urls are
+//     absolute; empty path segments are ignored ("/job/app//1/" works).
+//
 // Timed behaviour reads Options.Clock when something is observed, so tests
 // can use a fake clock, and the state never depends on polling frequency.
 package jenkinsemu

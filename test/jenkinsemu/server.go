@@ -275,9 +275,13 @@ func (s *Server) SetLatency(d time.Duration) {
 }
 
 // Calls returns how many requests each endpoint received, keyed by method
-// and route template (the Route* constants, e.g.
-// "POST /job/{job}/buildWithParameters"); unknown paths count under
-// "METHOD <other>". Rejected requests (401, 403, 503) count too.
+// and route template: the Route* constants (e.g.
+// "POST /job/{job}/buildWithParameters"), the HTML pages ("GET /",
+// "GET /computer/", "GET /computer/{name}/", "GET /job/{job}/",
+// "GET /job/{job}/{number}/"), an action called with the wrong method under
+// that method ("GET /queue/cancelItem"), anything else under
+// "METHOD <other>". Rejected requests (401, 403, 503) count too; refused
+// connections cannot.
 func (s *Server) Calls() map[string]int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
