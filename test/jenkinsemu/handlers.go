@@ -187,7 +187,7 @@ func parseDelay(v string) (time.Duration, error) {
 // the existing item). A trigger of a job without parameters merges with any
 // live item of that job.
 func handleTrigger(s *Server, w http.ResponseWriter, r *http.Request, p principal, a routeArgs) {
-	withParams := strings.HasSuffix(r.URL.Path, "buildWithParameters") || strings.HasSuffix(r.URL.Path, "buildWithParameters/")
+	withParams := a.withParams
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	j, ok := s.jobs[a.job]

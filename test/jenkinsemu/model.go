@@ -1,6 +1,7 @@
 package jenkinsemu
 
 import (
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -110,6 +111,7 @@ type job struct {
 	label      labelExpr
 	nextNumber int
 	builds     []*build // ascending by number
+	active     []*build // running builds, in start order
 	created    time.Time
 }
 
@@ -122,13 +124,13 @@ func (j *job) shortName() string {
 
 func (j *job) parameterized() bool { return len(j.spec.Params) > 0 }
 
+// building is the most recent running build, the one Jenkins names in
+// BecauseOfBuildInProgress.
 func (j *job) building() *build {
-	for i := len(j.builds) - 1; i >= 0; i-- {
-		if j.builds[i].building {
-			return j.builds[i]
-		}
+	if len(j.active) == 0 {
+		return nil
 	}
-	return nil
+	return j.active[len(j.active)-1]
 }
 
 // estimatedDuration is Job.getEstimatedDuration: the mean duration of up to
@@ -321,11 +323,9 @@ func (s *Server) nextEventLocked() (time.Time, bool) {
 			consider(q.due)
 		}
 	}
-	for _, j := range s.jobs {
-		for _, b := range j.builds {
-			if b.building && !b.hung && !b.end.IsZero() {
-				consider(b.end)
-			}
+	for b := range s.running {
+		if !b.hung && !b.end.IsZero() {
+			consider(b.end)
 		}
 	}
 	for _, q := range s.left {
@@ -341,12 +341,21 @@ func (s *Server) applyEventsLocked(t time.Time) {
 			q.buildableSince = q.due
 		}
 	}
-	for _, j := range s.jobs {
-		for _, b := range j.builds {
-			if b.building && !b.hung && !b.end.IsZero() && !b.end.After(t) {
-				s.completeLocked(b, b.plannedResult, b.end)
-			}
+	var due []*build
+	for b := range s.running {
+		if !b.hung && !b.end.IsZero() && !b.end.After(t) {
+			due = append(due, b)
 		}
+	}
+	// Same-time ends complete in start order, for stable results.
+	slices.SortFunc(due, func(x, y *build) int {
+		if c := x.start.Compare(y.start); c != 0 {
+			return c
+		}
+		return x.number - y.number
+	})
+	for _, b := range due {
+		s.completeLocked(b, b.plannedResult, b.end)
 	}
 	for id, q := range s.left {
 		if !q.leftAt.Add(s.opts.LeftItemTTL).After(t) {
@@ -455,6 +464,8 @@ func (s *Server) startLocked(q *queueItem, n *node, executor int, t time.Time) {
 	}
 	j.nextNumber++
 	j.builds = append(j.builds, b)
+	j.active = append(j.active, b)
+	s.running[b] = true
 	q.build = b
 	if ov, ok := s.overrides[overrideKey{j.fullName, b.number}]; ok {
 		b.plannedResult, b.plannedDur = ov.Result, ov.Duration
@@ -494,6 +505,8 @@ func (s *Server) completeLocked(b *build, r Result, t time.Time) {
 	}
 	b.building = false
 	b.result = r
+	delete(s.running, b)
+	b.job.active = slices.DeleteFunc(b.job.active, func(x *build) bool { return x == b })
 	b.duration = t.Sub(b.start)
 	if b.duration < 0 {
 		b.duration = 0

@@ -504,8 +504,8 @@ func (s *Server) computerJSON(n *node, r *http.Request) map[string]any {
 		// Pipeline runs occupy one-off (flyweight) executors of the
 		// controller, which make it non-idle.
 		for _, j := range s.jobs {
-			for _, b := range j.builds {
-				if b.building && b.flyweight {
+			for _, b := range j.active {
+				if b.flyweight {
 					idle = false
 					e := map[string]any{"_class": "hudson.model.OneOffExecutor"}
 					if deep {

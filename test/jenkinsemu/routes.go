@@ -33,6 +33,8 @@ type routeArgs struct {
 	permalink string
 	id        int64
 	name      string
+	// withParams tells buildWithParameters from build.
+	withParams bool
 }
 
 type handlerFunc func(s *Server, w http.ResponseWriter, r *http.Request, p principal, a routeArgs)
@@ -143,6 +145,7 @@ func matchRoute(method, path string) route {
 		case len(rest) == 1 && rest[0] == "build":
 			return post(RouteBuild, handleTrigger, a)
 		case len(rest) == 1 && rest[0] == "buildWithParameters":
+			a.withParams = true
 			return post(RouteBuildWithParameters, handleTrigger, a)
 		}
 		if n, err := strconv.Atoi(rest[0]); err == nil && n > 0 {

@@ -117,6 +117,7 @@ type Server struct {
 	nodes       []*node // built-in first, then agents by name
 	sessions    map[string]string
 	overrides   map[overrideKey]BuildOverride
+	running     map[*build]bool
 	calls       map[string]int
 	latency     time.Duration
 	down        DownMode
@@ -170,6 +171,7 @@ func New(opts Options) *Server {
 		left:        map[int64]*queueItem{},
 		sessions:    map[string]string{},
 		overrides:   map[overrideKey]BuildOverride{},
+		running:     map[*build]bool{},
 		calls:       map[string]int{},
 		nextQueueID: 0,
 	}
