@@ -393,3 +393,70 @@ func TestPipelineJob(t *testing.T) {
 		}
 	})
 }
+
+func TestUpdateJobAndDeleteNode(t *testing.T) {
+	s, clk := newTestServer(t, Options{})
+	mustAdd(t, s, "app", JobSpec{Label: "old", Duration: time.Minute, Params: []Param{{Name: "N"}}})
+	c := tokenClient(t, s)
+	mustCreateAgent(t, s, c, "a1", "new", "EXCLUSIVE", 1)
+	c.trigger("app", url.Values{"N": {"1"}})
+	if len(s.Builds("app")) != 0 {
+		t.Fatalf("build started on a node without the label")
+	}
+	if err := s.UpdateJob("app", func(js *JobSpec) { js.Label, js.Result = "new", Failure }); err != nil {
+		t.Fatal(err)
+	}
+	if b, ok := s.Build("app", 1); !ok || b.Node != "a1" {
+		t.Fatalf("after relabelling the job: %+v", b)
+	}
+	if err := s.UpdateJob("app", func(js *JobSpec) { js.Label = "a &&" }); err == nil {
+		t.Errorf("UpdateJob accepted a bad label expression")
+	}
+	if err := s.UpdateJob("nope", func(*JobSpec) {}); !errors.Is(err, ErrNoSuchJob) {
+		t.Errorf("UpdateJob of a missing job = %v", err)
+	}
+	clk.Advance(10 * time.Second)
+	if err := s.DeleteNode("a1"); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := s.Build("app", 1); b.Result != Aborted || b.Duration != 10*time.Second {
+		t.Errorf("build after DeleteNode = %+v", b)
+	}
+	for _, name := range []string{"a1", "", "(built-in)"} {
+		if err := s.DeleteNode(name); !errors.Is(err, ErrNoSuchNode) {
+			t.Errorf("DeleteNode(%q) = %v, want ErrNoSuchNode", name, err)
+		}
+	}
+	if err := s.DisconnectAgent("a1"); !errors.Is(err, ErrNoSuchNode) {
+		t.Errorf("DisconnectAgent of a deleted node = %v", err)
+	}
+}
+
+func TestAddJobErrors(t *testing.T) {
+	s, _ := newTestServer(t, Options{})
+	mustAdd(t, s, "team/app", JobSpec{})
+	tests := []struct {
+		name string
+		path string
+		spec JobSpec
+		want error
+	}{
+		{"exists", "team/app", JobSpec{}, ErrJobExists},
+		{"folder exists", "team", JobSpec{}, ErrJobExists},
+		{"job used as folder", "team/app/sub", JobSpec{}, nil},
+		{"empty", "/", JobSpec{}, nil},
+		{"bad label", "x", JobSpec{Label: "(a"}, nil},
+		{"choice without choices", "y", JobSpec{Params: []Param{{Name: "C", Type: ChoiceParam}}}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := s.AddJob(tt.path, tt.spec)
+			if err == nil {
+				t.Fatalf("AddJob(%q) succeeded", tt.path)
+			}
+			if tt.want != nil && !errors.Is(err, tt.want) {
+				t.Errorf("err = %v, want %v", err, tt.want)
+			}
+		})
+	}
+}
