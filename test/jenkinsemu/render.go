@@ -323,8 +323,16 @@ func (s *Server) jobQueueItem(j *job) *queueItem {
 func (s *Server) jobJSON(j *job, r *http.Request, now time.Time) map[string]any {
 	var builds []any
 	var all []any
+	// At depth 0 Jenkins shows nested builds by reference ({number, url}),
+	// but a tree reaches every exported property of a Run
+	// (builds[number,result,actions[parameters[name,value]]] works), so
+	// with a tree the whole build is rendered and the tree prunes it.
+	full := r != nil && r.URL.Query().Get("tree") != ""
 	for i := len(j.builds) - 1; i >= 0; i-- {
 		ref := s.buildRef(j.builds[i])
+		if full {
+			ref = s.buildJSON(j.builds[i], r, now)
+		}
 		if len(builds) < 100 {
 			builds = append(builds, ref)
 		}
