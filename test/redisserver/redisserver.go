@@ -232,15 +232,23 @@ func (s *Server) Stop() error {
 	if !s.runningLocked() {
 		return nil
 	}
-	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return fmt.Errorf("signal redis-server: %w", err)
-	}
-	select {
-	case <-s.done:
-		return nil
-	case <-time.After(stopTimeout):
-		s.killLocked()
-		return fmt.Errorf("redis-server on port %d did not stop within %s and was killed", s.port, stopTimeout)
+	// Redis ignores a shutdown request while it writes its first AOF (as a
+	// replica does right after syncing) and does not retry by itself, so
+	// the signal is repeated until it exits.
+	timeout := time.After(stopTimeout)
+	for {
+		if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
+			return fmt.Errorf("signal redis-server: %w", err)
+		}
+		select {
+		case <-s.done:
+			return nil
+		case <-time.After(250 * time.Millisecond):
+		case <-timeout:
+			s.killLocked()
+			return fmt.Errorf("redis-server on port %d did not stop within %s and was killed; log: %s",
+				s.port, stopTimeout, logTail(filepath.Join(s.dir, "redis.log")))
+		}
 	}
 }
 
