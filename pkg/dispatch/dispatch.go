@@ -1,0 +1,535 @@
+// Package dispatch turns queued webhook events into Jenkins builds, exactly
+// once, and reports each build's outcome on its commit.
+//
+//	store (durable queue) ─Claim→ worker ─FindByParam?→ Jenkins ─Trigger→ queue item
+//	                          │ Touch while working            │
+//	                          └─ Ack once every pipeline has a  └→ build record ─tracker→ commit status
+//	                             recorded Jenkins queue item
+//
+// Several replicas may consume one queue: each entry is held by one
+// consumer, which keeps touching it; an entry whose consumer stopped is
+// reclaimed by another. Every trigger carries FERRY_TRIGGER_ID
+// (event id/pipeline); a reclaimed entry is first looked for in Jenkins'
+// queue and recent builds under that id, so a crash between trigger and
+// acknowledgement never builds twice.
+package dispatch
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/ferryci/ferry/pkg/config"
+	"github.com/ferryci/ferry/pkg/event"
+	"github.com/ferryci/ferry/pkg/jenkins"
+	"github.com/ferryci/ferry/pkg/scm"
+	"github.com/ferryci/ferry/pkg/store"
+	"github.com/ferryci/ferry/pkg/telemetry"
+)
+
+// Jenkins is what the dispatcher asks of Jenkins.
+type Jenkins interface {
+	Trigger(ctx context.Context, job string, params map[string]string) (jenkins.TriggerResult, error)
+	FindByParam(ctx context.Context, job, name, value string) (jenkins.Found, error)
+	QueueItem(ctx context.Context, id int64) (jenkins.QueueItem, error)
+	Build(ctx context.Context, job string, number int64) (jenkins.Build, error)
+}
+
+// Matcher says which pipelines build an event.
+type Matcher interface {
+	Match(ev event.Event) ([]config.Pipeline, string)
+}
+
+// Config holds the dispatcher's dependencies and settings; zero values
+// get the defaults of config.Default().
+type Config struct {
+	Store    store.Store
+	Jenkins  Jenkins
+	Reporter scm.Reporter
+	Matcher  Matcher
+	// JenkinsURL is Jenkins' root URL, for links in commit statuses.
+	JenkinsURL string
+	// Consumer names this replica in the queue (default hostname-random).
+	Consumer          string
+	Workers           int
+	ReclaimAfter      time.Duration
+	RetryInitial      time.Duration
+	RetryMax          time.Duration
+	PermanentAttempts int
+	StatusInterval    time.Duration
+	StatusContext     string
+	// OnTriggered, if set, is called after a build was recorded, e.g. to
+	// wake the provisioner.
+	OnTriggered    func(store.Build)
+	Logger         *slog.Logger
+	TracerProvider trace.TracerProvider
+	MeterProvider  metric.MeterProvider
+	Now            func() time.Time
+}
+
+// Dispatcher consumes the event queue.
+type Dispatcher struct {
+	cfg    Config
+	log    *slog.Logger
+	tracer trace.Tracer
+
+	latency  metric.Float64Histogram
+	triggers metric.Int64Counter
+	retries  metric.Int64Counter
+	finished metric.Int64Counter
+
+	// lastStatus remembers the last status sent per build record, so the
+	// tracker sends each change once.
+	mu         sync.Mutex
+	lastStatus map[string]scm.State
+}
+
+// errGaveUp marks a pipeline given up after permanent refusals.
+var errGaveUp = errors.New("gave up")
+
+// New checks the configuration and builds a dispatcher.
+func New(cfg Config) (*Dispatcher, error) {
+	switch {
+	case cfg.Store == nil:
+		return nil, errors.New("dispatch: Store is required")
+	case cfg.Jenkins == nil:
+		return nil, errors.New("dispatch: Jenkins is required")
+	case cfg.Matcher == nil:
+		return nil, errors.New("dispatch: Matcher is required")
+	}
+	def := config.Default().Dispatch
+	if cfg.Workers <= 0 {
+		cfg.Workers = def.Workers
+	}
+	if cfg.ReclaimAfter <= 0 {
+		cfg.ReclaimAfter = def.ReclaimAfter.Duration
+	}
+	if cfg.RetryInitial <= 0 {
+		cfg.RetryInitial = def.RetryInitial.Duration
+	}
+	if cfg.RetryMax <= 0 {
+		cfg.RetryMax = def.RetryMax.Duration
+	}
+	if cfg.PermanentAttempts <= 0 {
+		cfg.PermanentAttempts = def.PermanentAttempts
+	}
+	if cfg.StatusInterval <= 0 {
+		cfg.StatusInterval = def.StatusInterval.Duration
+	}
+	if cfg.StatusContext == "" {
+		cfg.StatusContext = def.StatusContext
+	}
+	if cfg.Consumer == "" {
+		cfg.Consumer = consumerName()
+	}
+	if cfg.Reporter == nil {
+		cfg.Reporter = scm.NewMulti(scm.MultiConfig{Reporters: map[event.Provider]scm.Reporter{event.GitHub: nil, event.GitLab: nil}, Logger: cfg.Logger})
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = telemetry.DiscardLogger()
+	}
+	if cfg.TracerProvider == nil {
+		cfg.TracerProvider = tracenoop.NewTracerProvider()
+	}
+	if cfg.MeterProvider == nil {
+		cfg.MeterProvider = metricnoop.NewMeterProvider()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	d := &Dispatcher{
+		cfg:        cfg,
+		log:        cfg.Logger.With("component", "dispatch", "consumer", cfg.Consumer),
+		tracer:     cfg.TracerProvider.Tracer("github.com/ferryci/ferry/pkg/dispatch"),
+		lastStatus: map[string]scm.State{},
+	}
+	m := cfg.MeterProvider.Meter("github.com/ferryci/ferry/pkg/dispatch")
+	var err error
+	if d.latency, err = m.Float64Histogram("ferry_dispatch_latency_seconds",
+		metric.WithDescription("Time from accepting a webhook to Jenkins queueing its build."), metric.WithUnit("s"),
+		metric.WithExplicitBucketBoundaries(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300)); err != nil {
+		return nil, err
+	}
+	if d.triggers, err = m.Int64Counter("ferry_dispatch_triggers",
+		metric.WithDescription("Pipelines dispatched, by outcome: triggered, recovered (found in Jenkins after a restart), merged, gave_up.")); err != nil {
+		return nil, err
+	}
+	if d.retries, err = m.Int64Counter("ferry_dispatch_retries",
+		metric.WithDescription("Failed attempts to reach Jenkins that will be retried, by reason.")); err != nil {
+		return nil, err
+	}
+	if d.finished, err = m.Int64Counter("ferry_builds_finished",
+		metric.WithDescription("Triggered builds whose outcome was reported, by result.")); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+func consumerName() string {
+	h, _ := os.Hostname()
+	if h == "" {
+		h = "ferry"
+	}
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return h + "-" + hex.EncodeToString(b)
+}
+
+// Consumer returns this dispatcher's name in the queue.
+func (d *Dispatcher) Consumer() string { return d.cfg.Consumer }
+
+// Run consumes the queue and tracks triggered builds until ctx ends. Entries
+// in flight when ctx ends are left unacknowledged for another consumer.
+func (d *Dispatcher) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		d.track(ctx)
+	}()
+	err := d.consume(ctx)
+	wg.Wait()
+	return err
+}
+
+func (d *Dispatcher) consume(ctx context.Context) error {
+	slots := make(chan struct{}, d.cfg.Workers)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	block := min(d.cfg.ReclaimAfter/4, 5*time.Second)
+	storeBackoff := d.backoff()
+	for ctx.Err() == nil {
+		// Wait for at least one free worker, then claim as many as are free.
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return nil
+		}
+		free := 1
+		for free < d.cfg.Workers {
+			select {
+			case slots <- struct{}{}:
+				free++
+				continue
+			default:
+			}
+			break
+		}
+		entries, err := d.cfg.Store.Claim(ctx, d.cfg.Consumer, free, d.cfg.ReclaimAfter, block)
+		for i := len(entries); i < free; i++ {
+			<-slots
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			wait := storeBackoff.next()
+			d.log.Error("claim from the event queue failed; retrying", "error", err, "retry_in", wait)
+			sleep(ctx, wait)
+			continue
+		}
+		storeBackoff.reset()
+		for _, e := range entries {
+			wg.Add(1)
+			go func(e store.Entry) {
+				defer wg.Done()
+				defer func() { <-slots }()
+				d.handle(ctx, e)
+			}(e)
+		}
+	}
+	return nil
+}
+
+// handle triggers every pipeline of one entry and acknowledges it once
+// each has a recorded Jenkins queue item (or was given up).
+func (d *Dispatcher) handle(ctx context.Context, e store.Entry) {
+	ev := e.Event
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ctx, span := d.tracer.Start(telemetry.WithTraceParent(ctx, ev.TraceParent), "dispatch.event",
+		trace.WithAttributes(attribute.String("ferry.event_id", ev.ID), attribute.String("vcs.repository.name", ev.Repo),
+			attribute.String("vcs.ref", ev.Ref), attribute.String("vcs.revision", ev.SHA),
+			attribute.Int64("ferry.deliveries", e.Deliveries)))
+	defer span.End()
+	log := d.log.With("event_id", ev.ID, "repo", ev.Repo, "sha", ev.SHA)
+	if e.Deliveries > 1 {
+		log.Info("took over an event another dispatcher did not finish", "deliveries", e.Deliveries)
+	}
+
+	// Keep the entry ours while we work; stop if another consumer took it.
+	go d.keepTouching(ctx, cancel, e.ID, log)
+
+	pipes, reason := d.cfg.Matcher.Match(ev)
+	if len(pipes) == 0 {
+		log.Info("no pipeline builds this event any more; dropping it", "reason", reason)
+	}
+	for _, p := range pipes {
+		err := d.triggerOnce(ctx, e, p, log)
+		if err != nil && !errors.Is(err, errGaveUp) {
+			// Only cancellation ends here: shutdown, or the entry was
+			// reclaimed. Leave it for its next holder.
+			span.SetStatus(codes.Error, err.Error())
+			log.Info("stopped before the event was dispatched; it stays queued", "pipeline", p.Name, "reason", err)
+			return
+		}
+	}
+	if err := d.ack(ctx, e.ID); err != nil {
+		log.Warn("could not acknowledge a dispatched event; it will be reclaimed and found in Jenkins", "error", err)
+	}
+}
+
+func (d *Dispatcher) keepTouching(ctx context.Context, cancel context.CancelFunc, id string, log *slog.Logger) {
+	t := time.NewTicker(max(d.cfg.ReclaimAfter/3, time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			err := d.cfg.Store.Touch(ctx, d.cfg.Consumer, id)
+			if errors.Is(err, store.ErrNotOwned) {
+				log.Warn("another dispatcher took over this event; stopping", "entry", id)
+				cancel()
+				return
+			}
+			if err != nil && ctx.Err() == nil {
+				log.Warn("could not touch event entry", "entry", id, "error", err)
+			}
+		}
+	}
+}
+
+func (d *Dispatcher) ack(ctx context.Context, id string) error {
+	b := d.backoff()
+	for {
+		err := d.cfg.Store.Ack(ctx, id)
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		wait := b.next()
+		d.log.Warn("acknowledge failed; retrying", "entry", id, "error", err, "retry_in", wait)
+		if !sleep(ctx, wait) {
+			return ctx.Err()
+		}
+	}
+}
+
+// triggerOnce makes sure pipeline p has exactly one Jenkins build for the
+// entry's event. It returns nil once a queue item is recorded, errGaveUp
+// after PermanentAttempts permanent refusals, and ctx's error on
+// cancellation; Jenkins being down is retried without limit.
+func (d *Dispatcher) triggerOnce(ctx context.Context, e store.Entry, p config.Pipeline, log *slog.Logger) error {
+	ev := e.Event
+	key := config.TriggerID(ev.ID, p.Name)
+	log = log.With("pipeline", p.Name, "job", p.Job)
+	if _, err := d.cfg.Store.GetBuild(ctx, key); err == nil {
+		return nil // recorded by an earlier holder that died before Ack
+	}
+	// A first delivery that has not yet tried cannot have triggered
+	// anything: skip the lookup. A reclaimed entry, or an attempt that
+	// failed in a way that may have reached Jenkins, looks first.
+	lookFirst := e.Deliveries > 1
+	b := d.backoff()
+	permanent := 0
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		res, outcome, err := d.attempt(ctx, ev, p, key, lookFirst)
+		if err == nil {
+			d.record(ctx, ev, p, key, res, outcome, log)
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		lookFirst = true
+		if jenkins.IsRetryable(err) {
+			wait := b.next()
+			d.retries.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", "jenkins_unavailable")))
+			log.Warn("Jenkins unavailable; the event stays queued and is retried", "error", err, "retry_in", wait)
+			if !sleep(ctx, wait) {
+				return ctx.Err()
+			}
+			continue
+		}
+		permanent++
+		if permanent >= d.cfg.PermanentAttempts {
+			d.triggers.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", "gave_up")))
+			log.Error("Jenkins refused the build; giving up", "error", err, "attempts", permanent)
+			d.report(ctx, ev, p.Name, scm.Status{State: scm.StateError,
+				Description: "ferry could not trigger Jenkins job " + p.Job + ": " + describe(err)}, "")
+			return errGaveUp
+		}
+		wait := b.next()
+		d.retries.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", "jenkins_refused")))
+		log.Warn("Jenkins refused the build; retrying", "error", err, "attempt", permanent, "retry_in", wait)
+		if !sleep(ctx, wait) {
+			return ctx.Err()
+		}
+	}
+}
+
+// attempt looks for an earlier trigger (when asked) and otherwise triggers.
+func (d *Dispatcher) attempt(ctx context.Context, ev event.Event, p config.Pipeline, key string, lookFirst bool) (jenkins.TriggerResult, string, error) {
+	if lookFirst {
+		f, err := d.cfg.Jenkins.FindByParam(ctx, p.Job, config.ParamTriggerID, key)
+		if err != nil {
+			return jenkins.TriggerResult{}, "", err
+		}
+		if f.Exists() {
+			return jenkins.TriggerResult{QueueID: f.QueueID}, "recovered", nil
+		}
+	}
+	ctx, span := d.tracer.Start(ctx, "jenkins.trigger", trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attribute.String("ferry.pipeline", p.Name), attribute.String("jenkins.job", p.Job)))
+	defer span.End()
+	res, err := d.cfg.Jenkins.Trigger(ctx, p.Job, p.Params(ev, telemetry.TraceParent(ctx)))
+	if err != nil {
+		span.SetStatus(codes.Error, err.Error())
+		return res, "", err
+	}
+	span.SetAttributes(attribute.Int64("jenkins.queue_id", res.QueueID), attribute.Bool("jenkins.merged", res.Merged))
+	if res.Merged {
+		// The parameters carry a unique FERRY_TRIGGER_ID, so Jenkins can
+		// only merge this request into one of our own for the same event
+		// and pipeline: one build serves both, which is what we want.
+		return res, "merged", nil
+	}
+	return res, "triggered", nil
+}
+
+// record stores the build record (retrying: the trigger must not be
+// repeated just because the store hiccuped) and reports it pending.
+func (d *Dispatcher) record(ctx context.Context, ev event.Event, p config.Pipeline, key string, res jenkins.TriggerResult, outcome string, log *slog.Logger) {
+	now := d.cfg.Now()
+	rec := store.Build{Key: key, Event: ev, Pipeline: p.Name, Job: p.Job, QueueID: res.QueueID, TriggeredAt: now, UpdatedAt: now}
+	b := d.backoff()
+	for {
+		err := d.cfg.Store.PutBuild(ctx, rec)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return // the next holder finds the build in Jenkins
+		}
+		wait := b.next()
+		log.Warn("could not record the triggered build; retrying", "error", err, "retry_in", wait)
+		sleep(ctx, wait)
+	}
+	d.triggers.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", outcome)))
+	if outcome == "triggered" || outcome == "merged" {
+		d.latency.Record(ctx, now.Sub(ev.ReceivedAt).Seconds(), metric.WithAttributes(attribute.String("provider", string(ev.Provider))))
+	}
+	switch outcome {
+	case "merged":
+		log.Warn("Jenkins merged the request into an item already queued for this event", "queue_id", res.QueueID)
+	case "recovered":
+		log.Info("found the build in Jenkins from an earlier attempt; not triggering again", "queue_id", res.QueueID)
+	default:
+		log.Info("triggered Jenkins build", "queue_id", res.QueueID)
+	}
+	d.report(ctx, ev, p.Name, scm.Status{State: scm.StatePending, Description: "Queued in Jenkins"}, d.jobURL(p.Job))
+	if d.cfg.OnTriggered != nil {
+		d.cfg.OnTriggered(rec)
+	}
+}
+
+// report sends a commit status; failures are logged, never fatal.
+// It reports false when the status should be sent again later.
+func (d *Dispatcher) report(ctx context.Context, ev event.Event, pipeline string, st scm.Status, target string) bool {
+	st.Context = d.cfg.StatusContext + "/" + pipeline
+	if st.TargetURL == "" {
+		st.TargetURL = target
+	}
+	key := config.TriggerID(ev.ID, pipeline)
+	d.mu.Lock()
+	same := d.lastStatus[key] == st.State && st.State != scm.StatePending
+	d.mu.Unlock()
+	if same {
+		return true
+	}
+	err := d.cfg.Reporter.SetStatus(ctx, ev, st)
+	if err != nil {
+		d.log.Warn("could not report commit status", "event_id", ev.ID, "pipeline", pipeline, "state", st.State, "error", err)
+		return !scm.IsRetryable(err)
+	}
+	d.mu.Lock()
+	d.lastStatus[key] = st.State
+	d.mu.Unlock()
+	return true
+}
+
+func (d *Dispatcher) jobURL(job string) string {
+	base := strings.TrimSuffix(d.cfg.JenkinsURL, "/")
+	if base == "" {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString(base)
+	for _, seg := range strings.Split(job, "/") {
+		b.WriteString("/job/")
+		b.WriteString(url.PathEscape(seg))
+	}
+	b.WriteString("/")
+	return b.String()
+}
+
+func describe(err error) string {
+	switch {
+	case errors.Is(err, jenkins.ErrNotFound):
+		return "the job does not exist"
+	case errors.Is(err, jenkins.ErrAuth):
+		return "Jenkins refused ferry's credentials"
+	case errors.Is(err, jenkins.ErrRefused):
+		return "Jenkins did not queue the build"
+	}
+	return "Jenkins answered with an error"
+}
+
+// backoff doubles from RetryInitial up to RetryMax.
+type backoff struct {
+	initial, max, cur time.Duration
+}
+
+func (d *Dispatcher) backoff() *backoff {
+	return &backoff{initial: d.cfg.RetryInitial, max: d.cfg.RetryMax}
+}
+
+func (b *backoff) next() time.Duration {
+	if b.cur == 0 {
+		b.cur = b.initial
+	} else {
+		b.cur = min(b.cur*2, b.max)
+	}
+	return b.cur
+}
+
+func (b *backoff) reset() { b.cur = 0 }
+
+// sleep waits d or until ctx ends; it reports whether the full wait passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

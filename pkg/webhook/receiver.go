@@ -1,0 +1,343 @@
+// Package webhook receives GitHub and GitLab webhooks: it caps the body,
+// verifies the delivery before parsing anything, normalizes the payload to
+// an event.Event, and stores it durably — deduplicated on the delivery id in
+// the same atomic step — before answering 202.
+//
+// Status codes are chosen for the senders: 202 accepted (durably queued),
+// 200 for a valid delivery that is not built (duplicate, ignored, skipped,
+// ping) — never 4xx, since GitLab disables hooks that answer 4xx — 401 for a
+// failed verification, 413 for an oversized body, 400 for a verified body
+// that cannot be parsed, 503 when the store cannot be reached.
+package webhook
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/ferryci/ferry/pkg/config"
+	"github.com/ferryci/ferry/pkg/event"
+	"github.com/ferryci/ferry/pkg/store"
+	"github.com/ferryci/ferry/pkg/telemetry"
+)
+
+// Enqueuer is the part of the store the receiver needs.
+type Enqueuer interface {
+	Enqueue(ctx context.Context, dedupKey string, ev event.Event) (bool, error)
+}
+
+// Matcher says which pipelines build an event, or why none does.
+type Matcher interface {
+	Match(ev event.Event) ([]config.Pipeline, string)
+}
+
+// Config holds the receiver's dependencies and settings.
+type Config struct {
+	Store   Enqueuer
+	Matcher Matcher
+	// GitHubSecrets are the accepted webhook secrets; none disables
+	// /hooks/github.
+	GitHubSecrets []string
+	// GitLabTokens are the accepted X-Gitlab-Token values; none disables
+	// /hooks/gitlab.
+	GitLabTokens []string
+	// MaxBodyBytes caps a body (default 25 MiB).
+	MaxBodyBytes int64
+	// StoreTimeout bounds the durable write (default 5s).
+	StoreTimeout time.Duration
+	// OnAccepted, if set, is called after an event was stored, e.g. to
+	// wake the dispatcher.
+	OnAccepted     func(event.Event)
+	Logger         *slog.Logger
+	TracerProvider trace.TracerProvider
+	MeterProvider  metric.MeterProvider
+	Now            func() time.Time
+}
+
+// Receiver serves the webhook endpoints.
+type Receiver struct {
+	cfg      Config
+	log      *slog.Logger
+	tracer   trace.Tracer
+	requests metric.Int64Counter
+	duration metric.Float64Histogram
+	github   provider
+	gitlab   provider
+}
+
+// provider is one Git host's way of verifying and describing deliveries.
+type provider interface {
+	name() event.Provider
+	// verify checks the delivery's signature or token; it must not parse
+	// the body.
+	verify(h http.Header, body []byte) error
+	// eventType names the delivery's event for metrics and logs.
+	eventType(h http.Header) string
+	// deliveryID returns the provider's id of the delivery, "" if absent.
+	deliveryID(h http.Header) string
+	// parse turns a verified body into an event, or into a reason it is
+	// not built.
+	parse(h http.Header, body []byte) (outcome, error)
+}
+
+// outcome is what a verified delivery amounts to.
+type outcome struct {
+	ev     event.Event
+	ignore string // non-empty: not built, and why
+	pong   bool   // a ping
+}
+
+var (
+	errUnauthorized = errors.New("unauthorized")
+	errBadPayload   = errors.New("bad payload")
+)
+
+// New checks the configuration and builds a receiver.
+func New(cfg Config) (*Receiver, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("webhook: Store is required")
+	}
+	if cfg.Matcher == nil {
+		return nil, errors.New("webhook: Matcher is required")
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 25 << 20
+	}
+	if cfg.StoreTimeout <= 0 {
+		cfg.StoreTimeout = 5 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = telemetry.DiscardLogger()
+	}
+	if cfg.TracerProvider == nil {
+		cfg.TracerProvider = tracenoop.NewTracerProvider()
+	}
+	if cfg.MeterProvider == nil {
+		cfg.MeterProvider = metricnoop.NewMeterProvider()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	r := &Receiver{
+		cfg:    cfg,
+		log:    cfg.Logger.With("component", "webhook"),
+		tracer: cfg.TracerProvider.Tracer("github.com/ferryci/ferry/pkg/webhook"),
+	}
+	if len(cfg.GitHubSecrets) > 0 {
+		r.github = newGitHub(cfg.GitHubSecrets)
+	}
+	if len(cfg.GitLabTokens) > 0 {
+		r.gitlab = newGitLab(cfg.GitLabTokens)
+	}
+	meter := cfg.MeterProvider.Meter("github.com/ferryci/ferry/pkg/webhook")
+	var err error
+	if r.requests, err = meter.Int64Counter("ferry_webhook_requests",
+		metric.WithDescription("Webhook deliveries by provider, event type and outcome.")); err != nil {
+		return nil, fmt.Errorf("webhook metrics: %w", err)
+	}
+	if r.duration, err = meter.Float64Histogram("ferry_webhook_duration_seconds",
+		metric.WithDescription("Time to answer a webhook delivery, durable write included."),
+		metric.WithUnit("s"),
+		metric.WithExplicitBucketBoundaries(.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5)); err != nil {
+		return nil, fmt.Errorf("webhook metrics: %w", err)
+	}
+	return r, nil
+}
+
+// Register mounts POST /hooks/github and POST /hooks/gitlab.
+func (r *Receiver) Register(routes gin.IRoutes) {
+	routes.POST("/hooks/github", r.handler(r.github, "github", "set github.webhookSecrets"))
+	routes.POST("/hooks/gitlab", r.handler(r.gitlab, "gitlab", "set gitlab.webhookTokens"))
+}
+
+// answer is the JSON body of every webhook response.
+type answer struct {
+	Status    string   `json:"status"`
+	ID        string   `json:"id,omitempty"`
+	Reason    string   `json:"reason,omitempty"`
+	Pipelines []string `json:"pipelines,omitempty"`
+	Error     string   `json:"error,omitempty"`
+}
+
+func (r *Receiver) handler(p provider, name, fix string) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		start := r.cfg.Now()
+		ctx, span := r.tracer.Start(c.Request.Context(), "webhook.receive",
+			trace.WithSpanKind(trace.SpanKindServer),
+			trace.WithAttributes(attribute.String("ferry.provider", name)))
+		defer span.End()
+		evType := "unknown"
+		code, ans := r.serve(ctx, span, p, name, fix, c.Request, &evType)
+		outcome := ans.Status
+		if ans.Error != "" {
+			outcome = strings.ReplaceAll(strings.ToLower(http.StatusText(code)), " ", "_")
+		}
+		span.SetAttributes(attribute.String("ferry.event_type", evType),
+			attribute.String("ferry.outcome", outcome), attribute.Int("http.response.status_code", code))
+		if code >= 500 {
+			span.SetStatus(codes.Error, ans.Error)
+		}
+		attrs := metric.WithAttributes(attribute.String("provider", name),
+			attribute.String("event", evType), attribute.String("outcome", outcome))
+		r.requests.Add(ctx, 1, attrs)
+		r.duration.Record(ctx, r.cfg.Now().Sub(start).Seconds(), metric.WithAttributes(
+			attribute.String("provider", name), attribute.String("outcome", outcome)))
+		if code == http.StatusServiceUnavailable {
+			c.Header("Retry-After", "5")
+		}
+		c.JSON(code, ans)
+	}
+}
+
+func (r *Receiver) serve(ctx context.Context, span trace.Span, p provider, name, fix string, req *http.Request, evType *string) (int, answer) {
+	if p == nil {
+		return http.StatusNotFound, answer{Status: "error", Error: name + " webhooks are not configured: " + fix}
+	}
+	*evType = boundedType(p.eventType(req.Header))
+	body, err := readBody(req, r.cfg.MaxBodyBytes)
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return http.StatusRequestEntityTooLarge, answer{Status: "error",
+				Error: fmt.Sprintf("body exceeds %d bytes (server.maxBodyBytes)", r.cfg.MaxBodyBytes)}
+		}
+		return http.StatusBadRequest, answer{Status: "error", Error: "read body: " + err.Error()}
+	}
+	if err := p.verify(req.Header, body); err != nil {
+		r.log.WarnContext(ctx, "webhook verification failed", "provider", name, "event", *evType,
+			"delivery", p.deliveryID(req.Header), "remote", req.RemoteAddr, "reason", err.Error())
+		return http.StatusUnauthorized, answer{Status: "error", Error: err.Error()}
+	}
+	out, err := p.parse(req.Header, body)
+	if err != nil {
+		r.log.WarnContext(ctx, "webhook payload rejected", "provider", name, "event", *evType, "error", err)
+		return http.StatusBadRequest, answer{Status: "error", Error: err.Error()}
+	}
+	switch {
+	case out.pong:
+		return http.StatusOK, answer{Status: "pong"}
+	case out.ignore != "":
+		return http.StatusOK, answer{Status: "ignored", Reason: out.ignore}
+	}
+	ev := out.ev
+	delivery := p.deliveryID(req.Header)
+	ev.Provider = p.name()
+	ev.DeliveryID = delivery
+	ev.ID = eventID(p.name(), delivery, body)
+	ev.ReceivedAt = r.cfg.Now().UTC()
+	ev.TraceParent = telemetry.TraceParent(ctx)
+	span.SetAttributes(attribute.String("ferry.event_id", ev.ID), attribute.String("vcs.repository.name", ev.Repo),
+		attribute.String("vcs.ref", ev.Ref), attribute.String("vcs.revision", ev.SHA))
+	if err := ev.Validate(); err != nil {
+		return http.StatusBadRequest, answer{Status: "error", Error: err.Error()}
+	}
+	if skipCI(ev.Message) {
+		return http.StatusOK, answer{Status: "skipped", ID: ev.ID, Reason: "the head commit message asks to skip CI"}
+	}
+	pipes, reason := r.cfg.Matcher.Match(ev)
+	if len(pipes) == 0 {
+		return http.StatusOK, answer{Status: "ignored", ID: ev.ID, Reason: reason}
+	}
+	names := make([]string, len(pipes))
+	for i, pl := range pipes {
+		names[i] = pl.Name
+	}
+	wctx, cancel := context.WithTimeout(ctx, r.cfg.StoreTimeout)
+	defer cancel()
+	stored, err := r.cfg.Store.Enqueue(wctx, string(p.name())+":"+dedupID(delivery, body), ev)
+	if err != nil {
+		r.log.ErrorContext(ctx, "could not store webhook event", "provider", name, "event_id", ev.ID, "error", err)
+		if errors.Is(err, store.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
+			return http.StatusServiceUnavailable, answer{Status: "error", ID: ev.ID,
+				Error: "the event store is unavailable; the delivery was not accepted, redeliver it later"}
+		}
+		return http.StatusInternalServerError, answer{Status: "error", ID: ev.ID, Error: "the event could not be stored"}
+	}
+	if !stored {
+		return http.StatusOK, answer{Status: "duplicate", ID: ev.ID, Reason: "this delivery was already accepted"}
+	}
+	r.log.InfoContext(ctx, "webhook event accepted", "provider", name, "event_id", ev.ID, "kind", ev.Kind,
+		"repo", ev.Repo, "ref", ev.Ref, "sha", ev.SHA, "pipelines", names)
+	if r.cfg.OnAccepted != nil {
+		r.cfg.OnAccepted(ev)
+	}
+	return http.StatusAccepted, answer{Status: "accepted", ID: ev.ID, Pipelines: names}
+}
+
+// readBody reads at most max bytes; a larger body fails with
+// *http.MaxBytesError before it is read whole.
+func readBody(req *http.Request, max int64) ([]byte, error) {
+	if req.ContentLength > max {
+		return nil, &http.MaxBytesError{Limit: max}
+	}
+	var buf bytes.Buffer
+	if req.ContentLength > 0 {
+		buf.Grow(int(req.ContentLength) + bytes.MinRead)
+	}
+	if _, err := buf.ReadFrom(http.MaxBytesReader(nil, req.Body, max)); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+var knownTypes = map[string]bool{
+	"push": true, "create": true, "pull_request": true, "ping": true,
+	"Push Hook": true, "Tag Push Hook": true, "Merge Request Hook": true,
+}
+
+// boundedType keeps metric labels to a known set.
+func boundedType(t string) string {
+	if knownTypes[t] {
+		return strings.ReplaceAll(strings.ToLower(t), " ", "_")
+	}
+	return "other"
+}
+
+var unsafeID = regexp.MustCompile(`[^A-Za-z0-9_.-]`)
+
+// eventID derives ferry's event id from the delivery id, so a redelivery
+// maps to the same id. Without a usable delivery id, the body's hash
+// stands in (an identical body is the same delivery).
+func eventID(p event.Provider, delivery string, body []byte) string {
+	prefix := "gh-"
+	if p == event.GitLab {
+		prefix = "gl-"
+	}
+	return prefix + dedupID(delivery, body)
+}
+
+func dedupID(delivery string, body []byte) string {
+	if delivery != "" && len(delivery) <= 64 && !unsafeID.MatchString(delivery) {
+		return delivery
+	}
+	sum := sha256.Sum256(append([]byte(delivery+"\x00"), body...))
+	return "h" + hex.EncodeToString(sum[:16])
+}
+
+var skipMarkers = []string{"[skip ci]", "[ci skip]"}
+
+func skipCI(msg string) bool {
+	m := strings.ToLower(msg)
+	for _, s := range skipMarkers {
+		if strings.Contains(m, s) {
+			return true
+		}
+	}
+	return false
+}

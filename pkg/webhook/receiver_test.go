@@ -1,0 +1,441 @@
+package webhook
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/ferryci/ferry/pkg/config"
+	"github.com/ferryci/ferry/pkg/event"
+	"github.com/ferryci/ferry/pkg/store"
+)
+
+// fakeStore records enqueued events and dedups like the real stores.
+type fakeStore struct {
+	mu     sync.Mutex
+	seen   map[string]bool
+	events []event.Event
+	err    error
+}
+
+func (f *fakeStore) Enqueue(_ context.Context, key string, ev event.Event) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return false, f.err
+	}
+	if f.seen == nil {
+		f.seen = map[string]bool{}
+	}
+	if f.seen[key] {
+		return false, nil
+	}
+	f.seen[key] = true
+	f.events = append(f.events, ev)
+	return true, nil
+}
+
+func (f *fakeStore) stored() []event.Event {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]event.Event(nil), f.events...)
+}
+
+const (
+	ghSecret = "gh-secret-new"
+	ghOld    = "gh-secret-old"
+	glToken  = "gl-token"
+)
+
+func testConfig(t *testing.T) config.Config {
+	t.Helper()
+	c, err := config.Parse([]byte(`
+jenkins: {url: "http://jenkins/"}
+pipelines:
+  - name: app
+    repo: acme/app
+    events: [push, tag, pull_request]
+    job: app
+  - name: infra
+    repo: platform/infra/terraform
+    events: [push, tag, pull_request]
+    job: infra
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func newServer(t *testing.T, st *fakeStore, max int64) http.Handler {
+	t.Helper()
+	r, err := New(Config{
+		Store:         st,
+		Matcher:       testConfig(t),
+		GitHubSecrets: []string{ghSecret, ghOld},
+		GitLabTokens:  []string{glToken},
+		MaxBodyBytes:  max,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gin.SetMode(gin.TestMode)
+	e := gin.New()
+	r.Register(e)
+	return e
+}
+
+func fixture(t *testing.T, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile("testdata/" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func sign(secret string, body []byte) string {
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write(body)
+	return "sha256=" + hex.EncodeToString(m.Sum(nil))
+}
+
+func githubReq(typ, delivery, secret string, body []byte) *http.Request {
+	req := httptest.NewRequest(http.MethodPost, "/hooks/github", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-GitHub-Event", typ)
+	req.Header.Set("X-GitHub-Delivery", delivery)
+	if secret != "" {
+		req.Header.Set("X-Hub-Signature-256", sign(secret, body))
+	}
+	return req
+}
+
+func gitlabReq(typ, key, token string, body []byte) *http.Request {
+	req := httptest.NewRequest(http.MethodPost, "/hooks/gitlab", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Gitlab-Event", typ)
+	if key != "" {
+		req.Header.Set("Idempotency-Key", key)
+	}
+	req.Header.Set("X-Gitlab-Webhook-UUID", "uuid-"+key)
+	if token != "" {
+		req.Header.Set("X-Gitlab-Token", token)
+	}
+	return req
+}
+
+func do(h http.Handler, req *http.Request) (int, answer) {
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, req)
+	var a answer
+	_ = json.Unmarshal(w.Body.Bytes(), &a)
+	return w.Code, a
+}
+
+func TestGitHubEvents(t *testing.T) {
+	tests := []struct {
+		name, typ, file string
+		wantCode        int
+		wantStatus      string
+		check           func(t *testing.T, ev event.Event)
+	}{
+		{"push", "push", "github_push.json", 202, "accepted", func(t *testing.T, ev event.Event) {
+			want := event.Event{Provider: event.GitHub, Kind: event.Push, Repo: "acme/app", Ref: "refs/heads/main",
+				SHA: strings.Repeat("a", 40), RepoURL: "https://github.com/acme/app.git", Sender: "octo-dev"}
+			if ev.Provider != want.Provider || ev.Kind != want.Kind || ev.Repo != want.Repo || ev.Ref != want.Ref ||
+				ev.SHA != want.SHA || ev.RepoURL != want.RepoURL || ev.Sender != want.Sender {
+				t.Errorf("event = %+v\nwant %+v", ev, want)
+			}
+			if got := strings.Join(ev.ChangedPaths, ","); got != "src/retry/budget.go,src/retry/retry.go,go.mod,docs/retry.md" {
+				t.Errorf("changed paths = %s", got)
+			}
+			if ev.ID != "gh-d-1" || ev.DeliveryID != "d-1" || ev.ReceivedAt.IsZero() {
+				t.Errorf("id = %q delivery = %q received = %v", ev.ID, ev.DeliveryID, ev.ReceivedAt)
+			}
+		}},
+		{"annotated tag push builds the commit, not the tag object", "push", "github_tag_push.json", 202, "accepted", func(t *testing.T, ev event.Event) {
+			if ev.Kind != event.Tag || ev.Ref != "refs/tags/v1.2.0" || ev.SHA != strings.Repeat("a", 40) {
+				t.Errorf("event = %+v", ev)
+			}
+		}},
+		{"pull request from a fork", "pull_request", "github_pull_request_opened.json", 202, "accepted", func(t *testing.T, ev event.Event) {
+			if ev.Kind != event.PullRequest || ev.Ref != "refs/pull/7/head" || ev.SHA != strings.Repeat("c", 40) ||
+				ev.BaseRef != "main" || ev.Number != 7 || ev.Repo != "acme/app" || ev.RepoURL != "https://github.com/octo-dev/app.git" {
+				t.Errorf("event = %+v", ev)
+			}
+		}},
+		{"closed pull request", "pull_request", "github_pull_request_closed.json", 200, "ignored", nil},
+		{"branch deletion", "push", "github_branch_delete.json", 200, "ignored", nil},
+		{"create tag", "create", "github_create_tag.json", 200, "ignored", nil},
+		{"ping", "ping", "github_ping.json", 200, "pong", nil},
+		{"skip ci", "push", "github_push_skip_ci.json", 200, "skipped", nil},
+		{"unbuilt event type", "issues", "github_ping.json", 200, "ignored", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			st := &fakeStore{}
+			h := newServer(t, st, 0)
+			code, a := do(h, githubReq(tt.typ, "d-1", ghSecret, fixture(t, tt.file)))
+			if code != tt.wantCode || a.Status != tt.wantStatus {
+				t.Fatalf("got %d %+v, want %d %s", code, a, tt.wantCode, tt.wantStatus)
+			}
+			evs := st.stored()
+			if tt.wantCode != 202 {
+				if len(evs) != 0 {
+					t.Fatalf("stored %d events for a %s answer", len(evs), a.Status)
+				}
+				if a.Status != "pong" && a.Reason == "" {
+					t.Errorf("a %s answer must give a reason", a.Status)
+				}
+				return
+			}
+			if len(evs) != 1 {
+				t.Fatalf("stored %d events, want 1", len(evs))
+			}
+			tt.check(t, evs[0])
+		})
+	}
+}
+
+func TestGitLabEvents(t *testing.T) {
+	tests := []struct {
+		name, typ, file string
+		wantCode        int
+		wantStatus      string
+		check           func(t *testing.T, ev event.Event)
+	}{
+		{"push", "Push Hook", "gitlab_push.json", 202, "accepted", func(t *testing.T, ev event.Event) {
+			if ev.Provider != event.GitLab || ev.Kind != event.Push || ev.Repo != "platform/infra/terraform" ||
+				ev.SHA != strings.Repeat("e", 40) || ev.ProjectID != 15 || ev.Message != "Add VPC module\n" ||
+				ev.RepoURL != "https://gitlab.example.com/platform/infra/terraform.git" {
+				t.Errorf("event = %+v", ev)
+			}
+			if ev.ID != "gl-k-1" {
+				t.Errorf("id = %q, want one derived from Idempotency-Key", ev.ID)
+			}
+		}},
+		{"annotated tag push uses checkout_sha", "Tag Push Hook", "gitlab_tag_push.json", 202, "accepted", func(t *testing.T, ev event.Event) {
+			if ev.Kind != event.Tag || ev.SHA != strings.Repeat("e", 40) || ev.TagName() != "v0.3.0" {
+				t.Errorf("event = %+v", ev)
+			}
+		}},
+		{"merge request opened", "Merge Request Hook", "gitlab_merge_request_open.json", 202, "accepted", func(t *testing.T, ev event.Event) {
+			if ev.Kind != event.PullRequest || ev.Ref != "refs/merge-requests/12/head" || ev.SHA != strings.Repeat("f", 40) || ev.BaseRef != "main" {
+				t.Errorf("event = %+v", ev)
+			}
+		}},
+		{"merge request update with commits", "Merge Request Hook", "gitlab_merge_request_update.json", 202, "accepted", func(*testing.T, event.Event) {}},
+		{"merge request update without commits", "Merge Request Hook", "gitlab_merge_request_update_no_commits.json", 200, "ignored", nil},
+		{"branch deletion", "Push Hook", "gitlab_branch_delete.json", 200, "ignored", nil},
+		{"unbuilt event type", "Issue Hook", "gitlab_push.json", 200, "ignored", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			st := &fakeStore{}
+			h := newServer(t, st, 0)
+			code, a := do(h, gitlabReq(tt.typ, "k-1", glToken, fixture(t, tt.file)))
+			if code != tt.wantCode || a.Status != tt.wantStatus {
+				t.Fatalf("got %d %+v, want %d %s", code, a, tt.wantCode, tt.wantStatus)
+			}
+			evs := st.stored()
+			if tt.wantCode != 202 {
+				if len(evs) != 0 {
+					t.Fatalf("stored %d events for a %s answer", len(evs), a.Status)
+				}
+				return
+			}
+			if len(evs) != 1 {
+				t.Fatalf("stored %d events, want 1", len(evs))
+			}
+			tt.check(t, evs[0])
+		})
+	}
+}
+
+func TestVerification(t *testing.T) {
+	push := fixture(t, "github_push.json")
+	tampered := bytes.Replace(push, []byte(`"refs/heads/main"`), []byte(`"refs/heads/evil"`), 1)
+	tests := []struct {
+		name string
+		req  *http.Request
+		code int
+	}{
+		{"current secret", githubReq("push", "v1", ghSecret, push), 202},
+		{"old secret during rotation", githubReq("push", "v2", ghOld, push), 202},
+		{"wrong secret", githubReq("push", "v3", "nope", push), 401},
+		{"no signature", githubReq("push", "v4", "", push), 401},
+		{"tampered body", func() *http.Request {
+			r := githubReq("push", "v5", ghSecret, tampered)
+			r.Header.Set("X-Hub-Signature-256", sign(ghSecret, push))
+			return r
+		}(), 401},
+		{"sha1 signature only", func() *http.Request {
+			r := githubReq("push", "v6", "", push)
+			r.Header.Set("X-Hub-Signature", "sha1=0000")
+			return r
+		}(), 401},
+		{"gitlab right token", gitlabReq("Push Hook", "g1", glToken, fixture(t, "gitlab_push.json")), 202},
+		{"gitlab wrong token", gitlabReq("Push Hook", "g2", "gl-tokex", fixture(t, "gitlab_push.json")), 401},
+		{"gitlab no token", gitlabReq("Push Hook", "g3", "", fixture(t, "gitlab_push.json")), 401},
+		// Garbage is never parsed before verification: a bad signature on
+		// invalid JSON is 401, not 400.
+		{"garbage with bad signature", githubReq("push", "v7", "nope", []byte("{not json")), 401},
+		{"garbage with good signature", githubReq("push", "v8", ghSecret, []byte("{not json")), 400},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			st := &fakeStore{}
+			code, a := do(newServer(t, st, 0), tt.req)
+			if code != tt.code {
+				t.Fatalf("code = %d (%+v), want %d", code, a, tt.code)
+			}
+			if code != 202 && len(st.stored()) != 0 {
+				t.Errorf("a rejected delivery was stored")
+			}
+		})
+	}
+}
+
+func TestFormEncodedGitHubPayload(t *testing.T) {
+	st := &fakeStore{}
+	body := []byte("payload=" + url.QueryEscape(string(fixture(t, "github_push.json"))))
+	req := githubReq("push", "f1", ghSecret, body)
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if code, a := do(newServer(t, st, 0), req); code != 202 {
+		t.Fatalf("code = %d %+v", code, a)
+	}
+	if evs := st.stored(); len(evs) != 1 || evs[0].SHA != strings.Repeat("a", 40) {
+		t.Fatalf("stored %+v", evs)
+	}
+}
+
+func TestDuplicateDeliveries(t *testing.T) {
+	st := &fakeStore{}
+	h := newServer(t, st, 0)
+	push := fixture(t, "github_push.json")
+	if code, _ := do(h, githubReq("push", "dup-1", ghSecret, push)); code != 202 {
+		t.Fatalf("first delivery: %d", code)
+	}
+	code, a := do(h, githubReq("push", "dup-1", ghSecret, push))
+	if code != 200 || a.Status != "duplicate" {
+		t.Fatalf("redelivery: %d %+v, want 200 duplicate", code, a)
+	}
+	// GitLab retries carry the same Idempotency-Key but a new webhook UUID.
+	gl := fixture(t, "gitlab_push.json")
+	r1 := gitlabReq("Push Hook", "idem-1", glToken, gl)
+	r2 := gitlabReq("Push Hook", "idem-1", glToken, gl)
+	r2.Header.Set("X-Gitlab-Webhook-UUID", "another-uuid")
+	if code, _ := do(h, r1); code != 202 {
+		t.Fatalf("gitlab first: %d", code)
+	}
+	if code, a := do(h, r2); code != 200 || a.Status != "duplicate" {
+		t.Fatalf("gitlab retry: %d %+v", code, a)
+	}
+	// Without Idempotency-Key, the webhook UUID is the key.
+	r3 := gitlabReq("Push Hook", "", glToken, gl)
+	r3.Header.Set("X-Gitlab-Webhook-UUID", "u-77")
+	if code, a := do(h, r3); code != 202 || a.ID != "gl-u-77" {
+		t.Fatalf("gitlab without idempotency key: %d %+v", code, a)
+	}
+	if n := len(st.stored()); n != 3 {
+		t.Fatalf("stored %d events, want 3", n)
+	}
+}
+
+func TestBodyCap(t *testing.T) {
+	st := &fakeStore{}
+	h := newServer(t, st, 1024)
+	big := append(fixture(t, "github_push.json"), bytes.Repeat([]byte(" "), 2048)...)
+	code, a := do(h, githubReq("push", "big", ghSecret, big))
+	if code != 413 || !strings.Contains(a.Error, "1024 bytes") {
+		t.Fatalf("code = %d %+v, want 413 naming the cap", code, a)
+	}
+	// Without a Content-Length the cap still holds while reading.
+	req := githubReq("push", "big2", ghSecret, big)
+	req.ContentLength = -1
+	if code, _ := do(h, req); code != 413 {
+		t.Fatalf("chunked: code = %d, want 413", code)
+	}
+	if len(st.stored()) != 0 {
+		t.Fatal("an oversized delivery was stored")
+	}
+}
+
+func TestStoreUnavailableAnswers503(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		code int
+	}{
+		{"unavailable", fmt.Errorf("enqueue: %w", store.ErrUnavailable), 503},
+		{"deadline", context.DeadlineExceeded, 503},
+		{"other", errors.New("boom"), 500},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st := &fakeStore{err: tt.err}
+			w := httptest.NewRecorder()
+			newServer(t, st, 0).ServeHTTP(w, githubReq("push", "x", ghSecret, fixture(t, "github_push.json")))
+			if w.Code != tt.code {
+				t.Fatalf("code = %d, want %d", w.Code, tt.code)
+			}
+			if tt.code == 503 && w.Header().Get("Retry-After") == "" {
+				t.Error("503 without Retry-After")
+			}
+		})
+	}
+}
+
+func TestUnmatchedRepoIsIgnoredWithReason(t *testing.T) {
+	st := &fakeStore{}
+	body := bytes.ReplaceAll(fixture(t, "github_push.json"), []byte("acme/app"), []byte("acme/other"))
+	code, a := do(newServer(t, st, 0), githubReq("push", "u1", ghSecret, body))
+	if code != 200 || a.Status != "ignored" || !strings.Contains(a.Reason, "acme/other") {
+		t.Fatalf("got %d %+v", code, a)
+	}
+}
+
+func TestUnconfiguredProvider(t *testing.T) {
+	r, err := New(Config{Store: &fakeStore{}, Matcher: testConfig(t), GitHubSecrets: []string{"x"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := gin.New()
+	r.Register(e)
+	code, a := do(e, gitlabReq("Push Hook", "k", "t", []byte("{}")))
+	if code != 404 || !strings.Contains(a.Error, "gitlab.webhookTokens") {
+		t.Fatalf("got %d %+v", code, a)
+	}
+}
+
+func TestEventIDs(t *testing.T) {
+	if got := eventID(event.GitHub, "72d3162e-cc78-11e3-81ab-4c9367dc0958", nil); got != "gh-72d3162e-cc78-11e3-81ab-4c9367dc0958" {
+		t.Errorf("github id = %s", got)
+	}
+	a := eventID(event.GitLab, "", []byte("body-a"))
+	b := eventID(event.GitLab, "", []byte("body-b"))
+	if a == b || !strings.HasPrefix(a, "gl-h") {
+		t.Errorf("ids without delivery: %s %s", a, b)
+	}
+	if got := eventID(event.GitHub, "../../etc/passwd", nil); strings.Contains(got, "/") {
+		t.Errorf("unsafe delivery id kept: %s", got)
+	}
+}
