@@ -16,7 +16,9 @@ import (
 	"github.com/ferryci/ferry/pkg/scm"
 	"github.com/ferryci/ferry/pkg/store"
 	"github.com/ferryci/ferry/pkg/store/memstore"
+	"github.com/ferryci/ferry/pkg/store/redisstore"
 	"github.com/ferryci/ferry/test/jenkinsemu"
+	"github.com/ferryci/ferry/test/redisserver"
 	"github.com/ferryci/ferry/test/scmfake"
 )
 
@@ -40,6 +42,35 @@ func ferryParams() []jenkinsemu.Param {
 
 func newBed(t *testing.T, jobs ...string) *bed {
 	t.Helper()
+	st, err := memstore.New(memstore.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newBedWith(t, st, jobs...)
+}
+
+// stores runs f against the memory store and a real Redis.
+func stores(t *testing.T, f func(t *testing.T, st store.Store)) {
+	t.Run("memory", func(t *testing.T) {
+		st, err := memstore.New(memstore.Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f(t, st)
+	})
+	t.Run("redis", func(t *testing.T) {
+		srv := redisserver.Run(t, redisserver.Options{})
+		st, err := redisstore.New(context.Background(), redisstore.Config{Addr: srv.Addr()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = st.Close() })
+		f(t, st)
+	})
+}
+
+func newBedWith(t *testing.T, st store.Store, jobs ...string) *bed {
+	t.Helper()
 	emu := jenkinsemu.New(jenkinsemu.Options{BuiltInExecutors: 8})
 	t.Cleanup(emu.Close)
 	for _, j := range jobs {
@@ -49,10 +80,6 @@ func newBed(t *testing.T, jobs ...string) *bed {
 	}
 	cl, err := jenkins.New(jenkins.Config{URL: emu.URL(), User: jenkinsemu.DefaultUser.Name,
 		APIToken: jenkinsemu.DefaultUser.Token, Timeout: 2 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := memstore.New(memstore.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -239,7 +266,11 @@ func (k *killingJenkins) Trigger(ctx context.Context, job string, params map[str
 }
 
 func TestCrashBetweenTriggerAndAckDoesNotBuildTwice(t *testing.T) {
-	b := newBed(t, "app", "ci/lint")
+	stores(t, testCrashBetweenTriggerAndAck)
+}
+
+func testCrashBetweenTriggerAndAck(t *testing.T, st store.Store) {
+	b := newBedWith(t, st, "app", "ci/lint")
 	// Only the app pipeline, so the crash happens on its one trigger.
 	b.matcher.Pipelines = b.matcher.Pipelines[:1]
 	ctx, cancel := context.WithCancel(context.Background())
@@ -300,7 +331,11 @@ func TestCancelledQueueItemIsReported(t *testing.T) {
 }
 
 func TestManyEventsTwoDispatchersEachBuiltOnce(t *testing.T) {
-	b := newBed(t, "app", "ci/lint")
+	stores(t, testManyEventsTwoDispatchers)
+}
+
+func testManyEventsTwoDispatchers(t *testing.T, st store.Store) {
+	b := newBedWith(t, st, "app", "ci/lint")
 	b.matcher.Pipelines = b.matcher.Pipelines[:1]
 	if err := b.jenkins.UpdateJob("app", func(s *jenkinsemu.JobSpec) { s.Duration = 0 }); err != nil {
 		t.Fatal(err)

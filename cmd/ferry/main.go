@@ -1,0 +1,86 @@
+// Command ferry runs Jenkins as a serverless CI/CD system: it receives Git
+// webhooks, triggers Jenkins exactly once per change and reports commit
+// status.
+//
+//	ferry serve [--config FILE] [flags]   run the service
+//	ferry check-config --config FILE      validate a configuration and exit
+//	ferry version                         print the version
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/ferryci/ferry/pkg/app"
+	"github.com/ferryci/ferry/pkg/config"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "ferry:", err)
+		}
+		os.Exit(2)
+	}
+}
+
+const usage = `usage: ferry <command> [flags]
+
+commands:
+  serve          run ferry (webhooks, dispatcher, /healthz, /readyz, /metrics)
+  check-config   validate a configuration file and print what ferry would use
+  version        print the version
+
+Run "ferry <command> -h" for the flags of a command.
+`
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errors.New("no command given")
+	}
+	switch args[0] {
+	case "version", "--version", "-v":
+		fmt.Fprintln(stdout, "ferry", version)
+		return nil
+	case "serve", "check-config":
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		fmt.Fprint(stderr, usage)
+		return fmt.Errorf("unknown command %q", args[0])
+	}
+	fs := flag.NewFlagSet("ferry "+args[0], flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	file := fs.String("config", os.Getenv("FERRY_CONFIG"), "YAML configuration file [env FERRY_CONFIG]")
+	flags := config.RegisterFlags(fs)
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	cfg, err := config.Load(config.Sources{File: *file, Flags: flags})
+	if err != nil {
+		return err
+	}
+	if args[0] == "check-config" {
+		fmt.Fprintf(stdout, "configuration is valid: store %s, %d pipeline(s), listening on %s\n",
+			cfg.BackendName(), len(cfg.Pipelines), cfg.Server.Listen)
+		return nil
+	}
+	return app.Run(ctx, app.Options{Config: cfg, Version: version, LogOutput: stderr})
+}

@@ -1,0 +1,257 @@
+// Package app assembles ferry from its configuration and runs it: the
+// HTTP server (webhooks, probes, metrics), the dispatcher, and telemetry.
+// It never touches OS signals and can listen on 127.0.0.1:0, so tests
+// embed it whole.
+//
+//	GitHub/GitLab ─▶ webhook.Receiver ─Enqueue▶ store ─Claim▶ dispatch.Dispatcher ─Trigger▶ Jenkins
+//	                                                              └─ build records ─▶ scm.Reporter (commit status)
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/ferryci/ferry/pkg/config"
+	"github.com/ferryci/ferry/pkg/dispatch"
+	"github.com/ferryci/ferry/pkg/jenkins"
+	"github.com/ferryci/ferry/pkg/scm"
+	"github.com/ferryci/ferry/pkg/store"
+	"github.com/ferryci/ferry/pkg/store/memstore"
+	"github.com/ferryci/ferry/pkg/store/redisstore"
+	"github.com/ferryci/ferry/pkg/telemetry"
+	"github.com/ferryci/ferry/pkg/webhook"
+)
+
+// Options are what ferry runs with.
+type Options struct {
+	// Config is the validated configuration.
+	Config config.Config
+	// Version is reported in logs and traces.
+	Version string
+	// LogOutput receives the logs (nil: discarded).
+	LogOutput io.Writer
+	// Consumer overrides the dispatcher's name in the queue.
+	Consumer string
+	// DisableDispatch runs only the receiver (for benchmarks and
+	// receive-only replicas).
+	DisableDispatch bool
+}
+
+// App is a running ferry.
+type App struct {
+	opts       Options
+	tel        *telemetry.Telemetry
+	log        *slog.Logger
+	store      store.Store
+	dispatcher *dispatch.Dispatcher
+	listener   net.Listener
+	server     *http.Server
+}
+
+// New builds every part and opens the listener, but starts nothing.
+func New(ctx context.Context, opts Options) (*App, error) {
+	cfg := opts.Config
+	tel, err := telemetry.New(ctx, telemetry.Config{
+		LogLevel: cfg.Telemetry.LogLevel, LogFormat: cfg.Telemetry.LogFormat,
+		OTLPEndpoint: cfg.Telemetry.OTLPEndpoint, OTLPInsecure: cfg.Telemetry.OTLPInsecure,
+		SampleRatio: cfg.Telemetry.SampleRatio, ServiceName: cfg.Telemetry.ServiceName,
+		Version: opts.Version, LogOutput: opts.LogOutput,
+	})
+	if err != nil {
+		return nil, err
+	}
+	a := &App{opts: opts, tel: tel, log: tel.Logger.With("component", "app")}
+	ok := false
+	defer func() {
+		if !ok {
+			a.close(context.Background())
+		}
+	}()
+
+	if a.store, err = openStore(ctx, cfg, tel.Logger); err != nil {
+		return nil, err
+	}
+	if cfg.BackendName() == "memory" {
+		a.log.Warn("no Redis configured: using the in-memory store; accepted events are lost on restart and replicas cannot share work (set store.redis.addr)")
+	}
+
+	jc, err := jenkins.New(jenkins.Config{
+		URL: cfg.Jenkins.URL, User: cfg.Jenkins.User, APIToken: cfg.Jenkins.APIToken,
+		Timeout: cfg.Jenkins.Timeout.Duration, Logger: tel.Logger, TracerProvider: tel.TracerProvider,
+		UserAgent: "ferry/" + opts.Version,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("jenkins client: %w", err)
+	}
+	reporter, err := scm.New(scm.Config{
+		GitHub:         scm.GitHubConfig{Token: cfg.GitHub.Token, BaseURL: cfg.GitHub.APIURL},
+		GitLab:         scm.GitLabConfig{Token: cfg.GitLab.Token, BaseURL: cfg.GitLab.BaseURL},
+		Logger:         tel.Logger,
+		TracerProvider: tel.TracerProvider,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("commit status reporter: %w", err)
+	}
+	if !opts.DisableDispatch {
+		a.dispatcher, err = dispatch.New(dispatch.Config{
+			Store: a.store, Jenkins: jc, Reporter: reporter, Matcher: cfg, JenkinsURL: cfg.Jenkins.URL,
+			Consumer: opts.Consumer, Workers: cfg.Dispatch.Workers, ReclaimAfter: cfg.Dispatch.ReclaimAfter.Duration,
+			RetryInitial: cfg.Dispatch.RetryInitial.Duration, RetryMax: cfg.Dispatch.RetryMax.Duration,
+			PermanentAttempts: cfg.Dispatch.PermanentAttempts, StatusInterval: cfg.Dispatch.StatusInterval.Duration,
+			StatusContext: cfg.Dispatch.StatusContext,
+			Logger:        tel.Logger, TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider,
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	recv, err := webhook.New(webhook.Config{
+		Store: a.store, Matcher: cfg, GitHubSecrets: cfg.GitHub.WebhookSecrets, GitLabTokens: cfg.GitLab.WebhookTokens,
+		MaxBodyBytes: cfg.Server.MaxBodyBytes, Logger: tel.Logger,
+		TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(cfg.GitHub.WebhookSecrets) == 0 && len(cfg.GitLab.WebhookTokens) == 0 {
+		a.log.Warn("no webhook secret configured: /hooks/github and /hooks/gitlab answer 404 (set github.webhookSecrets or gitlab.webhookTokens)")
+	}
+
+	a.server = &http.Server{
+		Handler:           a.routes(recv),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       cfg.Server.ReadTimeout.Duration,
+		WriteTimeout:      cfg.Server.WriteTimeout.Duration,
+		ErrorLog:          slog.NewLogLogger(tel.Logger.With("component", "http").Handler(), slog.LevelWarn),
+	}
+	if a.listener, err = net.Listen("tcp", cfg.Server.Listen); err != nil {
+		return nil, fmt.Errorf("listen on %s (server.listen): %w", cfg.Server.Listen, err)
+	}
+	ok = true
+	return a, nil
+}
+
+func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (store.Store, error) {
+	if cfg.BackendName() == "memory" {
+		return memstore.New(memstore.Config{DedupTTL: cfg.Store.Redis.DedupTTL.Duration})
+	}
+	r := cfg.Store.Redis
+	rc := redisstore.Config{
+		Addr: r.Addr, Username: r.Username, Password: r.Password, DB: r.DB, Prefix: r.Prefix, Group: r.Group,
+		DedupTTL: r.DedupTTL.Duration, WaitReplicas: r.WaitReplicas, Logger: log,
+	}
+	if r.TLS {
+		rc.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	s, err := redisstore.New(ctx, rc)
+	if err != nil {
+		return nil, fmt.Errorf("open Redis store at %s (store.redis.addr): %w", r.Addr, err)
+	}
+	return s, nil
+}
+
+func (a *App) routes(recv *webhook.Receiver) http.Handler {
+	gin.SetMode(gin.ReleaseMode)
+	e := gin.New()
+	e.Use(gin.CustomRecovery(func(c *gin.Context, err any) {
+		a.log.Error("panic while serving a request", "path", c.Request.URL.Path, "panic", fmt.Sprint(err))
+		c.AbortWithStatusJSON(http.StatusInternalServerError, gin.H{"status": "error", "error": "internal error"})
+	}))
+	recv.Register(e)
+	e.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
+	e.GET("/readyz", func(c *gin.Context) {
+		ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)
+		defer cancel()
+		if err := a.store.Ping(ctx); err != nil {
+			c.JSON(http.StatusServiceUnavailable, gin.H{"status": "unavailable", "error": "store: " + err.Error()})
+			return
+		}
+		c.JSON(http.StatusOK, gin.H{"status": "ready", "store": a.opts.Config.BackendName()})
+	})
+	e.GET("/metrics", gin.WrapH(a.tel.MetricsHandler()))
+	return e
+}
+
+// Addr is the address the server listens on.
+func (a *App) Addr() string { return a.listener.Addr().String() }
+
+// Store is the store the app uses (for tests and tools).
+func (a *App) Store() store.Store { return a.store }
+
+// Run serves until ctx ends, then drains: in-flight requests get
+// server.shutdownTimeout, unacknowledged events stay queued for the next
+// start or another replica.
+func (a *App) Run(ctx context.Context) error {
+	a.log.Info("ferry started", "addr", a.Addr(), "version", a.opts.Version, "store", a.opts.Config.BackendName(),
+		"jenkins", a.opts.Config.Jenkins.URL, "pipelines", len(a.opts.Config.Pipelines))
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := a.server.Serve(a.listener); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errs <- fmt.Errorf("http server: %w", err)
+			cancel()
+		}
+	}()
+	if a.dispatcher != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := a.dispatcher.Run(ctx); err != nil {
+				errs <- fmt.Errorf("dispatcher: %w", err)
+				cancel()
+			}
+		}()
+	}
+	<-ctx.Done()
+	sctx, scancel := context.WithTimeout(context.Background(), a.opts.Config.Server.ShutdownTimeout.Duration)
+	defer scancel()
+	if err := a.server.Shutdown(sctx); err != nil {
+		a.log.Warn("http server did not drain in time", "error", err)
+	}
+	wg.Wait()
+	a.close(sctx)
+	a.log.Info("ferry stopped")
+	close(errs)
+	var all []error
+	for err := range errs {
+		all = append(all, err)
+	}
+	return errors.Join(all...)
+}
+
+func (a *App) close(ctx context.Context) {
+	if a.listener != nil {
+		_ = a.listener.Close()
+	}
+	if a.store != nil {
+		if err := a.store.Close(); err != nil {
+			a.log.Warn("closing the store", "error", err)
+		}
+	}
+	if err := a.tel.Shutdown(ctx); err != nil {
+		a.log.Warn("flushing telemetry", "error", err)
+	}
+}
+
+// Run builds ferry from opts and runs it until ctx ends.
+func Run(ctx context.Context, opts Options) error {
+	a, err := New(ctx, opts)
+	if err != nil {
+		return err
+	}
+	return a.Run(ctx)
+}
