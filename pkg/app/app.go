@@ -145,6 +145,7 @@ func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (store.
 	if cfg.BackendName() == "memory" {
 		return memstore.New(memstore.Config{DedupTTL: cfg.Store.Redis.DedupTTL.Duration})
 	}
+	redisstore.SetClientLogger(log)
 	r := cfg.Store.Redis
 	rc := redisstore.Config{
 		Addr: r.Addr, Username: r.Username, Password: r.Password, DB: r.DB, Prefix: r.Prefix, Group: r.Group,
