@@ -1,0 +1,67 @@
+# ferry's workshop. `make help` lists the targets. Logic lives in scripts
+# (test/bed/*.sh) and Go commands (test/cmd/*); this file stays thin.
+
+SHELL := bash
+GO ?= go
+BIN := $(CURDIR)/bin
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+GOTESTSUM_VERSION := v1.13.0
+GOLANGCI_LINT_VERSION := v2.15.0
+GOTESTSUM := $(BIN)/gotestsum
+# Packages of the whole suite; the test bed must be up for test/testbed.
+PKGS ?= ./...
+# The build parameters ferry sends (config.ReservedParams), for emulated jobs.
+FERRY_PARAMS := FERRY_GIT_SHA,FERRY_GIT_REF,FERRY_GIT_URL,FERRY_EVENT_ID,FERRY_TRIGGER_ID,FERRY_PIPELINE,TRACEPARENT
+
+.DEFAULT_GOAL := help
+.PHONY: help build run test test-short test-unit lint fmt vet fuzz bench bench-webhook emulator clean tools
+
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+build: ## Build bin/ferry
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ferry ./cmd/ferry
+
+run: build ## Run ferry locally with the in-memory store against the Jenkins emulator (examples/local.yaml)
+	$(GO) build -o $(BIN)/jenkins-emulator ./test/cmd/jenkins-emulator
+	@trap 'kill %1 2>/dev/null' EXIT; \
+	$(BIN)/jenkins-emulator -listen 127.0.0.1:8081 -builtin-executors 2 -jobs 'acme/app=:$(FERRY_PARAMS)' -duration 20s & \
+	sleep 1; $(BIN)/ferry serve --config examples/local.yaml --log-format text
+
+$(GOTESTSUM):
+	GOBIN=$(BIN) $(GO) install gotest.tools/gotestsum@$(GOTESTSUM_VERSION)
+
+tools: $(GOTESTSUM) ## Install the test runner (gotestsum) into bin/
+
+test: $(GOTESTSUM) testbed-up ## Run the whole suite (unit, integration, end to end) against real servers; starts the test bed
+	$(GOTESTSUM) --format pkgname-and-test-fails --format-hide-empty-pkg -- -race -count=1 -timeout 30m $(PKGS)
+
+test-short: $(GOTESTSUM) ## Run the fast tier only (-short): skips what needs servers, saying which
+	$(GOTESTSUM) --format pkgname-and-test-fails --format-hide-empty-pkg -- -race -short $(PKGS)
+
+lint: ## Run golangci-lint (v2) with the repo's .golangci.yml
+	$(GO) run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION) run ./...
+
+fmt: ## Format the code
+	gofmt -w $$(git ls-files '*.go')
+
+vet: ## go vet every package
+	$(GO) vet ./...
+
+fuzz: ## Fuzz the webhook verify/parse/normalize path for 60s (FUZZTIME=…)
+	$(GO) test -run '^$$' -fuzz FuzzDelivery -fuzztime $${FUZZTIME:-60s} ./pkg/webhook
+
+bench: ## Go micro-benchmarks (stores, receiver pieces)
+	$(GO) test -run '^$$' -bench . -benchmem ./pkg/...
+
+bench-webhook: ## Receiver benchmark: ferry+Redis vs a bare HMAC handler, side by side
+	$(GO) run ./test/cmd/webhook-bench
+
+emulator: ## Run the Jenkins emulator standalone on 127.0.0.1:8081
+	$(GO) run ./test/cmd/jenkins-emulator -listen 127.0.0.1:8081 -builtin-executors 2 -jobs 'acme/app=:$(FERRY_PARAMS)'
+
+clean: ## Remove build output
+	rm -rf $(BIN) coverage*
+
+include test/bed/bed.mk
