@@ -15,7 +15,7 @@ PKGS ?= ./...
 FERRY_PARAMS := FERRY_GIT_SHA,FERRY_GIT_REF,FERRY_GIT_URL,FERRY_EVENT_ID,FERRY_TRIGGER_ID,FERRY_PIPELINE,TRACEPARENT
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test test-short test-unit lint fmt vet fuzz bench bench-webhook emulator clean tools
+.PHONY: help deps build run test test-short test-unit lint fmt vet fuzz bench bench-webhook emulator clean tools
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -34,7 +34,10 @@ $(GOTESTSUM):
 
 tools: $(GOTESTSUM) ## Install the test runner (gotestsum) into bin/
 
-test: $(GOTESTSUM) testbed-up ## Run the whole suite (unit, integration, end to end) against real servers; starts the test bed
+deps: ## Install what the tests need (apt packages, the test bed's binaries); idempotent, quick when done
+	bash test/bed/ci-setup.sh
+
+test: deps $(GOTESTSUM) testbed-up ## Run the whole suite (unit, integration, end to end) against real servers; starts the test bed
 	$(GOTESTSUM) --format pkgname-and-test-fails --format-hide-empty-pkg -- -race -count=1 -timeout 30m $(PKGS)
 
 test-short: $(GOTESTSUM) ## Run the fast tier only (-short): skips what needs servers, saying which
