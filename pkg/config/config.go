@@ -263,7 +263,7 @@ func LoadFile(name string) (Config, error) {
 	if name == "" {
 		return Default(), nil
 	}
-	data, err := os.ReadFile(name)
+	data, err := os.ReadFile(name) //nolint:gosec // the operator names the config file
 	if err != nil {
 		return Config{}, fmt.Errorf("read config file: %w", err)
 	}

@@ -219,7 +219,7 @@ func (c *Client) call(ctx context.Context, op string, attrs []attribute.KeyValue
 	err := fn(ctx)
 	logAttrs := []slog.Attr{slog.String("op", op), slog.Duration("elapsed", time.Since(start))}
 	for _, a := range attrs {
-		logAttrs = append(logAttrs, slog.String(string(a.Key), a.Value.Emit()))
+		logAttrs = append(logAttrs, slog.String(string(a.Key), a.Value.String()))
 	}
 	if err != nil {
 		span.RecordError(err)

@@ -105,7 +105,7 @@ func (c *Client) Ping(ctx context.Context) (string, error) {
 	var version string
 	err := c.call(ctx, "ping", nil, func(ctx context.Context) error {
 		gj, ex := c.gojenkins(ctx)
-		resp, err := gj.Requester.GetJSON(ctx, "/", gj.Raw, map[string]string{"tree": "mode"})
+		resp, err := gj.Requester.GetJSON(ctx, "/", gj.Raw, map[string]string{"tree": "mode"}) //nolint:bodyclose // gojenkins reads and closes the body
 		if err := c.result(ex, http.MethodGet, "/api/json", err); err != nil {
 			return err
 		}

@@ -109,7 +109,7 @@ func (c *Client) send(ctx context.Context, r request, body []byte, cr *crumb) (*
 		req.Header.Set(cr.field, cr.value)
 		if c.hc.Jar == nil {
 			for _, ck := range cr.cookies {
-				req.AddCookie(&http.Cookie{Name: ck.Name, Value: ck.Value})
+				req.AddCookie(&http.Cookie{Name: ck.Name, Value: ck.Value}) //nolint:gosec // a cookie sent by a client; Secure/HttpOnly are server-side attributes
 			}
 		}
 	}
@@ -237,10 +237,10 @@ func (c *Client) getCrumb(ctx context.Context) (*crumb, error) {
 		return nil, fmt.Errorf("fetch crumb: %w", err)
 	}
 	cr := &crumb{}
-	switch {
-	case resp.status == http.StatusNotFound:
+	switch resp.status {
+	case http.StatusNotFound:
 		// No CSRF protection configured.
-	case resp.status == http.StatusOK:
+	case http.StatusOK:
 		var v struct {
 			Crumb             string `json:"crumb"`
 			CrumbRequestField string `json:"crumbRequestField"`

@@ -27,7 +27,7 @@ func LoadToken(value, file string) (string, error) {
 	if value != "" {
 		return "", errors.New("load scm token: both a token and a token file are set; set one")
 	}
-	b, err := os.ReadFile(file)
+	b, err := os.ReadFile(file) //nolint:gosec // the operator names the token file
 	if err != nil {
 		// The *PathError names the file and the cause, not the content.
 		return "", fmt.Errorf("load scm token: %w", err)

@@ -58,7 +58,7 @@ func (g *gitHub) parse(h http.Header, body []byte) (outcome, error) {
 	if ct := h.Get("Content-Type"); strings.HasPrefix(ct, "application/x-www-form-urlencoded") {
 		form, err := url.ParseQuery(string(body))
 		if err != nil {
-			return outcome{}, fmt.Errorf("%w: form body: %v", errBadPayload, err)
+			return outcome{}, fmt.Errorf("%w: form body: %w", errBadPayload, err)
 		}
 		payload = []byte(form.Get("payload"))
 	}
@@ -72,7 +72,7 @@ func (g *gitHub) parse(h http.Header, body []byte) (outcome, error) {
 	}
 	raw, err := github.ParseWebHook(typ, payload)
 	if err != nil {
-		return outcome{}, fmt.Errorf("%w: %s event: %v", errBadPayload, typ, err)
+		return outcome{}, fmt.Errorf("%w: %s event: %w", errBadPayload, typ, err)
 	}
 	switch e := raw.(type) {
 	case *github.PingEvent:

@@ -15,7 +15,7 @@ import (
 // GitLab's webhook headers.
 const (
 	gitLabEventHeader       = "X-Gitlab-Event"
-	gitLabTokenHeader       = "X-Gitlab-Token"
+	gitLabTokenHeader       = "X-Gitlab-Token" //nolint:gosec // a header name, not a credential
 	gitLabIdempotencyHeader = "Idempotency-Key"
 	gitLabUUIDHeader        = "X-Gitlab-Webhook-UUID"
 )
@@ -116,13 +116,13 @@ func (g *gitLab) parse(h http.Header, body []byte) (outcome, error) {
 	case "Push Hook", "Tag Push Hook":
 		var p glPush
 		if err := json.Unmarshal(body, &p); err != nil {
-			return outcome{}, fmt.Errorf("%w: %s: %v", errBadPayload, typ, err)
+			return outcome{}, fmt.Errorf("%w: %s: %w", errBadPayload, typ, err)
 		}
 		return gitLabPush(typ, p)
 	case "Merge Request Hook":
 		var m glMergeRequest
 		if err := json.Unmarshal(body, &m); err != nil {
-			return outcome{}, fmt.Errorf("%w: %s: %v", errBadPayload, typ, err)
+			return outcome{}, fmt.Errorf("%w: %s: %w", errBadPayload, typ, err)
 		}
 		return gitLabMergeRequest(m)
 	case "":
@@ -198,7 +198,7 @@ func gitLabMergeRequest(m glMergeRequest) (outcome, error) {
 		return outcome{ignore: fmt.Sprintf("merge request action %q is not built", a.Action)}, nil
 	}
 	if a.LastCommit.ID == "" || m.Project.PathWithNamespace == "" {
-		return outcome{}, errors.Join(errBadPayload, errors.New("Merge Request Hook lacks object_attributes.last_commit.id or project.path_with_namespace"))
+		return outcome{}, errors.Join(errBadPayload, errors.New("merge request hook lacks object_attributes.last_commit.id or project.path_with_namespace"))
 	}
 	repoURL := a.Source.GitHTTPURL
 	if repoURL == "" {

@@ -168,7 +168,7 @@ func parseDelay(v string) (time.Duration, error) {
 	}
 	n, err := strconv.ParseInt(v, 10, 64)
 	if err != nil {
-		return 0, fmt.Errorf("Invalid time duration value: %s", v)
+		return 0, fmt.Errorf("Invalid time duration value: %s", v) //nolint:staticcheck // Jenkins' own message, shown to clients
 	}
 	return time.Duration(n) * unit, nil
 }

@@ -413,7 +413,7 @@ func (s *Server) jobJSON(j *job, r *http.Request, now time.Time) map[string]any 
 	return m
 }
 
-func (s *Server) buildJSON(b *build, r *http.Request, now time.Time) map[string]any {
+func (s *Server) buildJSON(b *build, _ *http.Request, _ time.Time) map[string]any {
 	actions := []any{}
 	if b.job.parameterized() {
 		actions = append(actions, parametersAction(b.params))

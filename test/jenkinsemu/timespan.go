@@ -32,7 +32,7 @@ func timeSpanString(d time.Duration) string {
 	seconds := ms / second
 	millis := ms % second
 
-	two := func(big int64, bigLabel string, small int64, smallLabel string) string {
+	two := func(big int64, bigLabel string, _ int64, smallLabel string) string {
 		if big < 10 {
 			return bigLabel + " " + smallLabel
 		}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"strings"
@@ -33,7 +32,7 @@ func uniquePrefix() string {
 	return fmt.Sprintf("test%d:", prefixes.Add(1))
 }
 
-func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 func newStore(t testing.TB, cfg redisstore.Config) *redisstore.Store {
 	t.Helper()
