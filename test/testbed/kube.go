@@ -1,0 +1,343 @@
+package testbed
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	authorizationv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+)
+
+// FerryClusterRole is the ClusterRole holding ferry's namespaced rights;
+// Namespace binds it to the ferry identity in every namespace it creates.
+const FerryClusterRole = "ferry"
+
+// readyAPIServers remembers the apiserver URLs that answered /readyz in this
+// process, so each test does not ask again.
+var readyAPIServers sync.Map
+
+// Kube returns the bed's env after checking that its Kubernetes apiserver
+// answers /readyz; it skips (-short) or fails the test otherwise.
+func Kube(t testing.TB) *Env {
+	t.Helper()
+	env := Load(t)
+	cfg, err := restConfig(env, KeyAdminToken)
+	if err != nil {
+		Unavailable(t, "Kubernetes: %v", err)
+	}
+	if _, ok := readyAPIServers.Load(cfg.Host); ok {
+		return env
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		Unavailable(t, "Kubernetes: build client for %s: %v", cfg.Host, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	body, err := cs.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+	if err != nil {
+		Unavailable(t, "Kubernetes apiserver at %s does not answer /readyz: %v", cfg.Host, err)
+	}
+	if string(body) != "ok" {
+		Unavailable(t, "Kubernetes apiserver at %s is not ready: %s", cfg.Host, body)
+	}
+	readyAPIServers.Store(cfg.Host, true)
+	return env
+}
+
+// RESTConfig returns a client config for the bed's admin (system:masters).
+func RESTConfig(t testing.TB) *rest.Config {
+	t.Helper()
+	return mustRESTConfig(t, KeyAdminToken)
+}
+
+// FerryRESTConfig returns a client config for ferry's own identity: it may
+// manage pods, secrets, configmaps, events, leases and deployments in the
+// namespaces bound to ClusterRole "ferry" (the bed's FERRY_NAMESPACE and each
+// namespace made by Namespace), and read namespaces and nodes.
+func FerryRESTConfig(t testing.TB) *rest.Config {
+	t.Helper()
+	return mustRESTConfig(t, KeyFerryToken)
+}
+
+// Clientset returns an admin clientset for the bed.
+func Clientset(t testing.TB) kubernetes.Interface {
+	t.Helper()
+	return mustClientset(t, RESTConfig(t))
+}
+
+// FerryClientset returns a clientset acting as ferry's identity.
+func FerryClientset(t testing.TB) kubernetes.Interface {
+	t.Helper()
+	return mustClientset(t, FerryRESTConfig(t))
+}
+
+func mustRESTConfig(t testing.TB, tokenKey string) *rest.Config {
+	t.Helper()
+	cfg, err := restConfig(Kube(t), tokenKey)
+	if err != nil {
+		Unavailable(t, "Kubernetes: %v", err)
+	}
+	return cfg
+}
+
+func mustClientset(t testing.TB, cfg *rest.Config) kubernetes.Interface {
+	t.Helper()
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatalf("build clientset for %s: %v", cfg.Host, err)
+	}
+	return cs
+}
+
+func restConfig(env *Env, tokenKey string) (*rest.Config, error) {
+	vals, err := env.Require(KeyAPIServerURL, KeyCAFile, tokenKey)
+	if err != nil {
+		return nil, err
+	}
+	return &rest.Config{
+		Host:            vals[0],
+		TLSClientConfig: rest.TLSClientConfig{CAFile: vals[1]},
+		BearerToken:     vals[2],
+		UserAgent:       "ferry-testbed",
+		// Tests create objects in bursts; the defaults (5 QPS) would make
+		// them slow for no benefit on a private control plane.
+		QPS:   100,
+		Burst: 200,
+	}, nil
+}
+
+// Namespace creates a namespace unique to this test, binds ferry's
+// ClusterRole to the ferry identity in it, waits until its default
+// ServiceAccount exists and ferry's rights are in effect, and deletes it when
+// the test ends.
+func Namespace(t testing.TB) string {
+	t.Helper()
+	cs := Clientset(t)
+	env := Kube(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	ns, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:   namespaceName(t.Name()),
+			Labels: map[string]string{"testbed.ferry.dev/test": "true"},
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("create test namespace: %v", err)
+	}
+	name := ns.Name
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		err := cs.CoreV1().Namespaces().Delete(ctx, name, metav1.DeleteOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			t.Errorf("delete test namespace %s: %v", name, err)
+		}
+	})
+
+	ferryUser := env.Get(KeyFerryUser)
+	if ferryUser == "" {
+		ferryUser = "ferry"
+	}
+	_, err = cs.RbacV1().RoleBindings(name).Create(ctx, &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: FerryClusterRole},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: FerryClusterRole},
+		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: ferryUser}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("bind ClusterRole %s to %s in namespace %s: %v", FerryClusterRole, ferryUser, name, err)
+	}
+
+	// The ServiceAccount admission plugin refuses pods until the namespace's
+	// default ServiceAccount exists, and the RBAC authorizer sees a new
+	// RoleBinding only after its informer caught up: wait for both.
+	ferry := FerryClientset(t)
+	err = poll(ctx, 100*time.Millisecond, func() (bool, error) {
+		if _, err := cs.CoreV1().ServiceAccounts(name).Get(ctx, "default", metav1.GetOptions{}); err != nil {
+			if apierrors.IsNotFound(err) {
+				return false, nil
+			}
+			return false, err
+		}
+		review, err := ferry.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
+			Spec: authorizationv1.SelfSubjectAccessReviewSpec{
+				ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: name, Verb: "create", Resource: "pods"},
+			},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			return false, err
+		}
+		return review.Status.Allowed, nil
+	})
+	if err != nil {
+		t.Fatalf("wait for test namespace %s (default ServiceAccount, ferry's RoleBinding): %v", name, err)
+	}
+	return name
+}
+
+// namespaceName derives a valid, unique namespace name from a test name.
+func namespaceName(testName string) string {
+	var b strings.Builder
+	dash := false
+	for _, r := range strings.ToLower(testName) {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
+			b.WriteRune(r)
+			dash = false
+		case !dash && b.Len() > 0:
+			b.WriteByte('-')
+			dash = true
+		}
+	}
+	base := strings.Trim(b.String(), "-")
+	if len(base) > 45 {
+		base = strings.TrimRight(base[:45], "-")
+	}
+	if base == "" {
+		base = "test"
+	}
+	return "tb-" + base + "-" + randomSuffix(6)
+}
+
+func randomSuffix(n int) string {
+	const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+	buf := make([]byte, n)
+	_, _ = rand.Read(buf)
+	for i := range buf {
+		buf[i] = alphabet[int(buf[i])%len(alphabet)]
+	}
+	return string(buf)
+}
+
+// poll calls cond every interval until it returns true or an error, or ctx
+// ends.
+func poll(ctx context.Context, interval time.Duration, cond func() (bool, error)) error {
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		ok, err := cond()
+		if err != nil {
+			return err
+		}
+		if ok {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("condition not met: %w", ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// WaitForPod polls pod ns/name until cond holds and returns the pod; the test
+// fails, showing the pod's last status, when timeout passes first.
+func WaitForPod(t testing.TB, cs kubernetes.Interface, ns, name string, timeout time.Duration, cond func(*corev1.Pod) bool) *corev1.Pod {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var last *corev1.Pod
+	var lastErr error
+	err := poll(ctx, 100*time.Millisecond, func() (bool, error) {
+		pod, err := cs.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			lastErr = err
+			return false, nil
+		}
+		last = pod
+		return cond(pod), nil
+	})
+	if err != nil {
+		if last == nil {
+			t.Fatalf("wait for pod %s/%s: %v (last error: %v)", ns, name, err, lastErr)
+		}
+		t.Fatalf("wait for pod %s/%s: %v; last status: %s", ns, name, err, DescribePod(last))
+	}
+	return last
+}
+
+// WaitForEvent polls until an event with reason is recorded about the object
+// named name in ns, and returns it.
+func WaitForEvent(t testing.TB, cs kubernetes.Interface, ns, name, reason string, timeout time.Duration) *corev1.Event {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var found *corev1.Event
+	var seen []string
+	err := poll(ctx, 200*time.Millisecond, func() (bool, error) {
+		list, err := cs.CoreV1().Events(ns).List(ctx, metav1.ListOptions{
+			FieldSelector: fields.OneTermEqualSelector("involvedObject.name", name).String(),
+		})
+		if err != nil {
+			return false, nil
+		}
+		seen = seen[:0]
+		for i := range list.Items {
+			ev := &list.Items[i]
+			seen = append(seen, ev.Type+"/"+ev.Reason)
+			if ev.Reason == reason {
+				found = ev
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	if err != nil {
+		t.Fatalf("wait for event %s about %s/%s: %v; events seen: %v", reason, ns, name, err, seen)
+	}
+	return found
+}
+
+// PodPhase is a WaitForPod condition: the pod is in phase.
+func PodPhase(phase corev1.PodPhase) func(*corev1.Pod) bool {
+	return func(p *corev1.Pod) bool { return p.Status.Phase == phase }
+}
+
+// PodCondition returns the pod's condition of type ct, or nil.
+func PodCondition(p *corev1.Pod, ct corev1.PodConditionType) *corev1.PodCondition {
+	for i := range p.Status.Conditions {
+		if p.Status.Conditions[i].Type == ct {
+			return &p.Status.Conditions[i]
+		}
+	}
+	return nil
+}
+
+// DescribePod summarizes a pod's status for failure messages.
+func DescribePod(p *corev1.Pod) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "phase=%s node=%q", p.Status.Phase, p.Spec.NodeName)
+	if p.Status.Reason != "" {
+		fmt.Fprintf(&b, " reason=%s", p.Status.Reason)
+	}
+	for _, c := range p.Status.Conditions {
+		fmt.Fprintf(&b, " %s=%s", c.Type, c.Status)
+		if c.Reason != "" {
+			fmt.Fprintf(&b, "(%s)", c.Reason)
+		}
+	}
+	for _, cs := range p.Status.ContainerStatuses {
+		switch s := cs.State; {
+		case s.Waiting != nil:
+			fmt.Fprintf(&b, " %s:waiting(%s)", cs.Name, s.Waiting.Reason)
+		case s.Running != nil:
+			fmt.Fprintf(&b, " %s:running", cs.Name)
+		case s.Terminated != nil:
+			fmt.Fprintf(&b, " %s:terminated(%s,%d)", cs.Name, s.Terminated.Reason, s.Terminated.ExitCode)
+		}
+	}
+	return b.String()
+}
