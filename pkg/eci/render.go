@@ -1,0 +1,369 @@
+package eci
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+const ferryPrefix = "ferry.dev/"
+
+// Labels and annotations on everything ferry creates for an agent.
+const (
+	LabelManagedBy = "app.kubernetes.io/managed-by"
+	ManagedBy      = "ferry"
+	LabelAgent     = ferryPrefix + "agent"
+	LabelQueueID   = ferryPrefix + "queue-id"
+	LabelTemplate  = ferryPrefix + "template"
+	LabelAttempt   = ferryPrefix + "attempt"
+
+	AnnotationJob         = ferryPrefix + "job"
+	AnnotationTraceParent = ferryPrefix + "traceparent"
+	// AnnotationFallback records the fallback level an agent was rendered
+	// at (absent at level 0).
+	AnnotationFallback = ferryPrefix + "fallback"
+)
+
+// ManagedSelector selects every object ferry created for agents; use it for
+// informers and garbage collection.
+const ManagedSelector = LabelManagedBy + "=" + ManagedBy
+
+// ACK virtual nodes: how a pod is steered to ECI.
+const (
+	VirtualNodeLabel         = "type"
+	VirtualNodeValue         = "virtual-kubelet"
+	VirtualNodeTaintKey      = "virtual-kubelet.io/provider"
+	VirtualNodeTaintValue    = "alibabacloud"
+	LabelECI                 = "alibabacloud.com/eci"
+	eciAnnotationPrefix      = "k8s.aliyun.com/"
+	ContainerName            = "jnlp"
+	VolumeWorkspace          = "workspace"
+	VolumeTmp                = "tmp"
+	SecretKey                = "secret"
+	defaultWorkspaceMount    = AgentHome
+	defaultTmpMount          = "/tmp"
+	annotationSpecs          = eciAnnotationPrefix + "eci-use-specs"
+	annotationSpotStrategy   = eciAnnotationPrefix + "eci-spot-strategy"
+	annotationSpotPrice      = eciAnnotationPrefix + "eci-spot-price-limit"
+	annotationSpotDuration   = eciAnnotationPrefix + "eci-spot-duration"
+	annotationSpotFallback   = eciAnnotationPrefix + "eci-spot-fallback"
+	annotationAutoIMC        = eciAnnotationPrefix + "eci-auto-imc"
+	annotationIMCID          = eciAnnotationPrefix + "eci-imc-id"
+	annotationVSwitch        = eciAnnotationPrefix + "eci-vswitch"
+	annotationSchedule       = eciAnnotationPrefix + "eci-schedule-strategy"
+	annotationSecurityGroup  = eciAnnotationPrefix + "eci-security-group"
+	annotationRAMRole        = eciAnnotationPrefix + "eci-ram-role-name"
+	annotationExtraStorage   = eciAnnotationPrefix + "eci-extra-ephemeral-storage"
+	annotationFailStrategy   = eciAnnotationPrefix + "eci-fail-strategy"
+	annotationACRInstance    = eciAnnotationPrefix + "acr-instance-id"
+	annotationWithEIP        = eciAnnotationPrefix + "eci-with-eip"
+	defaultTerminationPolicy = corev1.TerminationMessageReadFile
+)
+
+// ECIAnnotations lists every annotation rendered from ECI settings; a
+// template's podAnnotations cannot set them.
+var ECIAnnotations = []string{
+	annotationSpecs, annotationSpotStrategy, annotationSpotPrice, annotationSpotDuration,
+	annotationSpotFallback, annotationAutoIMC, annotationIMCID, annotationVSwitch,
+	annotationSchedule, annotationSecurityGroup, annotationRAMRole, annotationExtraStorage,
+	annotationFailStrategy, annotationACRInstance, annotationWithEIP,
+}
+
+// Environment of the agent container set by ferry.
+const (
+	EnvJenkinsURL  = "JENKINS_URL"
+	EnvAgentName   = "JENKINS_AGENT_NAME"
+	EnvSecret      = "JENKINS_SECRET"
+	EnvWebSocket   = "JENKINS_WEB_SOCKET"
+	EnvWorkDir     = "JENKINS_AGENT_WORKDIR"
+	EnvTraceParent = "TRACEPARENT"
+)
+
+// Agent is one attempt at serving one Jenkins queue item: one Jenkins node,
+// one pod and one Secret, all of the same name.
+type Agent struct {
+	// Name names the Jenkins node, the pod and the Secret; see AgentName.
+	Name      string
+	Namespace string
+	// QueueID is the Jenkins queue item the agent serves.
+	QueueID int64
+	// Attempt counts from 1 for each queue item.
+	Attempt int
+	// Fallback is the template's fallback level for this attempt.
+	Fallback int
+	// JenkinsURL is the controller the agent connects to over WebSocket.
+	JenkinsURL string
+	// Secret is the node's JNLP secret. It goes into the Secret only and
+	// never into the pod, a log line or an error.
+	Secret string
+	// TraceParent is the W3C trace context of the build, when known.
+	TraceParent string
+	// Job is the Jenkins job path of the queue item, for people reading
+	// the pod.
+	Job string
+	// Labels are the owner's labels (e.g. the ferry instance) put on the
+	// pod and the Secret; ferry's own labels win over them.
+	Labels map[string]string
+}
+
+// AgentName is the name of attempt attempt for queue item queueID. It is
+// derived from the queue item alone so that a restarted ferry, or another
+// replica, finds the agents already made instead of making them again.
+func AgentName(queueID int64, attempt int) string {
+	return fmt.Sprintf("ferry-agent-%d-%d", queueID, attempt)
+}
+
+// String describes the agent without its secret.
+func (a Agent) String() string {
+	return fmt.Sprintf("agent %s (queue item %d, attempt %d)", a.Name, a.QueueID, a.Attempt)
+}
+
+// GoString keeps %#v from printing the secret.
+func (a Agent) GoString() string { return a.String() }
+
+// LogValue keeps the secret out of structured logs.
+func (a Agent) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("name", a.Name),
+		slog.String("namespace", a.Namespace),
+		slog.Int64("queue_id", a.QueueID),
+		slog.Int("attempt", a.Attempt),
+		slog.Int("fallback", a.Fallback),
+	)
+}
+
+// Labels returns the labels ferry puts on everything it creates for agent
+// a of template t.
+func Labels(t Template, a Agent) map[string]string {
+	l := maps.Clone(a.Labels)
+	if l == nil {
+		l = map[string]string{}
+	}
+	l[LabelManagedBy] = ManagedBy
+	l[LabelAgent] = a.Name
+	l[LabelQueueID] = strconv.FormatInt(a.QueueID, 10)
+	l[LabelTemplate] = t.Name
+	l[LabelAttempt] = strconv.Itoa(a.Attempt)
+	return l
+}
+
+// Render returns the pod and the Secret of agent a from template t at the
+// agent's fallback level. t should come from Resolve; defaults are applied
+// again here, so a template that was never resolved renders the same way.
+//
+// Create the Secret before the pod (the pod reads JENKINS_SECRET from it),
+// then hand it to the pod with OwnSecret so that it goes when the pod
+// goes.
+func Render(t Template, a Agent) (*corev1.Pod, *corev1.Secret) {
+	t = t.WithDefaults().AtFallback(a.Fallback)
+	labels := Labels(t, a)
+
+	annotations := maps.Clone(t.PodAnnotations)
+	if annotations == nil {
+		annotations = map[string]string{}
+	}
+	maps.Copy(annotations, t.ECI.annotations())
+	if a.Job != "" {
+		annotations[AnnotationJob] = a.Job
+	}
+	if a.TraceParent != "" {
+		annotations[AnnotationTraceParent] = a.TraceParent
+	}
+	if lvl := min(a.Fallback, t.FallbackLevels()); lvl > 0 {
+		annotations[AnnotationFallback] = strconv.Itoa(lvl)
+	}
+
+	podLabels := maps.Clone(t.PodLabels)
+	if podLabels == nil {
+		podLabels = map[string]string{}
+	}
+	nodeSelector := maps.Clone(t.NodeSelector)
+	tolerations := deepCopyAll(t.Tolerations)
+	if *t.VirtualNode {
+		podLabels[LabelECI] = "true"
+		if nodeSelector == nil {
+			nodeSelector = map[string]string{}
+		}
+		nodeSelector[VirtualNodeLabel] = VirtualNodeValue
+		vk := corev1.Toleration{Key: VirtualNodeTaintKey, Operator: corev1.TolerationOpEqual, Value: VirtualNodeTaintValue, Effect: corev1.TaintEffectNoSchedule}
+		if !slices.ContainsFunc(tolerations, func(o corev1.Toleration) bool { return vk.MatchToleration(&o) }) {
+			tolerations = append([]corev1.Toleration{vk}, tolerations...)
+		}
+	}
+	maps.Copy(podLabels, labels)
+
+	env := []corev1.EnvVar{
+		{Name: EnvJenkinsURL, Value: a.JenkinsURL},
+		{Name: EnvAgentName, Value: a.Name},
+		{Name: EnvSecret, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+			LocalObjectReference: corev1.LocalObjectReference{Name: a.Name},
+			Key:                  SecretKey,
+		}}},
+		{Name: EnvWebSocket, Value: "true"},
+		{Name: EnvWorkDir, Value: t.WorkDir},
+	}
+	if a.TraceParent != "" {
+		env = append(env, corev1.EnvVar{Name: EnvTraceParent, Value: a.TraceParent})
+	}
+	env = append(env, deepCopyAll(t.Env)...)
+
+	volumes := mergeKeyed([]corev1.Volume{
+		{Name: VolumeWorkspace, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+		{Name: VolumeTmp, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+	}, deepCopyAll(t.Volumes), func(v corev1.Volume) string { return v.Name })
+	mounts := mountsOf(t)
+
+	var pullSecrets []corev1.LocalObjectReference
+	for _, s := range t.ImagePullSecrets {
+		pullSecrets = append(pullSecrets, corev1.LocalObjectReference{Name: s})
+	}
+	s := t.Security
+	var addCaps []corev1.Capability
+	if len(s.AddCapabilities) > 0 {
+		addCaps = slices.Clone(s.AddCapabilities)
+	}
+
+	pod := &corev1.Pod{
+		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
+		ObjectMeta: metav1.ObjectMeta{
+			Name:        a.Name,
+			Namespace:   a.Namespace,
+			Labels:      podLabels,
+			Annotations: annotations,
+		},
+		Spec: corev1.PodSpec{
+			RestartPolicy:                 corev1.RestartPolicyNever,
+			ActiveDeadlineSeconds:         ptr(int64(t.ActiveDeadline.Seconds())),
+			TerminationGracePeriodSeconds: ptr(int64(t.TerminationGracePeriod.Seconds())),
+			ServiceAccountName:            t.ServiceAccountName,
+			AutomountServiceAccountToken:  ptr(*t.AutomountServiceAccountToken),
+			// Service links put an env var per Service of the namespace into
+			// the agent: noise for builds, and slow for big namespaces.
+			EnableServiceLinks: ptr(false),
+			NodeSelector:       nodeSelector,
+			Tolerations:        tolerations,
+			ImagePullSecrets:   pullSecrets,
+			SecurityContext: &corev1.PodSecurityContext{
+				RunAsUser:      ptr(*s.RunAsUser),
+				RunAsGroup:     ptr(*s.RunAsGroup),
+				FSGroup:        ptr(*s.FSGroup),
+				RunAsNonRoot:   ptr(*s.RunAsNonRoot),
+				SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+			},
+			Volumes: volumes,
+			Containers: []corev1.Container{{
+				Name:            ContainerName,
+				Image:           t.Image,
+				ImagePullPolicy: t.ImagePullPolicy,
+				Env:             env,
+				Resources:       *t.Resources.DeepCopy(),
+				VolumeMounts:    mounts,
+				// The termination message comes from the file only, never
+				// from the agent's log, which is no place to look for
+				// failure reasons that end up on a commit status.
+				TerminationMessagePolicy: defaultTerminationPolicy,
+				SecurityContext: &corev1.SecurityContext{
+					AllowPrivilegeEscalation: ptr(false),
+					ReadOnlyRootFilesystem:   ptr(*s.ReadOnlyRootFilesystem),
+					RunAsNonRoot:             ptr(*s.RunAsNonRoot),
+					Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}, Add: addCaps},
+				},
+			}},
+		},
+	}
+
+	secret := &corev1.Secret{
+		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
+		ObjectMeta: metav1.ObjectMeta{
+			Name:      a.Name,
+			Namespace: a.Namespace,
+			Labels:    maps.Clone(labels),
+		},
+		Type: corev1.SecretTypeOpaque,
+		// Immutable: the secret of a node never changes, and the kubelet
+		// need not watch immutable Secrets.
+		Immutable: ptr(true),
+		Data:      map[string][]byte{SecretKey: []byte(a.Secret)},
+	}
+	return pod, secret
+}
+
+// mountsOf returns the agent container's volume mounts: the defaults
+// (workspace at /home/jenkins, tmp at /tmp) with the template's merged in
+// by mount path.
+func mountsOf(t Template) []corev1.VolumeMount {
+	return mergeKeyed([]corev1.VolumeMount{
+		{Name: VolumeWorkspace, MountPath: defaultWorkspaceMount},
+		{Name: VolumeTmp, MountPath: defaultTmpMount},
+	}, deepCopyAll(t.VolumeMounts), func(m corev1.VolumeMount) string { return m.MountPath })
+}
+
+// annotations renders the ECI settings; unset settings are left to ECI's
+// defaults.
+func (e ECI) annotations() map[string]string {
+	a := map[string]string{}
+	set := func(k, v string) {
+		if v != "" {
+			a[k] = v
+		}
+	}
+	setBool := func(k string, v *bool) {
+		if v != nil {
+			a[k] = strconv.FormatBool(*v)
+		}
+	}
+	set(annotationSpecs, strings.Join(e.Specs, ","))
+	set(annotationSpotStrategy, e.SpotStrategy)
+	set(annotationSpotPrice, string(e.SpotPriceLimit))
+	if e.SpotDuration != nil {
+		a[annotationSpotDuration] = strconv.Itoa(*e.SpotDuration)
+	}
+	setBool(annotationSpotFallback, e.SpotFallback)
+	setBool(annotationAutoIMC, e.AutoImageCache)
+	set(annotationIMCID, e.ImageCacheID)
+	set(annotationVSwitch, strings.Join(e.VSwitches, ","))
+	set(annotationSchedule, e.ScheduleStrategy)
+	set(annotationSecurityGroup, e.SecurityGroup)
+	set(annotationRAMRole, e.RAMRoleName)
+	set(annotationExtraStorage, e.ExtraEphemeralStorage)
+	set(annotationFailStrategy, e.FailStrategy)
+	set(annotationACRInstance, e.ACRInstanceID)
+	setBool(annotationWithEIP, e.WithEIP)
+	return a
+}
+
+// OwnSecret makes pod the owner of secret, so that Kubernetes' garbage
+// collector deletes the Secret with the pod. Call it once the pod exists
+// (it needs the pod's UID), then update the Secret. Until then the Secret
+// carries the agent's labels, so ferry's own collector finds it if ferry
+// stops in between.
+func OwnSecret(secret *corev1.Secret, pod *corev1.Pod) error {
+	if pod.UID == "" {
+		return errors.New("own agent secret: the pod has no UID yet; create it first")
+	}
+	if secret.Namespace != pod.Namespace {
+		return fmt.Errorf("own agent secret %s: pod %s is in namespace %q, the Secret in %q; owners must share a namespace", secret.Name, pod.Name, pod.Namespace, secret.Namespace)
+	}
+	ref := metav1.OwnerReference{
+		APIVersion: "v1",
+		Kind:       "Pod",
+		Name:       pod.Name,
+		UID:        pod.UID,
+		Controller: ptr(true),
+	}
+	for i, r := range secret.OwnerReferences {
+		if r.UID == pod.UID {
+			secret.OwnerReferences[i] = ref
+			return nil
+		}
+	}
+	secret.OwnerReferences = append(secret.OwnerReferences, ref)
+	return nil
+}
