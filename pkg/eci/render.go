@@ -217,7 +217,7 @@ func Render(t Template, a Agent) (*corev1.Pod, *corev1.Secret) {
 	volumes := mergeKeyed([]corev1.Volume{
 		{Name: VolumeWorkspace, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
 		{Name: VolumeTmp, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
-	}, deepCopyAll(t.Volumes), func(v corev1.Volume) string { return v.Name })
+	}, coreVolumes(t.Volumes), func(v corev1.Volume) string { return v.Name })
 	mounts := mountsOf(t)
 
 	var pullSecrets []corev1.LocalObjectReference
@@ -293,6 +293,14 @@ func Render(t Template, a Agent) (*corev1.Pod, *corev1.Secret) {
 		Data:      map[string][]byte{SecretKey: []byte(a.Secret)},
 	}
 	return pod, secret
+}
+
+func coreVolumes(in []Volume) []corev1.Volume {
+	out := make([]corev1.Volume, 0, len(in))
+	for _, v := range in {
+		out = append(out, v.Core())
+	}
+	return out
 }
 
 // mountsOf returns the agent container's volume mounts: the defaults

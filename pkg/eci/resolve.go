@@ -45,7 +45,7 @@ func Resolve(templates []Template) (map[string]Template, error) {
 			continue
 		}
 		m = m.WithDefaults()
-		if err := m.Validate(); err != nil {
+		for _, err := range unjoin(m.Validate()) {
 			errs = append(errs, fmt.Errorf("template %q: %w", t.Name, err))
 		}
 		for _, l := range m.Labels {
@@ -82,7 +82,7 @@ func (r *resolver) resolve(name string, chain []string) error {
 		for _, n := range chain[i:] {
 			r.failed[n] = true
 		}
-		return fmt.Errorf("template %q: inherits: cycle %s -> %s; break it by removing one inherits", name, strings.Join(chain[i:], " -> "), t.Inherits)
+		return fmt.Errorf("template %q: inherits: %q closes the cycle %s -> %s; remove one of these inherits", name, t.Inherits, strings.Join(chain[i:], " -> "), t.Inherits)
 	}
 	parent, ok := r.byName[t.Inherits]
 	if !ok {
@@ -125,7 +125,7 @@ func Merge(parent, child Template) Template {
 	out.Resources.Limits = mergeMap(out.Resources.Limits, c.Resources.Limits)
 	setList(&out.Resources.Claims, c.Resources.Claims)
 	out.Env = mergeKeyed(out.Env, c.Env, func(e corev1.EnvVar) string { return e.Name })
-	out.Volumes = mergeKeyed(out.Volumes, c.Volumes, func(v corev1.Volume) string { return v.Name })
+	out.Volumes = mergeKeyed(out.Volumes, c.Volumes, func(v Volume) string { return v.Name })
 	out.VolumeMounts = mergeKeyed(out.VolumeMounts, c.VolumeMounts, func(m corev1.VolumeMount) string { return m.MountPath })
 	out.NodeSelector = mergeMap(out.NodeSelector, c.NodeSelector)
 	out.PodLabels = mergeMap(out.PodLabels, c.PodLabels)
@@ -224,6 +224,17 @@ func mergeKeyed[T any](parent, child []T, key func(T) string) []T {
 		}
 	}
 	return out
+}
+
+// unjoin splits an errors.Join result into its errors.
+func unjoin(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok { //nolint:errorlint // looking at this very value, not its chain
+		return j.Unwrap()
+	}
+	return []error{err}
 }
 
 func hasKey[V any](m map[string]V, k string) bool {

@@ -107,7 +107,7 @@ type Template struct {
 	// Volumes are added to the pod. Two emptyDir volumes are always there
 	// unless a volume of the same name replaces them: "workspace", mounted
 	// at /home/jenkins, and "tmp", mounted at /tmp.
-	Volumes []corev1.Volume `json:"volumes,omitempty"`
+	Volumes []Volume `json:"volumes,omitempty"`
 	// VolumeMounts are added to the agent container; one with the mount
 	// path of a default mount replaces it.
 	VolumeMounts []corev1.VolumeMount `json:"volumeMounts,omitempty"`
@@ -161,6 +161,20 @@ type Template struct {
 	Fallbacks []Fallback `json:"fallbacks,omitempty"`
 	// ECI settings, rendered as k8s.aliyun.com/ pod annotations.
 	ECI ECI `json:"eci,omitzero"`
+}
+
+// Volume is a pod volume: a name and one source, written as in a pod
+// spec. It stands in for corev1.Volume, which embeds its source without an
+// inline tag: encoding/json flattens it, but YAML decoders that only honour
+// ",inline" (like ferry's config loader) would not.
+type Volume struct {
+	Name                string `json:"name"`
+	corev1.VolumeSource `json:",inline"`
+}
+
+// Core returns the Kubernetes form of the volume.
+func (v Volume) Core() corev1.Volume {
+	return corev1.Volume{Name: v.Name, VolumeSource: *v.VolumeSource.DeepCopy()}
 }
 
 // Security overrides the agent's secure defaults: uid/gid 1000 (the
@@ -412,7 +426,7 @@ func (t Template) clone() Template {
 	c.ImagePullSecrets = slices.Clone(t.ImagePullSecrets)
 	c.Resources = *t.Resources.DeepCopy()
 	c.Env = deepCopyAll(t.Env)
-	c.Volumes = deepCopyAll(t.Volumes)
+	c.Volumes = cloneVolumes(t.Volumes)
 	c.VolumeMounts = deepCopyAll(t.VolumeMounts)
 	c.Tolerations = deepCopyAll(t.Tolerations)
 	c.NodeSelector = maps.Clone(t.NodeSelector)
@@ -485,6 +499,17 @@ func (f Fallback) apply(e ECI) ECI {
 		e.VSwitches = slices.Concat(e.VSwitches[k:], e.VSwitches[:k])
 	}
 	return e
+}
+
+func cloneVolumes(in []Volume) []Volume {
+	if in == nil {
+		return nil
+	}
+	out := make([]Volume, len(in))
+	for i, v := range in {
+		out[i] = Volume{Name: v.Name, VolumeSource: *v.VolumeSource.DeepCopy()}
+	}
+	return out
 }
 
 type deepCopier[T any] interface{ DeepCopy() *T }

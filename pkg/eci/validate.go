@@ -145,7 +145,7 @@ func (v *validator) volumes(t Template) []string {
 		if len(validation.IsDNS1123Label(vol.Name)) > 0 {
 			v.add(f+".name", "%q must be a DNS label (lower-case letters, digits, '-')", vol.Name)
 		}
-		if slices.IndexFunc(t.Volumes, func(o corev1.Volume) bool { return o.Name == vol.Name }) < i {
+		if slices.IndexFunc(t.Volumes, func(o Volume) bool { return o.Name == vol.Name }) < i {
 			v.add(f+".name", "%q is defined twice", vol.Name)
 		}
 		if reflect.ValueOf(vol.VolumeSource).IsZero() {
@@ -262,9 +262,12 @@ func (v *validator) placement(t Template) {
 
 func (v *validator) security(t Template) {
 	s := t.Security
-	for f, id := range map[string]*int64{"security.runAsUser": s.RunAsUser, "security.runAsGroup": s.RunAsGroup, "security.fsGroup": s.FSGroup} {
-		if *id < 0 {
-			v.add(f, "must not be negative")
+	for _, id := range []struct {
+		f string
+		v int64
+	}{{"security.runAsUser", *s.RunAsUser}, {"security.runAsGroup", *s.RunAsGroup}, {"security.fsGroup", *s.FSGroup}} {
+		if id.v < 0 {
+			v.add(id.f, "must not be negative")
 		}
 	}
 	if *s.RunAsNonRoot && *s.RunAsUser == 0 {
