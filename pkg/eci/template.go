@@ -183,6 +183,8 @@ func (v Volume) Core() corev1.Volume {
 // A daemonless image builder such as kaniko, for instance, needs root, a
 // writable root filesystem and a few capabilities back.
 type Security struct {
+	// RunAsUser defaults to 1000, RunAsGroup to RunAsUser and FSGroup to
+	// RunAsGroup.
 	RunAsUser  *int64 `json:"runAsUser,omitempty"`
 	RunAsGroup *int64 `json:"runAsGroup,omitempty"`
 	FSGroup    *int64 `json:"fsGroup,omitempty"`
@@ -377,10 +379,10 @@ func (t Template) WithDefaults() Template {
 		s.RunAsUser = ptr(AgentUID)
 	}
 	if s.RunAsGroup == nil {
-		s.RunAsGroup = ptr(AgentUID)
+		s.RunAsGroup = ptr(*s.RunAsUser)
 	}
 	if s.FSGroup == nil {
-		s.FSGroup = ptr(AgentUID)
+		s.FSGroup = ptr(*s.RunAsGroup)
 	}
 	if s.RunAsNonRoot == nil {
 		s.RunAsNonRoot = ptr(*s.RunAsUser != 0)
