@@ -177,6 +177,12 @@ func (v Volume) Core() corev1.Volume {
 	return corev1.Volume{Name: v.Name, VolumeSource: *v.VolumeSource.DeepCopy()}
 }
 
+// DeepCopy copies the volume. It hides the embedded source's DeepCopy,
+// which would copy the source alone.
+func (v Volume) DeepCopy() *Volume {
+	return &Volume{Name: v.Name, VolumeSource: *v.VolumeSource.DeepCopy()}
+}
+
 // Security overrides the agent's secure defaults: uid/gid 1000 (the
 // inbound-agent's jenkins user), runAsNonRoot, a read-only root filesystem,
 // no privilege escalation, every capability dropped, seccomp RuntimeDefault.
@@ -509,7 +515,7 @@ func cloneVolumes(in []Volume) []Volume {
 	}
 	out := make([]Volume, len(in))
 	for i, v := range in {
-		out[i] = Volume{Name: v.Name, VolumeSource: *v.VolumeSource.DeepCopy()}
+		out[i] = *v.DeepCopy()
 	}
 	return out
 }
