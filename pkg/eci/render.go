@@ -37,34 +37,45 @@ const ManagedSelector = LabelManagedBy + "=" + ManagedBy
 
 // ACK virtual nodes: how a pod is steered to ECI.
 const (
-	VirtualNodeLabel         = "type"
-	VirtualNodeValue         = "virtual-kubelet"
-	VirtualNodeTaintKey      = "virtual-kubelet.io/provider"
-	VirtualNodeTaintValue    = "alibabacloud"
-	LabelECI                 = "alibabacloud.com/eci"
-	eciAnnotationPrefix      = "k8s.aliyun.com/"
-	ContainerName            = "jnlp"
-	VolumeWorkspace          = "workspace"
-	VolumeTmp                = "tmp"
-	SecretKey                = "secret"
-	defaultWorkspaceMount    = AgentHome
-	defaultTmpMount          = "/tmp"
-	annotationSpecs          = eciAnnotationPrefix + "eci-use-specs"
-	annotationSpotStrategy   = eciAnnotationPrefix + "eci-spot-strategy"
-	annotationSpotPrice      = eciAnnotationPrefix + "eci-spot-price-limit"
-	annotationSpotDuration   = eciAnnotationPrefix + "eci-spot-duration"
-	annotationSpotFallback   = eciAnnotationPrefix + "eci-spot-fallback"
-	annotationAutoIMC        = eciAnnotationPrefix + "eci-auto-imc"
-	annotationIMCID          = eciAnnotationPrefix + "eci-imc-id"
-	annotationVSwitch        = eciAnnotationPrefix + "eci-vswitch"
-	annotationSchedule       = eciAnnotationPrefix + "eci-schedule-strategy"
-	annotationSecurityGroup  = eciAnnotationPrefix + "eci-security-group"
-	annotationRAMRole        = eciAnnotationPrefix + "eci-ram-role-name"
-	annotationExtraStorage   = eciAnnotationPrefix + "eci-extra-ephemeral-storage"
-	annotationFailStrategy   = eciAnnotationPrefix + "eci-fail-strategy"
-	annotationACRInstance    = eciAnnotationPrefix + "acr-instance-id"
-	annotationWithEIP        = eciAnnotationPrefix + "eci-with-eip"
-	defaultTerminationPolicy = corev1.TerminationMessageReadFile
+	VirtualNodeLabel      = "type"
+	VirtualNodeValue      = "virtual-kubelet"
+	VirtualNodeTaintKey   = "virtual-kubelet.io/provider"
+	VirtualNodeTaintValue = "alibabacloud"
+	// LabelECI on a pod makes ACK run it on ECI.
+	LabelECI = "alibabacloud.com/eci"
+)
+
+// Names inside the agent pod.
+const (
+	// ContainerName is the agent container's, as in Jenkins' kubernetes
+	// plugin.
+	ContainerName   = "jnlp"
+	VolumeWorkspace = "workspace"
+	VolumeTmp       = "tmp"
+	// SecretKey holds the JNLP secret in the agent's Secret.
+	SecretKey = "secret"
+
+	defaultWorkspaceMount = AgentHome
+	defaultTmpMount       = "/tmp"
+)
+
+const (
+	eciAnnotationPrefix     = "k8s.aliyun.com/"
+	annotationSpecs         = eciAnnotationPrefix + "eci-use-specs"
+	annotationSpotStrategy  = eciAnnotationPrefix + "eci-spot-strategy"
+	annotationSpotPrice     = eciAnnotationPrefix + "eci-spot-price-limit"
+	annotationSpotDuration  = eciAnnotationPrefix + "eci-spot-duration"
+	annotationSpotFallback  = eciAnnotationPrefix + "eci-spot-fallback"
+	annotationAutoIMC       = eciAnnotationPrefix + "eci-auto-imc"
+	annotationIMCID         = eciAnnotationPrefix + "eci-imc-id"
+	annotationVSwitch       = eciAnnotationPrefix + "eci-vswitch"
+	annotationSchedule      = eciAnnotationPrefix + "eci-schedule-strategy"
+	annotationSecurityGroup = eciAnnotationPrefix + "eci-security-group"
+	annotationRAMRole       = eciAnnotationPrefix + "eci-ram-role-name"
+	annotationExtraStorage  = eciAnnotationPrefix + "eci-extra-ephemeral-storage"
+	annotationFailStrategy  = eciAnnotationPrefix + "eci-fail-strategy"
+	annotationACRInstance   = eciAnnotationPrefix + "acr-instance-id"
+	annotationWithEIP       = eciAnnotationPrefix + "eci-with-eip"
 )
 
 // ECIAnnotations lists every annotation rendered from ECI settings; a
@@ -266,9 +277,9 @@ func Render(t Template, a Agent) (*corev1.Pod, *corev1.Secret) {
 				Resources:       *t.Resources.DeepCopy(),
 				VolumeMounts:    mounts,
 				// The termination message comes from the file only, never
-				// from the agent's log, which is no place to look for
-				// failure reasons that end up on a commit status.
-				TerminationMessagePolicy: defaultTerminationPolicy,
+				// from the agent's log: failure messages end up on commit
+				// statuses.
+				TerminationMessagePolicy: corev1.TerminationMessageReadFile,
 				SecurityContext: &corev1.SecurityContext{
 					AllowPrivilegeEscalation: ptr(false),
 					ReadOnlyRootFilesystem:   ptr(*s.ReadOnlyRootFilesystem),

@@ -11,6 +11,14 @@
 // Classify reads a pod's status, conditions and events and says what went
 // wrong, whether another attempt may help and whether a fallback should be
 // used for it.
+//
+// Retries and fallbacks work together. Each queue item gets at most
+// Retry.MaxAttempts agents, named AgentName(queueID, attempt) and spaced by
+// Retry.Delay. An attempt whose predecessor failed with Failure.Fallback set
+// goes one fallback level up: level N applies Template.Fallbacks[0..N-1]
+// in order (drop or replace specs, go on-demand, rotate or replace
+// vSwitches), so a template says in its config what "try something else"
+// means for it.
 package eci
 
 import (
