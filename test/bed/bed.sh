@@ -62,7 +62,8 @@ start() {
 	exe=$(readlink -f "$binary")
 	# setsid puts the process in its own session, so it outlives this script
 	# and a Ctrl-C in the terminal that ran it.
-	setsid "$binary" "$@" </dev/null >"$logs/$name.log" 2>&1 &
+	# 8>&-: the lock taken by `up` must not be inherited.
+	setsid "$binary" "$@" </dev/null >"$logs/$name.log" 2>&1 8>&- &
 	echo "$! $exe" >"$(pidfile "$name")"
 }
 
@@ -543,9 +544,26 @@ print_env() {
 	grep -E '^[A-Z_][A-Z0-9_]*=' "$envfile" | sed 's/^/export /'
 }
 
+# lock serializes up and down: two at once in one checkout would start two
+# beds over one state folder.
+lock() {
+	mkdir -p "$state"
+	exec 8>"$state/.lock"
+	if ! flock -n 8; then
+		log "another bed.sh up/down is running here; waiting for it"
+		flock 8
+	fi
+}
+
 case ${1:-} in
-up) up ;;
-down) down ;;
+up)
+	lock
+	up
+	;;
+down)
+	lock
+	down
+	;;
 status) status ;;
 env) print_env ;;
 *)
