@@ -1,0 +1,305 @@
+package provision
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/ferryci/ferry/pkg/eci"
+	"github.com/ferryci/ferry/pkg/jenkins"
+)
+
+var (
+	attrAgent    = attribute.Key("ferry.agent")
+	attrQueueID  = attribute.Key("jenkins.queue_id")
+	attrTemplate = attribute.Key("ferry.template")
+	attrCause    = attribute.Key("ferry.cause")
+)
+
+// traceParentParam is the build parameter the dispatcher passes the
+// webhook's trace context in.
+const traceParentParam = "TRACEPARENT"
+
+// startSpan starts a span, as a child of the build's trace when the item
+// carries one.
+func (p *Provisioner) startSpan(ctx context.Context, name string, it jenkins.QueueItem, attrs ...attribute.KeyValue) (context.Context, trace.Span) {
+	if tp := it.Params[traceParentParam]; tp != "" {
+		ctx = propagation.TraceContext{}.Extract(ctx, propagation.MapCarrier{"traceparent": tp})
+	}
+	return p.tracer.Start(ctx, name, trace.WithAttributes(attrs...))
+}
+
+func endSpan(span trace.Span, err error) {
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+	}
+	span.End()
+}
+
+// nodeSpec is an agent's Jenkins node: exclusive, one executor, the
+// template's labels, WebSocket JNLP.
+func (p *Provisioner) nodeSpec(name, template, what string) jenkins.NodeSpec {
+	return jenkins.NodeSpec{
+		Name:         name,
+		Description:  "ferry " + what + " (template " + template + "); managed by ferry, do not edit",
+		Labels:       p.cfg.Templates[template].Labels,
+		NumExecutors: 1,
+		Mode:         jenkins.ModeExclusive,
+		WebSocket:    true,
+	}
+}
+
+func (p *Provisioner) createAnchor(template string) action {
+	return func(ctx context.Context) error {
+		name := anchorName(template)
+		err := p.cfg.Jenkins.CreateNode(ctx, p.nodeSpec(name, template, "anchor: never connects; keeps the labels known to Jenkins"))
+		if err != nil && !errors.Is(err, jenkins.ErrExists) {
+			return fmt.Errorf("create anchor node: %w", err)
+		}
+		return nil
+	}
+}
+
+func (p *Provisioner) deleteNodeOnly(name, kind string) action {
+	return func(ctx context.Context) error {
+		err := p.cfg.Jenkins.DeleteNode(ctx, name)
+		if err != nil && !errors.Is(err, jenkins.ErrNotFound) {
+			return err
+		}
+		p.m.gc.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", kind)))
+		return nil
+	}
+}
+
+// createAgent creates attempt attempt of an agent for item: its node, then
+// its Secret and pod.
+func (p *Provisioner) createAgent(it jenkins.QueueItem, template string, attempt, fallback int) action {
+	node := p.createNode(it, template, attempt)
+	pod := p.createPod(eci.AgentName(it.ID, attempt), it.ID, attempt, template, fallback, it)
+	return func(ctx context.Context) error {
+		if err := node(ctx); err != nil {
+			return err
+		}
+		if d := p.kubePaused(p.clock.Now()); d > 0 {
+			return nil // the node waits; a later cycle creates the pod
+		}
+		return pod(ctx)
+	}
+}
+
+func (p *Provisioner) createNode(it jenkins.QueueItem, template string, attempt int) action {
+	name := eci.AgentName(it.ID, attempt)
+	return func(ctx context.Context) (err error) {
+		ctx, span := p.startSpan(ctx, "provision.create_node", it,
+			attrAgent.String(name), attrQueueID.Int64(it.ID), attrTemplate.String(template))
+		defer func() { endSpan(span, err) }()
+		err = p.cfg.Jenkins.CreateNode(ctx, p.nodeSpec(name, template, fmt.Sprintf("agent for queue item %d, attempt %d", it.ID, attempt)))
+		if err != nil && !errors.Is(err, jenkins.ErrExists) {
+			return fmt.Errorf("create agent node %s: %w", name, err)
+		}
+		if err == nil && !it.InQueueSince.IsZero() {
+			p.m.step.Record(ctx, max(0, p.clock.Since(it.InQueueSince).Seconds()), metric.WithAttributes(
+				attribute.String("template", template), attribute.String("step", stepNodeCreated)))
+		}
+		return nil
+	}
+}
+
+// isQuota reports an API server answer that asks to back off: a quota
+// exceeded (403 "exceeded quota") or throttling (429).
+func isQuota(err error) bool {
+	return apierrors.IsTooManyRequests(err) ||
+		(apierrors.IsForbidden(err) && strings.Contains(err.Error(), "exceeded quota"))
+}
+
+// createPod creates the Secret holding the node's JNLP secret, the pod
+// reading it, and then hands the Secret to the pod so that it goes with
+// it.
+func (p *Provisioner) createPod(name string, queueID int64, attempt int, template string, fallback int, it jenkins.QueueItem) action {
+	return func(ctx context.Context) (err error) {
+		ctx, span := p.startSpan(ctx, "provision.create_pod", it,
+			attrAgent.String(name), attrQueueID.Int64(queueID), attrTemplate.String(template))
+		defer func() { endSpan(span, err) }()
+		secret, err := p.cfg.Jenkins.NodeSecret(ctx, name)
+		if err != nil {
+			return fmt.Errorf("create agent pod %s: %w", name, err)
+		}
+		tmpl := p.cfg.Templates[template]
+		agent := eci.Agent{
+			Name:        name,
+			Namespace:   p.cfg.Namespace,
+			QueueID:     queueID,
+			Attempt:     attempt,
+			Fallback:    fallback,
+			JenkinsURL:  p.cfg.JenkinsURL,
+			Secret:      secret,
+			TraceParent: it.Params[traceParentParam],
+			Job:         it.TaskName,
+			Labels:      p.cfg.PodLabels,
+		}
+		pod, sec := eci.Render(tmpl, agent)
+		pods := p.cfg.Kube.CoreV1().Pods(p.cfg.Namespace)
+		secrets := p.cfg.Kube.CoreV1().Secrets(p.cfg.Namespace)
+		if _, err := secrets.Create(ctx, sec, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			if isQuota(err) {
+				p.pauseKube(err)
+			}
+			return fmt.Errorf("create agent secret %s: %w", name, err)
+		}
+		created, err := pods.Create(ctx, pod, metav1.CreateOptions{})
+		switch {
+		case apierrors.IsAlreadyExists(err):
+			if created, err = pods.Get(ctx, name, metav1.GetOptions{}); err != nil {
+				return fmt.Errorf("read agent pod %s: %w", name, err)
+			}
+		case err != nil:
+			if isQuota(err) {
+				p.pauseKube(err)
+			}
+			return fmt.Errorf("create agent pod %s: %w", name, err)
+		default:
+			p.kubeOK()
+			p.m.created.Add(ctx, 1, metric.WithAttributes(attribute.String("template", template)))
+			if !it.InQueueSince.IsZero() {
+				p.m.step.Record(ctx, max(0, p.clock.Since(it.InQueueSince).Seconds()), metric.WithAttributes(
+					attribute.String("template", template), attribute.String("step", stepPodCreated)))
+			}
+			p.log.Debug("agent pod created", "agent", agent, "template", template)
+		}
+		if err := eci.OwnSecret(sec, created); err != nil {
+			return err
+		}
+		patch := fmt.Sprintf(`{"metadata":{"ownerReferences":[{"apiVersion":"v1","kind":"Pod","name":%q,"uid":%q,"controller":true}]}}`,
+			created.Name, created.UID)
+		if _, err := secrets.Patch(ctx, name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+			return fmt.Errorf("hand agent secret %s to its pod: %w", name, err)
+		}
+		return nil
+	}
+}
+
+// deleteAgent deletes an agent's node, then its pod (the Secret goes with
+// the pod; one not handed over yet is deleted too).
+func (p *Provisioner) deleteAgent(a *agentView, tr *track, cause string) action {
+	return func(ctx context.Context) (err error) {
+		ctx, span := p.tracer.Start(ctx, "provision.delete_agent", trace.WithAttributes(
+			attrAgent.String(a.name), attrQueueID.Int64(a.queueID), attrTemplate.String(a.template), attrCause.String(cause)))
+		defer func() { endSpan(span, err) }()
+		if err := p.deleteObjects(ctx, a); err != nil {
+			return err
+		}
+		attrs := metric.WithAttributes(attribute.String("template", a.template), attribute.String("cause", cause))
+		p.m.deleted.Add(ctx, 1, attrs)
+		now := p.clock.Now()
+		if a.pod != nil && !a.pod.CreationTimestamp.IsZero() {
+			p.m.lifetime.Record(ctx, now.Sub(a.pod.CreationTimestamp.Time).Seconds(), metric.WithAttributes(attribute.String("template", a.template)))
+		}
+		if !tr.ranSince.IsZero() {
+			p.m.busy.Record(ctx, now.Sub(tr.ranSince).Seconds(), metric.WithAttributes(attribute.String("template", a.template)))
+		}
+		p.log.Debug("agent deleted", "agent", a.name, "cause", cause)
+		return nil
+	}
+}
+
+func (p *Provisioner) deleteObjects(ctx context.Context, a *agentView) error {
+	var errs []error
+	if a.node != nil {
+		if err := p.cfg.Jenkins.DeleteNode(ctx, a.name); err != nil && !errors.Is(err, jenkins.ErrNotFound) {
+			errs = append(errs, err)
+		}
+	}
+	if a.pod != nil {
+		uid := a.pod.UID
+		opts := metav1.DeleteOptions{}
+		if uid != "" {
+			opts.Preconditions = &metav1.Preconditions{UID: &uid}
+		}
+		err := p.cfg.Kube.CoreV1().Pods(p.cfg.Namespace).Delete(ctx, a.name, opts)
+		if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+			errs = append(errs, fmt.Errorf("delete agent pod %s: %w", a.name, err))
+		}
+	}
+	if a.secret != nil && (a.pod == nil || len(a.secret.OwnerReferences) == 0) {
+		err := p.cfg.Kube.CoreV1().Secrets(p.cfg.Namespace).Delete(ctx, a.name, metav1.DeleteOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("delete agent secret %s: %w", a.name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// collect deletes an orphan and counts it as garbage collected.
+func (p *Provisioner) collect(a *agentView, tr *track) action {
+	del := p.deleteAgent(a, tr, "orphan")
+	return func(ctx context.Context) error {
+		if err := del(ctx); err != nil {
+			return err
+		}
+		for kind, present := range map[string]bool{"node": a.node != nil, "pod": a.pod != nil, "secret": a.secret != nil} {
+			if present {
+				p.m.gc.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", kind)))
+			}
+		}
+		p.log.Info("collected orphan agent", "agent", a.name, "node", a.node != nil, "pod", a.pod != nil, "secret", a.secret != nil)
+		return nil
+	}
+}
+
+// giveUp cancels a queue item whose agents kept failing, and says why:
+// an Event on the last pod, a log line and OnFailure.
+func (p *Provisioner) giveUp(pod *corev1.Pod, it jenkins.QueueItem, template, agent string, f eci.Failure) action {
+	return func(ctx context.Context) (err error) {
+		ctx, span := p.startSpan(ctx, "provision.give_up", it,
+			attrAgent.String(agent), attrQueueID.Int64(it.ID), attrTemplate.String(template))
+		defer func() { endSpan(span, err) }()
+		cancelled := true
+		if err := p.cfg.Jenkins.CancelQueueItem(ctx, it.ID); err != nil {
+			if !errors.Is(err, jenkins.ErrNotFound) && !errors.Is(err, jenkins.ErrNotCancellable) {
+				return err
+			}
+			cancelled = false
+		}
+		msg := fmt.Sprintf("gave up on queue item %d (%s) after agent %s: %s", it.ID, it.TaskName, agent, f.String())
+		p.log.Warn("gave up on queue item", "queue_id", it.ID, "task", it.TaskName, "agent", agent,
+			"template", template, "reason", f.Reason, "message", f.Message, "cancelled", cancelled)
+		if p.rec != nil && pod != nil {
+			p.rec.Event(pod, corev1.EventTypeWarning, "AgentFailed", msg)
+		}
+		if p.cfg.OnFailure != nil {
+			p.cfg.OnFailure(ctx, Failure{QueueID: it.ID, TaskName: it.TaskName, TaskURL: it.TaskURL, Params: it.Params,
+				Template: template, Agent: agent, Reason: f.Reason, Message: f.Message, Cancelled: cancelled})
+		}
+		return nil
+	}
+}
+
+// reportDied reports a build whose agent died under it.
+func (p *Provisioner) reportDied(a *agentView, tr *track, it jenkins.QueueItem, f eci.Failure) action {
+	return func(ctx context.Context) error {
+		p.log.Warn("agent died during a build; its node is deleted, which aborts the build",
+			"agent", a.name, "build", tr.build.URL, "reason", f.Reason, "message", f.Message)
+		if p.rec != nil && a.pod != nil {
+			p.rec.Eventf(a.pod, corev1.EventTypeWarning, "AgentLost", "agent died during build %s: %s", tr.build.URL, f.String())
+		}
+		if p.cfg.OnFailure != nil {
+			p.cfg.OnFailure(ctx, Failure{QueueID: a.queueID, TaskName: it.TaskName, TaskURL: it.TaskURL, Params: it.Params,
+				Template: a.template, Agent: a.name, Reason: f.Reason, Message: f.Message, Build: tr.build})
+		}
+		return nil
+	}
+}
+
+var _ = corev1.PodRunning

@@ -1,0 +1,295 @@
+package provision
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
+	"k8s.io/client-go/tools/record"
+
+	"github.com/ferryci/ferry/pkg/eci"
+	"github.com/ferryci/ferry/pkg/jenkins"
+	"github.com/ferryci/ferry/test/jenkinsemu"
+)
+
+const (
+	testNS    = "agents"
+	testLabel = "ferryeci"
+	testJob   = "team/app"
+)
+
+// env is a provisioner under test: the Jenkins emulator, a fake clientset
+// and the provisioner's failures.
+type env struct {
+	t    *testing.T
+	emu  *jenkinsemu.Server
+	jc   *jenkins.Client
+	kube kubernetes.Interface
+	rec  *record.FakeRecorder
+
+	mu       sync.Mutex
+	failures []Failure
+	uid      int
+}
+
+func testLogger() *slog.Logger {
+	if os.Getenv("PROVISION_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+func newEnv(t *testing.T, kube kubernetes.Interface) *env {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("needs the in-process Jenkins emulator (test/jenkinsemu) on loopback; skipped with -short")
+	}
+	emu := jenkinsemu.New(jenkinsemu.Options{Logger: slog.New(slog.DiscardHandler)})
+	t.Cleanup(emu.Close)
+	jc, err := jenkins.New(jenkins.Config{URL: emu.URL(), User: jenkinsemu.DefaultUser.Name,
+		APIToken: jenkinsemu.DefaultUser.Token, Timeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, emu: emu, jc: jc, rec: record.NewFakeRecorder(1000)}
+	if kube == nil {
+		cs := fake.NewClientset()
+		// The fake clientset sets neither UIDs nor creation times.
+		cs.PrependReactor("create", "*", func(a k8stesting.Action) (bool, runtime.Object, error) {
+			obj := a.(k8stesting.CreateAction).GetObject()
+			if m, ok := obj.(metav1.Object); ok {
+				e.mu.Lock()
+				e.uid++
+				m.SetUID(types.UID("uid-" + strconv.Itoa(e.uid)))
+				e.mu.Unlock()
+				m.SetCreationTimestamp(metav1.Now())
+			}
+			return false, nil, nil
+		})
+		kube = cs
+	}
+	e.kube = kube
+	return e
+}
+
+func testTemplate(mut func(*eci.Template)) map[string]eci.Template {
+	t := eci.Template{Name: "linux", Labels: []string{testLabel}}
+	t.Retry.Backoff.Duration = 10 * time.Millisecond
+	t.Retry.MaxBackoff.Duration = 50 * time.Millisecond
+	if mut != nil {
+		mut(&t)
+	}
+	ts, err := eci.Resolve([]eci.Template{t})
+	if err != nil {
+		panic(err)
+	}
+	return ts
+}
+
+func (e *env) config(mut func(*Config)) Config {
+	cfg := Config{
+		Jenkins:     e.jc,
+		Kube:        e.kube,
+		Namespace:   testNS,
+		Templates:   testTemplate(nil),
+		JenkinsURL:  "http://jenkins.example:8080/",
+		Resync:      100 * time.Millisecond,
+		MinInterval: 10 * time.Millisecond,
+		GCGrace:     time.Hour,
+		Recorder:    e.rec,
+		Logger:      testLogger(),
+		OnFailure: func(_ context.Context, f Failure) {
+			e.mu.Lock()
+			defer e.mu.Unlock()
+			e.failures = append(e.failures, f)
+		},
+	}
+	if mut != nil {
+		mut(&cfg)
+	}
+	return cfg
+}
+
+// start runs a provisioner until the test ends or stop is called.
+func (e *env) start(cfg Config) (stop func()) {
+	e.t.Helper()
+	p, err := New(cfg)
+	if err != nil {
+		e.t.Fatalf("New: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					e.t.Errorf("Run: %v", err)
+				}
+			case <-time.After(10 * time.Second):
+				e.t.Errorf("Run did not return after its context ended")
+			}
+		})
+	}
+	e.t.Cleanup(stop)
+	return stop
+}
+
+func (e *env) addJob(spec jenkinsemu.JobSpec) {
+	e.t.Helper()
+	if spec.Label == "" {
+		spec.Label = testLabel
+	}
+	spec.Params = []jenkinsemu.Param{{Name: "N"}}
+	if err := e.emu.AddJob(testJob, spec); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+func (e *env) trigger(n int) int64 {
+	e.t.Helper()
+	res, err := e.jc.Trigger(context.Background(), testJob, map[string]string{"N": strconv.Itoa(n)})
+	if err != nil {
+		e.t.Fatalf("trigger: %v", err)
+	}
+	return res.QueueID
+}
+
+func (e *env) pods() []corev1.Pod {
+	e.t.Helper()
+	l, err := e.kube.CoreV1().Pods(testNS).List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return l.Items
+}
+
+// agentNodes returns the emulator's ferry agent nodes (anchors excluded).
+func (e *env) agentNodes() []jenkinsemu.Node {
+	var out []jenkinsemu.Node
+	for _, n := range e.emu.Nodes() {
+		if _, _, ok := parseAgentName(n.Name); ok {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+func (e *env) failuresSeen() []Failure {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]Failure(nil), e.failures...)
+}
+
+// waitFor polls cond with a generous deadline.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// kubelet plays the node and the agent for the fake clientset: pods become
+// Running (or whatever status set returns) and their agent connects to the
+// emulator with the secret from the pod's Secret.
+type kubelet struct {
+	e *env
+	// status, if set, decides a new pod's status; nil means Running and
+	// connected.
+	status func(pod *corev1.Pod) *corev1.PodStatus
+	// observe is called with the pod list on every pass.
+	observe func(pods []corev1.Pod)
+}
+
+func (k *kubelet) run(ctx context.Context) {
+	done := map[types.UID]bool{}
+	for ctx.Err() == nil {
+		pods := k.e.pods()
+		if k.observe != nil {
+			k.observe(pods)
+		}
+		for i := range pods {
+			pod := &pods[i]
+			if done[pod.UID] || pod.DeletionTimestamp != nil {
+				continue
+			}
+			done[pod.UID] = true
+			var st *corev1.PodStatus
+			if k.status != nil {
+				st = k.status(pod)
+			}
+			connect := st == nil
+			if st == nil {
+				st = runningStatus()
+			}
+			pod.Status = *st
+			if _, err := k.e.kube.CoreV1().Pods(testNS).UpdateStatus(ctx, pod, metav1.UpdateOptions{}); err != nil {
+				continue
+			}
+			if connect {
+				s, err := k.e.kube.CoreV1().Secrets(testNS).Get(ctx, pod.Name, metav1.GetOptions{})
+				if err != nil {
+					k.e.t.Errorf("agent %s has no Secret: %v", pod.Name, err)
+					continue
+				}
+				if err := k.e.emu.ConnectAgent(pod.Name, string(s.Data[eci.SecretKey])); err != nil {
+					k.e.t.Errorf("connect agent %s: %v", pod.Name, err)
+				}
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func (e *env) startKubelet(k *kubelet) {
+	k.e = e
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); k.run(ctx) }()
+	e.t.Cleanup(func() { cancel(); <-done })
+}
+
+func runningStatus() *corev1.PodStatus {
+	now := metav1.Now()
+	return &corev1.PodStatus{
+		Phase: corev1.PodRunning,
+		Conditions: []corev1.PodCondition{
+			{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: now},
+			{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: now},
+		},
+		ContainerStatuses: []corev1.ContainerStatus{{Name: eci.ContainerName, Ready: true,
+			State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}}}},
+	}
+}
+
+func providerFailedStatus() *corev1.PodStatus {
+	return &corev1.PodStatus{Phase: corev1.PodFailed, Reason: "ProviderFailed",
+		Message: "the ECI instance could not be created: InternalError"}
+}
+
+func describeNodes(nodes []jenkinsemu.Node) string {
+	s := ""
+	for _, n := range nodes {
+		s += fmt.Sprintf("%s(online=%v running=%v) ", n.Name, n.Online, n.Running)
+	}
+	return s
+}

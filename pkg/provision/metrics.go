@@ -1,0 +1,82 @@
+package provision
+
+import (
+	"go.opentelemetry.io/otel/metric"
+)
+
+// Steps of an agent's life measured from the moment its item was queued
+// (the step attribute of ferry_provision_step_seconds).
+const (
+	stepNodeCreated  = "node_created"
+	stepPodCreated   = "pod_created"
+	stepScheduled    = "scheduled"
+	stepRunning      = "running"
+	stepConnected    = "connected"
+	stepBuildStarted = "build_started"
+)
+
+type metrics struct {
+	agents      metric.Int64Gauge
+	step        metric.Float64Histogram
+	failures    metric.Int64Counter
+	gc          metric.Int64Counter
+	created     metric.Int64Counter
+	deleted     metric.Int64Counter
+	lifetime    metric.Float64Histogram
+	busy        metric.Float64Histogram
+	cycleErrors metric.Int64Counter
+	waiting     metric.Int64Gauge
+}
+
+func newMetrics(m metric.Meter) (*metrics, error) {
+	var (
+		out metrics
+		err error
+	)
+	buckets := metric.WithExplicitBucketBoundaries(.1, .25, .5, 1, 2, 3, 5, 10, 20, 30, 60, 120, 300, 600)
+	long := metric.WithExplicitBucketBoundaries(1, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
+	if out.agents, err = m.Int64Gauge("ferry_provision_agents",
+		metric.WithDescription("Agents in flight at the end of a cycle, by template and state (creating, starting, idle, building, deleting).")); err != nil {
+		return nil, err
+	}
+	if out.waiting, err = m.Int64Gauge("ferry_provision_waiting_items",
+		metric.WithDescription("Queue items served by a template that wait for an agent, by template and why (cap, backoff).")); err != nil {
+		return nil, err
+	}
+	if out.step, err = m.Float64Histogram("ferry_provision_step_seconds",
+		metric.WithDescription("Time from a build being queued to each step of its agent: node_created, pod_created, scheduled, running, connected, build_started."),
+		metric.WithUnit("s"), buckets); err != nil {
+		return nil, err
+	}
+	if out.failures, err = m.Int64Counter("ferry_provision_failures",
+		metric.WithDescription("Failed agents by template, reason and outcome (retried, gave_up, died_mid_build).")); err != nil {
+		return nil, err
+	}
+	if out.gc, err = m.Int64Counter("ferry_provision_gc_deletions",
+		metric.WithDescription("Orphans collected, by kind (pod, node, secret).")); err != nil {
+		return nil, err
+	}
+	if out.created, err = m.Int64Counter("ferry_provision_agents_created",
+		metric.WithDescription("Agents created, by template.")); err != nil {
+		return nil, err
+	}
+	if out.deleted, err = m.Int64Counter("ferry_provision_agents_deleted",
+		metric.WithDescription("Agents deleted, by template and cause (build_over, item_gone, failed, orphan).")); err != nil {
+		return nil, err
+	}
+	if out.lifetime, err = m.Float64Histogram("ferry_provision_agent_pod_seconds",
+		metric.WithDescription("Life of an agent pod from creation to deletion: what ECI bills."),
+		metric.WithUnit("s"), long); err != nil {
+		return nil, err
+	}
+	if out.busy, err = m.Float64Histogram("ferry_provision_agent_build_seconds",
+		metric.WithDescription("Time an agent was seen running its build; compare with ferry_provision_agent_pod_seconds."),
+		metric.WithUnit("s"), long); err != nil {
+		return nil, err
+	}
+	if out.cycleErrors, err = m.Int64Counter("ferry_provision_cycle_errors",
+		metric.WithDescription("Reconcile cycles that failed to read Jenkins and were retried.")); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}

@@ -1,0 +1,395 @@
+// Package provision is ferry's provisioner: it gives every Jenkins queue
+// item that waits for a label served by an agent template exactly one
+// ephemeral agent — a Jenkins node (EXCLUSIVE, one executor, WebSocket
+// JNLP) and an ECI pod running the inbound agent — and removes both as
+// soon as the build is over.
+//
+// One reconcile cycle reads the whole world and acts on the difference:
+//
+//	Jenkins computers ─┐ (1 call)
+//	Jenkins queue ─────┼─▶ observe ─▶ plan (per agent: keep / create / delete / fail,
+//	pods+Secrets ──────┘  (informer   per item: serve / wait for a cap / back off)
+//	                       cache)          │
+//	                                       ▼
+//	                      act: CreateNode → NodeSecret → Secret → Pod → own Secret;
+//	                           DeleteNode + delete Pod; CancelQueueItem + Event + OnFailure
+//
+// Cycles run from a client-go workqueue with a single key: pod and Secret
+// informer events, Kick (the dispatcher just triggered a build), the
+// periodic resync and retry timers all add the key, so bursts coalesce into
+// one cycle. Nothing is remembered that cannot be rebuilt: agent names
+// (eci.AgentName) are derived from the queue item id and the attempt, and
+// every object carries ferry's labels, so a restarted provisioner or a new
+// leader finds its work in Jenkins and Kubernetes. What lives only in
+// memory is an optimisation (whether an idle agent is known never to have
+// run a build, backoff deadlines) and is conservatively re-derived after a
+// restart.
+//
+// # Which queue items are ferry's
+//
+// Jenkins' queue API has no label field: the label appears only in the why
+// sentence, and not always (see jenkins.QueueItem.WaitingLabel). ferry
+// copes in three ways, in order:
+//
+//  1. why names a label expression: the template whose labels satisfy it
+//     serves the item;
+//  2. why names a node (Jenkins does so when exactly one node has the
+//     label): if it is one of ferry's nodes, its template serves the item;
+//  3. why names nothing because Jenkins has no agents at all: ferry keeps
+//     one never-connected "anchor" node per template (ferry-anchor-NAME,
+//     carrying the template's labels), so that case never arises. Config.
+//     Label is an optional hint for the rest (items in other states whose
+//     why names no label).
+package provision
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/otel/metric"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/util/workqueue"
+	"k8s.io/utils/clock"
+
+	"github.com/ferryci/ferry/pkg/eci"
+	"github.com/ferryci/ferry/pkg/jenkins"
+	"github.com/ferryci/ferry/pkg/telemetry"
+)
+
+// Jenkins is what the provisioner needs from Jenkins; *jenkins.Client has
+// it.
+type Jenkins interface {
+	Queue(ctx context.Context) ([]jenkins.QueueItem, error)
+	QueueItem(ctx context.Context, id int64) (jenkins.QueueItem, error)
+	Computers(ctx context.Context) ([]jenkins.Computer, error)
+	CreateNode(ctx context.Context, spec jenkins.NodeSpec) error
+	NodeSecret(ctx context.Context, name string) (string, error)
+	DeleteNode(ctx context.Context, name string) error
+	CancelQueueItem(ctx context.Context, id int64) error
+}
+
+// Defaults of Config.
+const (
+	DefaultMaxAgents   = 100
+	DefaultResync      = 2 * time.Second
+	DefaultGCGrace     = 30 * time.Second
+	DefaultParallelism = 16
+	DefaultMinInterval = 100 * time.Millisecond
+	// settle is how long an idle agent whose queue item has left the queue
+	// is kept before it is deleted, when ferry never saw it run a build:
+	// Jenkins removes an item from the queue a moment before the executor
+	// shows its build, and deleting the node then would abort that build.
+	settle = time.Second
+)
+
+// Config configures New. Jenkins, Kube, Namespace, Templates and
+// JenkinsURL are required.
+type Config struct {
+	Jenkins Jenkins
+	Kube    kubernetes.Interface
+	// Namespace holds the agent pods and their Secrets.
+	Namespace string
+	// Templates are resolved agent templates (eci.Resolve), by name.
+	Templates map[string]eci.Template
+	// JenkinsURL is the controller's URL as agents see it.
+	JenkinsURL string
+	// MaxAgents caps agents in flight across templates; default
+	// DefaultMaxAgents. Templates' MaxAgents cap each template.
+	MaxAgents int
+	// Resync is the period of the Jenkins poll; default DefaultResync. It
+	// bounds how long an agent outlives its build.
+	Resync time.Duration
+	// MinInterval spaces cycles that events would otherwise run back to
+	// back; default DefaultMinInterval.
+	MinInterval time.Duration
+	// GCGrace is how long a ferry pod without a Jenkins node, a ferry node
+	// without a pod that no queue item needs, or an unowned agent Secret is
+	// left alone before it is collected; default DefaultGCGrace.
+	GCGrace time.Duration
+	// DisableGC turns garbage collection of orphans off (it is on by
+	// default). Agents whose build ended are deleted regardless.
+	DisableGC bool
+	// DisableAnchors stops ferry from keeping one offline anchor node per
+	// template; then items that wait while Jenkins has no agent at all are
+	// only recognized through Label.
+	DisableAnchors bool
+	// Label optionally names the label expression an item waits for when
+	// its why names none (e.g. from the dispatcher's knowledge of the
+	// job); "" means unknown.
+	Label func(jenkins.QueueItem) string
+	// OnFailure is told about every queue item ferry gave up on (after
+	// cancelling it) and every build whose agent died under it, e.g. to
+	// report it on the commit status. It must not block for long.
+	OnFailure func(context.Context, Failure)
+	// Parallelism bounds concurrent create/delete actions; default
+	// DefaultParallelism.
+	Parallelism int
+	// Recorder emits Kubernetes Events; default one writing to Kube.
+	Recorder record.EventRecorder
+	// PodLabels are added to every agent pod and Secret (e.g. the ferry
+	// instance).
+	PodLabels map[string]string
+
+	Logger         *slog.Logger
+	TracerProvider trace.TracerProvider
+	MeterProvider  metric.MeterProvider
+	Clock          clock.WithTicker
+}
+
+// Failure is a queue item ferry gave up on or a build that lost its agent.
+type Failure struct {
+	QueueID int64
+	// TaskName and TaskURL identify the job (for a Pipeline's node block
+	// the TaskURL is the run's URL).
+	TaskName string
+	TaskURL  string
+	// Params are the item's build parameters (none for a Pipeline's node
+	// block).
+	Params   map[string]string
+	Template string
+	Agent    string
+	Reason   eci.Reason
+	Message  string
+	// Build is set when a running build lost its agent.
+	Build jenkins.Executable
+	// Cancelled reports whether ferry cancelled the queue item.
+	Cancelled bool
+}
+
+func (f Failure) String() string {
+	return fmt.Sprintf("%s: %s", f.Reason, f.Message)
+}
+
+// Provisioner is the reconcile loop. Create it with New, run it with Run.
+type Provisioner struct {
+	cfg    Config
+	log    *slog.Logger
+	tracer trace.Tracer
+	clock  clock.WithTicker
+	m      *metrics
+	queue  workqueue.TypedRateLimitingInterface[string]
+
+	rec         record.EventRecorder
+	broadcaster record.EventBroadcaster
+
+	pods    corelisters.PodNamespaceLister
+	secrets corelisters.SecretNamespaceLister
+
+	// state is touched only by the single reconcile worker, except mu
+	// guarded parts below.
+	agents map[string]*track
+	items  map[int64]*itemTrack
+	// kubeBackoff pauses creations after a quota or throttling answer.
+	kubeBackoff      time.Time
+	kubeBackoffDelay time.Duration
+
+	mu      sync.Mutex
+	running bool
+}
+
+const queueKey = "reconcile"
+
+// New checks cfg and builds a provisioner.
+func New(cfg Config) (*Provisioner, error) {
+	switch {
+	case cfg.Jenkins == nil:
+		return nil, errors.New("provision: Jenkins is required")
+	case cfg.Kube == nil:
+		return nil, errors.New("provision: Kube is required")
+	case cfg.Namespace == "":
+		return nil, errors.New("provision: Namespace is required")
+	case len(cfg.Templates) == 0:
+		return nil, errors.New("provision: at least one agent template is required")
+	case cfg.JenkinsURL == "":
+		return nil, errors.New("provision: JenkinsURL (as agents reach it) is required")
+	}
+	for name, t := range cfg.Templates {
+		if t.Name != name {
+			return nil, fmt.Errorf("provision: template keyed %q is named %q", name, t.Name)
+		}
+	}
+	if cfg.MaxAgents <= 0 {
+		cfg.MaxAgents = DefaultMaxAgents
+	}
+	if cfg.Resync <= 0 {
+		cfg.Resync = DefaultResync
+	}
+	if cfg.MinInterval <= 0 {
+		cfg.MinInterval = DefaultMinInterval
+	}
+	if cfg.GCGrace <= 0 {
+		cfg.GCGrace = DefaultGCGrace
+	}
+	if cfg.Parallelism <= 0 {
+		cfg.Parallelism = DefaultParallelism
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = telemetry.DiscardLogger()
+	}
+	if cfg.TracerProvider == nil {
+		cfg.TracerProvider = tracenoop.NewTracerProvider()
+	}
+	if cfg.MeterProvider == nil {
+		cfg.MeterProvider = metricnoop.NewMeterProvider()
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.RealClock{}
+	}
+	m, err := newMetrics(cfg.MeterProvider.Meter("github.com/ferryci/ferry/pkg/provision"))
+	if err != nil {
+		return nil, fmt.Errorf("provision: metrics: %w", err)
+	}
+	p := &Provisioner{
+		cfg:    cfg,
+		log:    cfg.Logger.With("component", "provision"),
+		tracer: cfg.TracerProvider.Tracer("github.com/ferryci/ferry/pkg/provision"),
+		clock:  cfg.Clock,
+		m:      m,
+		rec:    cfg.Recorder,
+		agents: map[string]*track{},
+		items:  map[int64]*itemTrack{},
+	}
+	p.queue = workqueue.NewTypedRateLimitingQueueWithConfig(
+		workqueue.NewTypedItemExponentialFailureRateLimiter[string](100*time.Millisecond, cfg.Resync),
+		workqueue.TypedRateLimitingQueueConfig[string]{Name: "ferry_provision", Clock: cfg.Clock})
+	return p, nil
+}
+
+// Kick asks for a cycle now, e.g. right after the dispatcher triggered a
+// build. It never blocks.
+func (p *Provisioner) Kick() { p.queue.Add(queueKey) }
+
+// templateNames returns the template names in a stable order.
+func (p *Provisioner) templateNames() []string {
+	names := make([]string, 0, len(p.cfg.Templates))
+	for n := range p.cfg.Templates {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Run runs the loop until ctx ends. It can run once per Provisioner.
+func (p *Provisioner) Run(ctx context.Context) error {
+	p.mu.Lock()
+	if p.running {
+		p.mu.Unlock()
+		return errors.New("provision: Run called twice")
+	}
+	p.running = true
+	p.mu.Unlock()
+
+	if p.rec == nil {
+		p.broadcaster = record.NewBroadcaster(record.WithContext(ctx))
+		p.broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: p.cfg.Kube.CoreV1().Events(p.cfg.Namespace)})
+		p.rec = p.broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "ferry-provisioner"})
+		defer p.broadcaster.Shutdown()
+	}
+
+	factory := informers.NewSharedInformerFactoryWithOptions(p.cfg.Kube, 0,
+		informers.WithNamespace(p.cfg.Namespace),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = eci.ManagedSelector }))
+	podInf := factory.Core().V1().Pods()
+	secInf := factory.Core().V1().Secrets()
+	kick := cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { p.Kick() },
+		UpdateFunc: func(_, _ any) { p.Kick() },
+		DeleteFunc: func(any) { p.Kick() },
+	}
+	if _, err := podInf.Informer().AddEventHandler(kick); err != nil {
+		return fmt.Errorf("provision: watch pods: %w", err)
+	}
+	if _, err := secInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{DeleteFunc: func(any) { p.Kick() }}); err != nil {
+		return fmt.Errorf("provision: watch secrets: %w", err)
+	}
+	p.pods = podInf.Lister().Pods(p.cfg.Namespace)
+	p.secrets = secInf.Lister().Secrets(p.cfg.Namespace)
+
+	ictx, stopInformers := context.WithCancel(ctx)
+	defer stopInformers()
+	factory.Start(ictx.Done())
+	defer factory.Shutdown()
+	for typ, ok := range factory.WaitForCacheSync(ctx.Done()) {
+		if !ok {
+			return fmt.Errorf("provision: sync %v cache: %w", typ, ctx.Err())
+		}
+	}
+	p.log.Info("provisioner started", "namespace", p.cfg.Namespace, "templates", p.templateNames(), "max_agents", p.cfg.MaxAgents)
+
+	go func() {
+		<-ctx.Done()
+		p.queue.ShutDown()
+	}()
+	go func() {
+		t := p.clock.NewTicker(p.cfg.Resync)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C():
+				p.queue.Add(queueKey)
+			}
+		}
+	}()
+	p.queue.Add(queueKey)
+
+	var last time.Time
+	for {
+		key, quit := p.queue.Get()
+		if quit {
+			return nil
+		}
+		if wait := p.cfg.MinInterval - p.clock.Since(last); wait > 0 && !last.IsZero() {
+			select {
+			case <-ctx.Done():
+			case <-p.clock.After(wait):
+			}
+		}
+		last = p.clock.Now()
+		next, err := p.reconcile(ctx)
+		switch {
+		case ctx.Err() != nil:
+			p.queue.Done(key)
+			return nil
+		case err != nil:
+			p.log.Warn("reconcile failed; retrying", "error", err)
+			p.m.cycleErrors.Add(ctx, 1)
+			p.queue.AddRateLimited(key)
+		default:
+			p.queue.Forget(key)
+		}
+		if next > 0 {
+			p.queue.AddAfter(key, next)
+		}
+		p.queue.Done(key)
+	}
+}
+
+// listPods returns ferry's pods from the informer cache.
+func (p *Provisioner) listPods() []*corev1.Pod {
+	pods, _ := p.pods.List(labels.Everything())
+	return pods
+}
+
+func (p *Provisioner) listSecrets() []*corev1.Secret {
+	s, _ := p.secrets.List(labels.Everything())
+	return s
+}

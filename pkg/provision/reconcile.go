@@ -1,0 +1,698 @@
+package provision
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/ferryci/ferry/pkg/eci"
+	"github.com/ferryci/ferry/pkg/jenkins"
+)
+
+// track is what the provisioner remembers of one agent between cycles.
+// Losing it (a restart) only makes ferry more careful, never wrong.
+type track struct {
+	firstSeen time.Time
+	// fresh: seen idle while its own item still waited, and never seen
+	// running: it has not run a build and may serve another item of its
+	// template (Jenkins gives any waiting item of the label to the first
+	// agent that connects).
+	fresh     bool
+	ranSince  time.Time
+	build     jenkins.Executable
+	goneSince time.Time
+	// offlineSince: the node went offline while running a build.
+	offlineSince time.Time
+	queuedAt     time.Time
+	steps        map[string]bool
+	seen         bool
+}
+
+// itemTrack is what the provisioner remembers of one queue item.
+type itemTrack struct {
+	nextAttempt int
+	fallback    int
+	notBefore   time.Time
+	gaveUp      bool
+}
+
+// agentView is one agent name as Jenkins and Kubernetes show it now.
+type agentView struct {
+	name     string
+	queueID  int64
+	attempt  int
+	template string
+	node     *jenkins.Computer
+	pod      *corev1.Pod
+	secret   *corev1.Secret
+}
+
+// waitingItem is a buildable queue item a template serves.
+type waitingItem struct {
+	item     jenkins.QueueItem
+	template string
+}
+
+// action is one create or delete, run concurrently with the others of a
+// cycle.
+type action func(ctx context.Context) error
+
+// plan is what one cycle decided.
+type plan struct {
+	acts []action
+	// next asks for another cycle after this delay (0: none needed
+	// earlier than the resync).
+	next time.Duration
+	// live counts agents that will exist after the cycle, in total and
+	// per template.
+	live    int
+	perTmpl map[string]int
+	states  map[[2]string]int64
+	waiting map[[2]string]int64
+}
+
+func (pl *plan) after(d time.Duration) {
+	if d <= 0 {
+		d = time.Millisecond
+	}
+	if pl.next == 0 || d < pl.next {
+		pl.next = d
+	}
+}
+
+func (pl *plan) keep(a *agentView, state string) {
+	pl.live++
+	pl.perTmpl[a.template]++
+	pl.states[[2]string{a.template, state}]++
+}
+
+// reconcile runs one cycle: observe, plan, act. It returns when the next
+// cycle is due at the latest (0: at the resync).
+func (p *Provisioner) reconcile(ctx context.Context) (time.Duration, error) {
+	// Computers first, then the queue: an item that has left the queue by
+	// the time the queue is read and runs on an agent shows as running in
+	// the next cycle at the latest (see settle).
+	comps, err := p.cfg.Jenkins.Computers(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("reconcile: %w", err)
+	}
+	items, err := p.cfg.Jenkins.Queue(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("reconcile: %w", err)
+	}
+	now := p.clock.Now()
+	pl := p.plan(ctx, now, comps, items, p.listPods(), p.listSecrets())
+	p.act(ctx, pl.acts)
+	for k, v := range pl.states {
+		p.m.agents.Record(ctx, v, metric.WithAttributes(attribute.String("template", k[0]), attribute.String("state", k[1])))
+	}
+	for k, v := range pl.waiting {
+		p.m.waiting.Record(ctx, v, metric.WithAttributes(attribute.String("template", k[0]), attribute.String("why", k[1])))
+	}
+	return pl.next, nil
+}
+
+// act runs the actions, at most Parallelism at a time, and waits for them.
+// Failed actions are logged; the next cycle sees what is left to do.
+func (p *Provisioner) act(ctx context.Context, acts []action) {
+	if len(acts) == 0 {
+		return
+	}
+	sem := make(chan struct{}, p.cfg.Parallelism)
+	var wg sync.WaitGroup
+	for _, a := range acts {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := a(ctx); err != nil && ctx.Err() == nil {
+				p.log.Warn("provisioning action failed; the next cycle retries", "error", err)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// observe joins Jenkins nodes, pods and Secrets by agent name.
+func (p *Provisioner) observe(comps []jenkins.Computer, pods []*corev1.Pod, secrets []*corev1.Secret) (map[string]*agentView, map[string]string, map[string]bool) {
+	agents := map[string]*agentView{}
+	get := func(name string) *agentView {
+		a := agents[name]
+		if a == nil {
+			q, att, ok := parseAgentName(name)
+			if !ok {
+				return nil
+			}
+			a = &agentView{name: name, queueID: q, attempt: att}
+			agents[name] = a
+		}
+		return a
+	}
+	anchors := map[string]bool{}
+	for i := range comps {
+		c := &comps[i]
+		if t, ok := anchorTemplate(c.Name); ok {
+			anchors[t] = true
+			continue
+		}
+		if a := get(c.Name); a != nil {
+			a.node = c
+		}
+	}
+	for _, pod := range pods {
+		if a := get(pod.Name); a != nil {
+			a.pod = pod
+			a.template = pod.Labels[eci.LabelTemplate]
+		}
+	}
+	for _, s := range secrets {
+		if a := get(s.Name); a != nil {
+			a.secret = s
+			if a.template == "" {
+				a.template = s.Labels[eci.LabelTemplate]
+			}
+		}
+	}
+	// nodeTemplate maps ferry's node names to their template, for why
+	// sentences that name a node instead of a label.
+	nodeTemplate := map[string]string{}
+	for t := range anchors {
+		nodeTemplate[anchorName(t)] = t
+	}
+	for _, a := range agents {
+		if a.template == "" && a.node != nil {
+			a.template = p.templateOfLabels(a.node.Labels)
+		}
+		if a.node != nil && a.template != "" {
+			nodeTemplate[a.name] = a.template
+		}
+	}
+	return agents, nodeTemplate, anchors
+}
+
+// templateOfLabels finds the template serving any of a node's labels.
+func (p *Provisioner) templateOfLabels(nodeLabels []string) string {
+	for _, n := range p.templateNames() {
+		for _, l := range p.cfg.Templates[n].Labels {
+			if slices.Contains(nodeLabels, l) {
+				return n
+			}
+		}
+	}
+	return ""
+}
+
+// templateFor returns the template serving a queue item, if any.
+func (p *Provisioner) templateFor(it jenkins.QueueItem, nodeTemplate map[string]string) (string, bool) {
+	l := it.WaitingLabel()
+	if l == "" && p.cfg.Label != nil {
+		l = p.cfg.Label(it)
+	}
+	if l == "" {
+		return "", false
+	}
+	if t, ok := nodeTemplate[l]; ok {
+		return t, true
+	}
+	expr, err := parseLabel(l)
+	if err != nil {
+		return "", false
+	}
+	for _, n := range p.templateNames() {
+		t := p.cfg.Templates[n]
+		atoms := map[string]bool{}
+		for _, a := range t.Labels {
+			atoms[a] = true
+		}
+		// A template must carry one of the expression's atoms: "!windows"
+		// is satisfied by every template but asks for none of them.
+		if expr.match(atoms) && mentionsAny(expr, atoms) {
+			return n, true
+		}
+	}
+	return "", false
+}
+
+func mentionsAny(x labelExpr, atoms map[string]bool) bool {
+	switch x := x.(type) {
+	case atomExpr:
+		return atoms[string(x)]
+	case notExpr:
+		return false
+	case binExpr:
+		return mentionsAny(x.l, atoms) || mentionsAny(x.r, atoms)
+	}
+	return false
+}
+
+func (p *Provisioner) trackOf(name string, now time.Time) *track {
+	tr := p.agents[name]
+	if tr == nil {
+		tr = &track{firstSeen: now, steps: map[string]bool{}}
+		p.agents[name] = tr
+	}
+	tr.seen = true
+	return tr
+}
+
+func (p *Provisioner) itemOf(q int64) *itemTrack {
+	it := p.items[q]
+	if it == nil {
+		it = &itemTrack{}
+		p.items[q] = it
+	}
+	return it
+}
+
+// plan decides the cycle's actions from one consistent look at the world.
+// It updates the provisioner's memory; the actions do not.
+func (p *Provisioner) plan(ctx context.Context, now time.Time, comps []jenkins.Computer, items []jenkins.QueueItem, pods []*corev1.Pod, secrets []*corev1.Secret) *plan {
+	pl := &plan{perTmpl: map[string]int{}, states: map[[2]string]int64{}, waiting: map[[2]string]int64{}}
+	agents, nodeTemplate, anchors := p.observe(comps, pods, secrets)
+
+	inQueue := make(map[int64]jenkins.QueueItem, len(items))
+	var waiting []waitingItem
+	for _, it := range items {
+		inQueue[it.ID] = it
+		if it.Blocked || !it.Buildable {
+			continue
+		}
+		if t, ok := p.templateFor(it, nodeTemplate); ok {
+			waiting = append(waiting, waitingItem{item: it, template: t})
+		}
+	}
+	sort.SliceStable(waiting, func(i, j int) bool { return waiting[i].item.ID < waiting[j].item.ID })
+
+	// Anchors keep every template's labels known to Jenkins.
+	if !p.cfg.DisableAnchors {
+		for _, n := range p.templateNames() {
+			if !anchors[n] {
+				pl.acts = append(pl.acts, p.createAnchor(n))
+			}
+		}
+		for t := range anchors {
+			if _, ok := p.cfg.Templates[t]; !ok && !p.cfg.DisableGC {
+				pl.acts = append(pl.acts, p.deleteNodeOnly(anchorName(t), "anchor"))
+			}
+		}
+	}
+
+	for _, tr := range p.agents {
+		tr.seen = false
+	}
+	served := map[int64]bool{}
+	maxAttempt := map[int64]int{}
+	spares := map[string][]*agentView{}
+	var needPod []*agentView
+	names := make([]string, 0, len(agents))
+	for n, a := range agents {
+		names = append(names, n)
+		maxAttempt[a.queueID] = max(maxAttempt[a.queueID], a.attempt)
+	}
+	sort.Strings(names)
+
+	for _, name := range names {
+		a := agents[name]
+		tr := p.trackOf(name, now)
+		t, hasT := p.cfg.Templates[a.template]
+		it, queued := inQueue[a.queueID]
+		if queued && tr.queuedAt.IsZero() {
+			tr.queuedAt = it.InQueueSince
+		}
+		p.observeSteps(ctx, a, tr)
+		running := a.node != nil && len(a.node.Running) > 0
+
+		switch {
+		case running:
+			tr.fresh = false
+			if tr.ranSince.IsZero() {
+				tr.ranSince = now
+				tr.build = a.node.Running[0]
+				p.step(ctx, a, tr, stepBuildStarted, now)
+			}
+			dead, f := p.deadUnderBuild(a, t, tr, now)
+			if dead {
+				p.m.failures.Add(ctx, 1, metric.WithAttributes(attribute.String("template", a.template),
+					attribute.String("reason", string(f.Reason)), attribute.String("outcome", "died_mid_build")))
+				pl.acts = append(pl.acts, p.deleteAgent(a, tr, "failed"), p.reportDied(a, tr, it, f))
+				continue
+			}
+			pl.keep(a, "building")
+
+		case !tr.ranSince.IsZero():
+			// It ran a build and is idle now: the build is over.
+			pl.acts = append(pl.acts, p.deleteAgent(a, tr, "build_over"))
+
+		case a.node == nil:
+			// A pod or Secret without its node cannot serve anything: the
+			// node is created first and deleted first, so this is what a
+			// crash in between leaves, or someone deleted the node.
+			created := now
+			if a.pod != nil {
+				created = a.pod.CreationTimestamp.Time
+			} else if a.secret != nil {
+				created = a.secret.CreationTimestamp.Time
+			}
+			if created.IsZero() || created.After(tr.firstSeen) {
+				created = tr.firstSeen
+			}
+			if !p.cfg.DisableGC && now.Sub(created) >= p.cfg.GCGrace {
+				pl.acts = append(pl.acts, p.collect(a, tr))
+				continue
+			}
+			if !p.cfg.DisableGC {
+				pl.after(p.cfg.GCGrace - now.Sub(created))
+			}
+			pl.keep(a, "orphan")
+
+		case !hasT:
+			// A node of ferry's whose template is unknown (removed from the
+			// configuration): nothing will manage it.
+			if !p.cfg.DisableGC && now.Sub(tr.firstSeen) >= p.cfg.GCGrace {
+				pl.acts = append(pl.acts, p.collect(a, tr))
+				continue
+			}
+			pl.keep(a, "orphan")
+
+		default:
+			// An idle node that has not run a build (as far as ferry knows).
+			if queued {
+				tr.fresh = true
+				tr.goneSince = time.Time{}
+			}
+			if a.pod != nil && a.pod.DeletionTimestamp == nil {
+				f := eci.Classify(a.pod, nil, t.ClassifyOptions(now, !a.node.Offline))
+				if f.Failed() {
+					p.fail(ctx, pl, a, tr, t, it, queued, f, now, served)
+					continue
+				}
+			}
+			if queued {
+				served[a.queueID] = true
+				switch {
+				case a.pod == nil:
+					needPod = append(needPod, a)
+					pl.keep(a, "creating")
+				case a.node.Offline:
+					pl.keep(a, "starting")
+				default:
+					pl.keep(a, "idle")
+				}
+				continue
+			}
+			if tr.goneSince.IsZero() {
+				tr.goneSince = now
+			}
+			if tr.fresh && a.pod != nil && a.pod.DeletionTimestamp == nil {
+				spares[a.template] = append(spares[a.template], a)
+				continue
+			}
+			if wait := settle - now.Sub(tr.goneSince); wait > 0 {
+				pl.after(wait)
+				pl.keep(a, "settling")
+				continue
+			}
+			pl.acts = append(pl.acts, p.deleteAgent(a, tr, "item_gone"))
+		}
+	}
+
+	// Spares (fresh agents whose own item left the queue, typically given
+	// to another item of the label) serve the items left without an agent.
+	var orphans []waitingItem
+	for _, w := range waiting {
+		if !served[w.item.ID] {
+			orphans = append(orphans, w)
+		}
+	}
+	for tmpl, sp := range spares {
+		for _, a := range sp {
+			i := slices.IndexFunc(orphans, func(w waitingItem) bool { return w.template == tmpl && !served[w.item.ID] })
+			if i >= 0 {
+				served[orphans[i].item.ID] = true
+				state := "idle"
+				if a.node.Offline {
+					state = "starting"
+				}
+				pl.keep(a, state)
+				continue
+			}
+			tr := p.agents[a.name]
+			if wait := settle - now.Sub(tr.goneSince); wait > 0 {
+				pl.after(wait)
+				pl.keep(a, "settling")
+				continue
+			}
+			pl.acts = append(pl.acts, p.deleteAgent(a, tr, "item_gone"))
+		}
+	}
+
+	// Pods for nodes that have none yet (informer lag, a restart between
+	// the node and the pod, or a retry waiting out its backoff).
+	kubePaused := p.kubePaused(now)
+	for _, a := range needPod {
+		itr := p.itemOf(a.queueID)
+		switch {
+		case kubePaused > 0:
+			pl.after(kubePaused)
+		case now.Before(itr.notBefore):
+			pl.after(itr.notBefore.Sub(now))
+		default:
+			w := inQueue[a.queueID]
+			pl.acts = append(pl.acts, p.createPod(a.name, a.queueID, a.attempt, a.template, p.fallbackOf(a), w))
+		}
+	}
+
+	// New agents for the items still unserved, in queue order, within caps.
+	for _, w := range waiting {
+		q := w.item.ID
+		if served[q] {
+			continue
+		}
+		itr := p.itemOf(q)
+		if itr.gaveUp {
+			continue
+		}
+		t := p.cfg.Templates[w.template]
+		attempt := max(itr.nextAttempt, maxAttempt[q]+1, 1)
+		if attempt > t.Retry.MaxAttempts && maxAttempt[q] > 0 {
+			// Earlier attempts are gone and the memory of why is lost (a
+			// restart): the limit still holds.
+			itr.gaveUp = true
+			pl.acts = append(pl.acts, p.giveUp(nil, w.item, w.template, eci.AgentName(q, attempt-1),
+				eci.Failure{Reason: eci.ReasonUnknown, Message: fmt.Sprintf("%d agent attempts did not start the build", attempt-1)}))
+			continue
+		}
+		if now.Before(itr.notBefore) {
+			pl.after(itr.notBefore.Sub(now))
+			pl.waiting[[2]string{w.template, "backoff"}]++
+			continue
+		}
+		if pl.live >= p.cfg.MaxAgents || (t.MaxAgents > 0 && pl.perTmpl[w.template] >= t.MaxAgents) {
+			pl.waiting[[2]string{w.template, "cap"}]++
+			continue
+		}
+		if d := p.kubePaused(now); d > 0 {
+			pl.after(d)
+			pl.waiting[[2]string{w.template, "quota"}]++
+			continue
+		}
+		fallback := itr.fallback
+		if itr.nextAttempt == 0 {
+			fallback = attempt - 1
+		}
+		pl.live++
+		pl.perTmpl[w.template]++
+		pl.states[[2]string{w.template, "creating"}]++
+		pl.acts = append(pl.acts, p.createAgent(w.item, w.template, attempt, fallback))
+	}
+
+	// Forget what no longer exists.
+	for name, tr := range p.agents {
+		if !tr.seen {
+			delete(p.agents, name)
+		}
+	}
+	for q := range p.items {
+		if _, ok := inQueue[q]; !ok {
+			delete(p.items, q)
+		}
+	}
+	return pl
+}
+
+// fallbackOf returns the fallback level of an existing agent: what its pod
+// says, else what ferry remembers of its item, else one level per earlier
+// attempt.
+func (p *Provisioner) fallbackOf(a *agentView) int {
+	if a.pod != nil {
+		if v, err := strconv.Atoi(a.pod.Annotations[eci.AnnotationFallback]); err == nil {
+			return v
+		}
+	}
+	if it := p.items[a.queueID]; it != nil && it.nextAttempt == a.attempt {
+		return it.fallback
+	}
+	return a.attempt - 1
+}
+
+// deadUnderBuild reports whether a running build has lost its agent: the
+// pod is gone, ended or going, or the node has been offline for longer
+// than the template's connect timeout.
+func (p *Provisioner) deadUnderBuild(a *agentView, t eci.Template, tr *track, now time.Time) (bool, eci.Failure) {
+	if a.node.Offline {
+		if tr.offlineSince.IsZero() {
+			tr.offlineSince = now
+		}
+	} else {
+		tr.offlineSince = time.Time{}
+	}
+	switch {
+	case a.pod == nil:
+		return true, eci.Classify(nil, nil, eci.ClassifyOptions{Now: now})
+	case a.pod.DeletionTimestamp != nil:
+		return true, eci.Failure{Reason: eci.ReasonPodGone, Message: "the agent pod was deleted during the build"}
+	case a.pod.Status.Phase == corev1.PodFailed || a.pod.Status.Phase == corev1.PodSucceeded:
+		f := eci.Classify(a.pod, nil, t.ClassifyOptions(now, true))
+		if !f.Failed() {
+			f = eci.Failure{Reason: eci.ReasonContainerFailed, Message: "the agent container exited during the build"}
+		}
+		return true, f
+	case !tr.offlineSince.IsZero() && now.Sub(tr.offlineSince) > t.WithDefaults().ConnectTimeout.Duration:
+		return true, eci.Failure{Reason: eci.ReasonNodeLost, Message: fmt.Sprintf("the agent has been disconnected from Jenkins for %s during the build", now.Sub(tr.offlineSince).Round(time.Second))}
+	}
+	return false, eci.Failure{}
+}
+
+// fail handles an agent whose pod cannot serve: delete it, then retry with
+// the template's fallback and backoff, or give up on the item.
+func (p *Provisioner) fail(ctx context.Context, pl *plan, a *agentView, tr *track, t eci.Template, it jenkins.QueueItem, queued bool, f eci.Failure, now time.Time, served map[int64]bool) {
+	pl.acts = append(pl.acts, p.deleteAgent(a, tr, "failed"))
+	attrs := func(outcome string) metric.MeasurementOption {
+		return metric.WithAttributes(attribute.String("template", a.template),
+			attribute.String("reason", string(f.Reason)), attribute.String("outcome", outcome))
+	}
+	p.log.Info("agent failed", "agent", a.name, "queue_id", a.queueID, "template", a.template, "reason", f.Reason, "message", f.Message)
+	if !queued {
+		p.m.failures.Add(ctx, 1, attrs("item_gone"))
+		return
+	}
+	itr := p.itemOf(a.queueID)
+	served[a.queueID] = true
+	if itr.gaveUp {
+		return
+	}
+	t = t.WithDefaults()
+	if !f.Retryable || a.attempt >= t.Retry.MaxAttempts {
+		itr.gaveUp = true
+		p.m.failures.Add(ctx, 1, attrs("gave_up"))
+		pl.acts = append(pl.acts, p.giveUp(a.pod, it, a.template, a.name, f))
+		return
+	}
+	p.m.failures.Add(ctx, 1, attrs("retried"))
+	next := a.attempt + 1
+	level := p.fallbackOf(a)
+	if f.Fallback {
+		level++
+	}
+	itr.nextAttempt, itr.fallback = next, level
+	delay := t.Retry.Delay(next)
+	itr.notBefore = now.Add(delay)
+	pl.after(delay)
+	pl.keep(&agentView{template: a.template}, "retrying")
+	if p.rec != nil && a.pod != nil {
+		p.rec.Eventf(a.pod, corev1.EventTypeWarning, "AgentRetry", "%s; retrying as attempt %d of %d (fallback level %d) in %s",
+			f.String(), next, t.Retry.MaxAttempts, level, delay)
+	}
+	// The next attempt's node is created now: it records the attempt in
+	// Jenkins, so a restarted provisioner continues the count. Its pod
+	// follows after the backoff.
+	pl.acts = append(pl.acts, p.createNode(it, a.template, next))
+}
+
+// kubePaused returns how long creations still wait after a quota or
+// throttling answer from the API server.
+func (p *Provisioner) kubePaused(now time.Time) time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if now.Before(p.kubeBackoff) {
+		return p.kubeBackoff.Sub(now)
+	}
+	return 0
+}
+
+// pauseKube backs creations off after a quota or throttling answer,
+// doubling up to the resync period times 30.
+func (p *Provisioner) pauseKube(err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := p.clock.Now()
+	if now.Before(p.kubeBackoff) {
+		return
+	}
+	d := p.kubeBackoffDelay * 2
+	if d == 0 {
+		d = time.Second
+	}
+	d = min(d, 30*p.cfg.Resync)
+	p.kubeBackoffDelay = d
+	p.kubeBackoff = now.Add(d)
+	p.log.Warn("the API server refused an agent pod for quota or throttling; pausing creations", "pause", d, "error", err)
+}
+
+func (p *Provisioner) kubeOK() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.kubeBackoffDelay = 0
+}
+
+// observeSteps records the step latencies of an agent's pod and node once
+// each.
+func (p *Provisioner) observeSteps(ctx context.Context, a *agentView, tr *track) {
+	if a.pod != nil {
+		if c := podCondition(a.pod, corev1.PodScheduled); c != nil && c.Status == corev1.ConditionTrue {
+			p.step(ctx, a, tr, stepScheduled, c.LastTransitionTime.Time)
+		}
+		if a.pod.Status.Phase == corev1.PodRunning {
+			at := p.clock.Now()
+			for _, cs := range a.pod.Status.ContainerStatuses {
+				if cs.State.Running != nil {
+					at = cs.State.Running.StartedAt.Time
+				}
+			}
+			p.step(ctx, a, tr, stepRunning, at)
+		}
+	}
+	if a.node != nil && !a.node.Offline {
+		p.step(ctx, a, tr, stepConnected, p.clock.Now())
+	}
+}
+
+func (p *Provisioner) step(ctx context.Context, a *agentView, tr *track, step string, at time.Time) {
+	if tr.steps[step] || tr.queuedAt.IsZero() || at.IsZero() {
+		return
+	}
+	tr.steps[step] = true
+	p.m.step.Record(ctx, max(0, at.Sub(tr.queuedAt).Seconds()), metric.WithAttributes(
+		attribute.String("template", a.template), attribute.String("step", step)))
+}
+
+func podCondition(pod *corev1.Pod, t corev1.PodConditionType) *corev1.PodCondition {
+	for i := range pod.Status.Conditions {
+		if pod.Status.Conditions[i].Type == t {
+			return &pod.Status.Conditions[i]
+		}
+	}
+	return nil
+}
+
+// errQuota reports the API server refusing for quota or throttling.
+var errQuota = errors.New("kubernetes quota or throttling")
