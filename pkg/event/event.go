@@ -5,8 +5,8 @@
 package event
 
 import (
-	"encoding/json"
 	"fmt"
+	json "github.com/goccy/go-json"
 	"strings"
 	"time"
 )

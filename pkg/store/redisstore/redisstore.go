@@ -160,6 +160,8 @@ type Store struct {
 	dedupSeconds int64
 	waitReplicas int
 	waitTimeout  time.Duration
+	batchTimeout time.Duration
+	batch        *batcher
 }
 
 var _ store.Store = (*Store)(nil)
@@ -257,6 +259,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		dedupSeconds: int64(math.Ceil(cfg.DedupTTL.Seconds())),
 		waitReplicas: cfg.WaitReplicas,
 		waitTimeout:  cfg.WaitTimeout,
+		batchTimeout: batchTimeoutFor(cfg.ReadTimeout, cfg.WriteTimeout),
 	}
 	if s.client == nil {
 		s.client = redis.NewClient(&redis.Options{
@@ -284,6 +287,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		s.closeOwned()
 		return nil, err
 	}
+	s.batch = newBatcher(s)
 	return s, nil
 }
 
@@ -367,7 +371,7 @@ func (s *Store) Enqueue(ctx context.Context, dedupKey string, ev event.Event) (b
 	if s.waitReplicas > 0 {
 		return s.enqueueAndWait(ctx, doing, keys, payload)
 	}
-	err = enqueueScript.Run(ctx, s.client, keys, s.dedupSeconds, payload).Err()
+	err = s.batch.do(ctx, keys, payload)
 	if errors.Is(err, redis.Nil) {
 		return false, nil
 	}
@@ -743,6 +747,9 @@ func (s *Store) Ping(ctx context.Context) error {
 // Close implements store.Store. It closes the client only if New made it;
 // closing twice is not an error.
 func (s *Store) Close() error {
+	if s.batch != nil {
+		s.batch.close()
+	}
 	if !s.ownsClient {
 		return nil
 	}
