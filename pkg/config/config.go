@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/goccy/go-yaml"
+
+	"github.com/ferryci/ferry/pkg/eci"
 )
 
 // Config is the whole of ferry's configuration.
@@ -26,7 +28,49 @@ type Config struct {
 	GitLab    GitLab     `json:"gitlab"`
 	Dispatch  Dispatch   `json:"dispatch"`
 	Telemetry Telemetry  `json:"telemetry"`
+	Agents    Agents     `json:"agents"`
 	Pipelines []Pipeline `json:"pipelines"`
+}
+
+// Agents configures the provisioner: one ephemeral agent pod per queued
+// Jenkins build, on ECI virtual nodes.
+type Agents struct {
+	// Enabled turns the provisioner on.
+	Enabled bool `json:"enabled"`
+	// Namespace holds the agent pods and their Secrets.
+	Namespace string `json:"namespace"`
+	// Kubeconfig is a kubeconfig file; empty means the in-cluster
+	// service account.
+	Kubeconfig string `json:"kubeconfig"`
+	// JenkinsURL is Jenkins' URL as agent pods reach it; default jenkins.url.
+	JenkinsURL string `json:"jenkinsURL"`
+	// MaxAgents caps agents in flight across all templates.
+	MaxAgents int `json:"maxAgents"`
+	// Resync is how often Jenkins' queue and nodes are read when nothing
+	// else wakes the provisioner; it bounds how long an agent outlives its
+	// build.
+	Resync Duration `json:"resync"`
+	// GCGrace is how long an orphan (a pod without a Jenkins node, a node
+	// without a pod) is left before it is collected.
+	GCGrace Duration `json:"gcGrace"`
+	// DisableGC turns orphan collection off.
+	DisableGC bool `json:"disableGC"`
+	// QPS and Burst limit ferry's Kubernetes API client.
+	QPS   float32 `json:"qps"`
+	Burst int     `json:"burst"`
+	// LeaderElection makes one replica at a time run the provisioner.
+	LeaderElection LeaderElection `json:"leaderElection"`
+	// Templates describe the agents; see the eci package's Template.
+	Templates []eci.Template `json:"templates"`
+}
+
+// LeaderElection configures the Lease that elects the provisioning replica.
+type LeaderElection struct {
+	Enabled       bool     `json:"enabled"`
+	LeaseName     string   `json:"leaseName"`
+	LeaseDuration Duration `json:"leaseDuration"`
+	RenewDeadline Duration `json:"renewDeadline"`
+	RetryPeriod   Duration `json:"retryPeriod"`
 }
 
 // Server configures the HTTP listener that serves webhooks, probes and
@@ -236,6 +280,21 @@ func Default() Config {
 			StatusInterval:    Duration{5 * time.Second},
 			StatusContext:     "ferry",
 		},
+		Agents: Agents{
+			Namespace: "ferry-agents",
+			MaxAgents: 100,
+			Resync:    Duration{2 * time.Second},
+			GCGrace:   Duration{30 * time.Second},
+			QPS:       50,
+			Burst:     100,
+			LeaderElection: LeaderElection{
+				Enabled:       true,
+				LeaseName:     "ferry-provisioner",
+				LeaseDuration: Duration{15 * time.Second},
+				RenewDeadline: Duration{10 * time.Second},
+				RetryPeriod:   Duration{2 * time.Second},
+			},
+		},
 		Telemetry: Telemetry{
 			LogLevel:    "info",
 			LogFormat:   "json",
@@ -405,6 +464,7 @@ func (c Config) Validate() error {
 	if c.Telemetry.SampleRatio < 0 || c.Telemetry.SampleRatio > 1 {
 		add("telemetry.sampleRatio", "must be between 0 and 1")
 	}
+	errs = append(errs, c.Agents.validate()...)
 	seen := map[string]bool{}
 	for i, p := range c.Pipelines {
 		errs = append(errs, p.validate(fmt.Sprintf("pipelines[%d]", i), seen)...)
@@ -591,4 +651,49 @@ func matchSegs(pat, name []string) bool {
 		pat, name = pat[1:], name[1:]
 	}
 	return len(name) == 0
+}
+
+func (a Agents) validate() []error {
+	if !a.Enabled {
+		return nil
+	}
+	var errs []error
+	add := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("agents.%s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	if a.Namespace == "" {
+		add("namespace", "must be set when agents are enabled, e.g. ferry-agents")
+	}
+	if a.JenkinsURL != "" {
+		if err := checkURL(a.JenkinsURL); err != nil {
+			add("jenkinsURL", "%v", err)
+		}
+	}
+	if a.MaxAgents < 1 {
+		add("maxAgents", "must be at least 1")
+	}
+	if a.Resync.Duration <= 0 {
+		add("resync", "must be a positive duration such as 2s")
+	}
+	if a.GCGrace.Duration <= 0 {
+		add("gcGrace", "must be a positive duration such as 30s")
+	}
+	if a.QPS <= 0 || a.Burst < 1 {
+		add("qps", "qps must be positive and burst at least 1")
+	}
+	if le := a.LeaderElection; le.Enabled {
+		if le.LeaseName == "" {
+			add("leaderElection.leaseName", "must be set, e.g. ferry-provisioner")
+		}
+		if le.RetryPeriod.Duration <= 0 || le.RenewDeadline.Duration <= le.RetryPeriod.Duration ||
+			le.LeaseDuration.Duration <= le.RenewDeadline.Duration {
+			add("leaderElection", "needs leaseDuration > renewDeadline > retryPeriod > 0 (defaults 15s, 10s, 2s)")
+		}
+	}
+	if len(a.Templates) == 0 {
+		add("templates", "at least one agent template is needed when agents are enabled")
+	} else if _, err := eci.Resolve(a.Templates); err != nil {
+		add("templates", "%v", err)
+	}
+	return errs
 }

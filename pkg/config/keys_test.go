@@ -21,7 +21,12 @@ func jsonKeys(v any) []string {
 			if ft.Kind() == reflect.Slice {
 				ft = ft.Elem()
 			}
-			if ft.Kind() == reflect.Struct && ft != reflect.TypeOf(Duration{}) {
+			if ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
+			// Kubernetes' own types (resources, env, tolerations…) are
+			// documented by Kubernetes; the example shows them in use.
+			if ft.Kind() == reflect.Struct && ft != reflect.TypeOf(Duration{}) && !strings.HasPrefix(ft.PkgPath(), "k8s.io/") {
 				walk(ft)
 			}
 		}
