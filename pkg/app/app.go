@@ -54,6 +54,7 @@ type App struct {
 	log        *slog.Logger
 	store      store.Store
 	dispatcher *dispatch.Dispatcher
+	agents     *agents
 	listener   net.Listener
 	server     *http.Server
 }
@@ -113,6 +114,19 @@ func New(ctx context.Context, opts Options) (*App, error) {
 		})
 		if err != nil {
 			return nil, err
+		}
+	}
+	if cfg.Agents.Enabled {
+		id := opts.Consumer
+		if id == "" {
+			id = identity()
+		}
+		if a.agents, err = newAgents(cfg, jc, a.dispatcher, tel, id); err != nil {
+			return nil, err
+		}
+		if a.dispatcher != nil {
+			// A triggered build wakes the provisioner at once.
+			a.dispatcher.OnTriggered(func(store.Build) { a.agents.provisioner.Kick() })
 		}
 	}
 	recv, err := webhook.New(webhook.Config{
@@ -198,7 +212,7 @@ func (a *App) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errs := make(chan error, 2)
+	errs := make(chan error, 3)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -207,6 +221,16 @@ func (a *App) Run(ctx context.Context) error {
 			cancel()
 		}
 	}()
+	if a.agents != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := a.agents.run(ctx); err != nil {
+				errs <- fmt.Errorf("provisioner: %w", err)
+				cancel()
+			}
+		}()
+	}
 	if a.dispatcher != nil {
 		wg.Add(1)
 		go func() {

@@ -189,6 +189,10 @@ func consumerName() string {
 	return h + "-" + hex.EncodeToString(b)
 }
 
+// OnTriggered sets the function called after each recorded trigger (it
+// replaces Config.OnTriggered); call it before Run.
+func (d *Dispatcher) OnTriggered(f func(store.Build)) { d.cfg.OnTriggered = f }
+
 // Consumer returns this dispatcher's name in the queue.
 func (d *Dispatcher) Consumer() string { return d.cfg.Consumer }
 

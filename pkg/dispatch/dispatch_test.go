@@ -377,3 +377,35 @@ func (c *countingJenkins) Trigger(ctx context.Context, job string, params map[st
 	c.triggers.Add(1)
 	return c.Jenkins.Trigger(ctx, job, params)
 }
+
+func TestAgentFailureReachesTheCommit(t *testing.T) {
+	b := newBed(t, "app", "ci/lint")
+	b.matcher.Pipelines = b.matcher.Pipelines[:1]
+	if err := b.jenkins.UpdateJob("app", func(s *jenkinsemu.JobSpec) { s.Label = "ferry-agent" }); err != nil {
+		t.Fatal(err)
+	}
+	d := b.dispatcher(t, "d1", nil)
+	run(t, d)
+	sha := "f" + strings.Repeat("0", 39)
+	enqueue(t, b.store, pushEvent("gh-agent", sha))
+	eventually(t, "the build recorded", func() bool {
+		_, err := b.store.GetBuild(context.Background(), "gh-agent/app")
+		return err == nil
+	})
+	rec, _ := b.store.GetBuild(context.Background(), "gh-agent/app")
+	// Reported by queue id only, as for an item without parameters.
+	d.ReportAgentFailure(context.Background(), AgentFailure{QueueID: rec.QueueID, Message: "NoStock: no ECI stock in any zone", Cancelled: true})
+	b.github.WaitFor(t, scmfake.HasStates(sha, "ferry/app", "pending", "error"), 15*time.Second)
+	found := false
+	for _, s := range b.github.Statuses() {
+		found = found || (s.State == "error" && strings.Contains(s.Description, "NoStock"))
+	}
+	if !found {
+		t.Error("the error status does not carry the reason")
+	}
+	if _, err := b.store.GetBuild(context.Background(), "gh-agent/app"); err == nil {
+		t.Error("a cancelled build's record must be finished")
+	}
+	// Builds ferry did not trigger are none of its business.
+	d.ReportAgentFailure(context.Background(), AgentFailure{QueueID: 999999, Message: "x", Cancelled: true})
+}

@@ -1,0 +1,64 @@
+package dispatch
+
+import (
+	"context"
+	"strings"
+
+	"github.com/ferryci/ferry/pkg/scm"
+	"github.com/ferryci/ferry/pkg/store"
+)
+
+// AgentFailure is the provisioner's news that a build ferry may have
+// triggered got no agent, or lost it.
+type AgentFailure struct {
+	// TriggerID is the item's FERRY_TRIGGER_ID, when it carries one.
+	TriggerID string
+	// QueueID is the Jenkins queue item.
+	QueueID int64
+	// RunURL is the build's URL for a Pipeline's node block, whose queue
+	// item carries no parameters.
+	RunURL string
+	// Message says what went wrong, for the commit status.
+	Message string
+	// Cancelled is true when the queue item was cancelled: the build will
+	// never run, and the record is finished.
+	Cancelled bool
+}
+
+// ReportAgentFailure puts an agent failure on the commit of the build it
+// belongs to, if ferry triggered that build; other builds are ignored.
+func (d *Dispatcher) ReportAgentFailure(ctx context.Context, f AgentFailure) {
+	b, ok := d.findRecord(ctx, f)
+	if !ok {
+		return
+	}
+	desc := "No build agent: " + f.Message
+	if !f.Cancelled {
+		desc = "The build lost its agent: " + f.Message
+	}
+	d.log.Warn("agent failure reported on the commit", "key", b.Key, "queue_id", f.QueueID, "reason", f.Message)
+	if d.report(ctx, b.Event, b.Pipeline, scm.Status{State: scm.StateError, Description: desc}, b.URL) && f.Cancelled {
+		if err := d.forget(ctx, b.Key); err != nil {
+			d.log.Warn("could not forget a failed build record", "key", b.Key, "error", err)
+		}
+	}
+}
+
+func (d *Dispatcher) findRecord(ctx context.Context, f AgentFailure) (store.Build, bool) {
+	if f.TriggerID != "" {
+		if b, err := d.cfg.Store.GetBuild(ctx, f.TriggerID); err == nil {
+			return b, true
+		}
+	}
+	all, err := d.cfg.Store.ListBuilds(ctx)
+	if err != nil {
+		return store.Build{}, false
+	}
+	for _, b := range all {
+		if (f.QueueID != 0 && b.QueueID == f.QueueID) ||
+			(f.RunURL != "" && b.URL != "" && strings.TrimSuffix(b.URL, "/") == strings.TrimSuffix(f.RunURL, "/")) {
+			return b, true
+		}
+	}
+	return store.Build{}, false
+}
