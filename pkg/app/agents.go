@@ -13,6 +13,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
+	"k8s.io/klog/v2"
 
 	"github.com/ferryci/ferry/pkg/config"
 	"github.com/ferryci/ferry/pkg/dispatch"
@@ -54,6 +55,8 @@ func kubeConfig(a config.Agents) (*rest.Config, error) {
 
 func newAgents(cfg config.Config, jc *jenkins.Client, d *dispatch.Dispatcher, tel *telemetry.Telemetry, identity string) (*agents, error) {
 	a := cfg.Agents
+	// client-go logs through klog; send it to ferry's logger.
+	klog.SetSlogLogger(tel.Logger.With("component", "kube"))
 	rc, err := kubeConfig(a)
 	if err != nil {
 		return nil, err
