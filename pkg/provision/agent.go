@@ -301,5 +301,3 @@ func (p *Provisioner) reportDied(a *agentView, tr *track, it jenkins.QueueItem, 
 		return nil
 	}
 }
-
-var _ = corev1.PodRunning

@@ -170,22 +170,23 @@ func TestBedFailuresAreRetriedWithFallbackThenCancelled(t *testing.T) {
 			})
 			var mu sync.Mutex
 			fallbacks := map[string]string{}
-			stopWatch := make(chan struct{})
+			// A watch sees every attempt, however briefly it lives.
+			w, err := b.admin.CoreV1().Pods(b.ns).Watch(context.Background(), metav1.ListOptions{LabelSelector: eci.ManagedSelector})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Stop()
 			go func() {
-				for {
-					select {
-					case <-stopWatch:
-						return
-					case <-time.After(20 * time.Millisecond):
+				for ev := range w.ResultChan() {
+					p, ok := ev.Object.(*corev1.Pod)
+					if !ok {
+						continue
 					}
-					for _, p := range b.pods() {
-						mu.Lock()
-						fallbacks[p.Name] = p.Annotations[eci.AnnotationFallback] + "|" + p.Annotations["k8s.aliyun.com/eci-spot-strategy"] + "|" + p.Annotations["k8s.aliyun.com/eci-use-specs"]
-						mu.Unlock()
-					}
+					mu.Lock()
+					fallbacks[p.Name] = p.Annotations[eci.AnnotationFallback] + "|" + p.Annotations["k8s.aliyun.com/eci-spot-strategy"] + "|" + p.Annotations["k8s.aliyun.com/eci-use-specs"]
+					mu.Unlock()
 				}
 			}()
-			defer close(stopWatch)
 			b.start(b.config(tmpl))
 			q := b.trigger(1)
 			waitFor(t, "the item to be cancelled", func() bool {

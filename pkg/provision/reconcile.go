@@ -2,7 +2,6 @@ package provision
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -693,6 +692,3 @@ func podCondition(pod *corev1.Pod, t corev1.PodConditionType) *corev1.PodConditi
 	}
 	return nil
 }
-
-// errQuota reports the API server refusing for quota or throttling.
-var errQuota = errors.New("kubernetes quota or throttling")
