@@ -1,6 +1,7 @@
 // Package store keeps ferry's durable state: the queue of accepted webhook
-// events (with delivery de-duplication) and the records of builds ferry has
-// triggered. Two implementations share one contract: Redis for production
+// events (with delivery de-duplication), the records of builds ferry has
+// triggered, and the promotions of images through environments (the
+// promoter's state machine and audit trail). Two implementations share one contract: Redis for production
 // (several replicas share one queue through a consumer group) and memory for
 // a single process with nothing to install.
 package store
@@ -19,6 +20,11 @@ var ErrUnavailable = errors.New("store unavailable")
 
 // ErrNotFound is returned when a record does not exist.
 var ErrNotFound = errors.New("not found")
+
+// ErrConflict is returned by PutPromotion when the stored record's revision
+// is not the one the caller read: someone else changed it in between. The
+// caller reads the record again and redoes its decision.
+var ErrConflict = errors.New("record changed concurrently")
 
 // ErrNotOwned is returned by Touch for entries the consumer no longer holds:
 // they were acknowledged, or reclaimed by another consumer after minIdle.
@@ -98,6 +104,17 @@ type Store interface {
 	ListBuilds(ctx context.Context) ([]Build, error)
 	// DeleteBuild removes a record; removing a missing one is not an error.
 	DeleteBuild(ctx context.Context, key string) error
+
+	// PutPromotion writes p if the stored record's revision equals
+	// p.Revision (0: the record must not exist yet), and returns p with
+	// Revision incremented. A different stored revision leaves the record
+	// alone and returns an error wrapping ErrConflict.
+	PutPromotion(ctx context.Context, p Promotion) (Promotion, error)
+	// GetPromotion returns a promotion record or ErrNotFound.
+	GetPromotion(ctx context.Context, id string) (Promotion, error)
+	// ListPromotions returns every promotion record, oldest first (by
+	// CreatedAt, then ID). Promotions are kept as the audit trail.
+	ListPromotions(ctx context.Context) ([]Promotion, error)
 
 	// Ping reports whether the store answers.
 	Ping(ctx context.Context) error

@@ -51,6 +51,7 @@ type Store struct {
 	entries   map[string]*entry // every unacknowledged entry
 	backlog   []*entry          // never delivered, oldest first; may hold acked ones
 	builds    map[string][]byte
+	promos    map[string][]byte
 	// wake is closed (and replaced) when an entry is added or the store is
 	// closed, waking blocked Claims.
 	wake chan struct{}
@@ -84,6 +85,7 @@ func New(cfg Config) (*Store, error) {
 		dedup:   map[string]time.Time{},
 		entries: map[string]*entry{},
 		builds:  map[string][]byte{},
+		promos:  map[string][]byte{},
 		wake:    make(chan struct{}),
 	}, nil
 }
@@ -352,6 +354,74 @@ func (s *Store) DeleteBuild(ctx context.Context, key string) error {
 	defer s.mu.Unlock()
 	delete(s.builds, key)
 	return nil
+}
+
+// PutPromotion implements store.Store.
+func (s *Store) PutPromotion(ctx context.Context, p store.Promotion) (store.Promotion, error) {
+	if p.ID == "" {
+		return store.Promotion{}, errors.New("put promotion: empty id")
+	}
+	if err := s.lock(ctx); err != nil {
+		return store.Promotion{}, fmt.Errorf("put promotion %s: %w", p.ID, err)
+	}
+	defer s.mu.Unlock()
+	var cur int64
+	if raw, ok := s.promos[p.ID]; ok {
+		var old store.Promotion
+		if err := json.Unmarshal(raw, &old); err != nil {
+			return store.Promotion{}, fmt.Errorf("decode promotion %s: %w", p.ID, err)
+		}
+		cur = old.Revision
+	}
+	if cur != p.Revision {
+		return store.Promotion{}, fmt.Errorf("put promotion %s at revision %d (stored: %d): %w", p.ID, p.Revision, cur, store.ErrConflict)
+	}
+	p.Revision++
+	raw, err := json.Marshal(p)
+	if err != nil {
+		return store.Promotion{}, fmt.Errorf("put promotion %s: %w", p.ID, err)
+	}
+	s.promos[p.ID] = raw
+	return p, nil
+}
+
+// GetPromotion implements store.Store.
+func (s *Store) GetPromotion(ctx context.Context, id string) (store.Promotion, error) {
+	if err := s.lock(ctx); err != nil {
+		return store.Promotion{}, fmt.Errorf("get promotion %s: %w", id, err)
+	}
+	raw, ok := s.promos[id]
+	s.mu.Unlock()
+	if !ok {
+		return store.Promotion{}, fmt.Errorf("get promotion %s: %w", id, store.ErrNotFound)
+	}
+	var p store.Promotion
+	if err := json.Unmarshal(raw, &p); err != nil {
+		return store.Promotion{}, fmt.Errorf("decode promotion %s: %w", id, err)
+	}
+	return p, nil
+}
+
+// ListPromotions implements store.Store.
+func (s *Store) ListPromotions(ctx context.Context) ([]store.Promotion, error) {
+	if err := s.lock(ctx); err != nil {
+		return nil, fmt.Errorf("list promotions: %w", err)
+	}
+	raws := make([][]byte, 0, len(s.promos))
+	for _, raw := range s.promos {
+		raws = append(raws, raw)
+	}
+	s.mu.Unlock()
+	out := make([]store.Promotion, 0, len(raws))
+	for _, raw := range raws {
+		var p store.Promotion
+		if err := json.Unmarshal(raw, &p); err != nil {
+			return nil, fmt.Errorf("decode promotion record: %w", err)
+		}
+		out = append(out, p)
+	}
+	store.SortPromotions(out)
+	return out, nil
 }
 
 // Ping implements store.Store: it fails only once the store is closed.

@@ -40,7 +40,6 @@ func newBatcher(s *Store) *batcher {
 	return b
 }
 
-
 // do hands one enqueue to the batcher and waits for its result. If ctx
 // ends while the batch is in flight the outcome is unknown to the caller,
 // as for any cancelled write.

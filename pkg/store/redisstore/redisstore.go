@@ -156,6 +156,8 @@ type Store struct {
 	stream       string
 	deadStream   string
 	builds       string
+	promos       string
+	promoRevs    string
 	dedupPrefix  string
 	dedupSeconds int64
 	waitReplicas int
@@ -198,6 +200,23 @@ for i = 3, #ARGV do
   end
 end
 return lost
+`)
+
+// putPromotionScript writes a promotion record only if its stored revision
+// is the one the caller read, so the promoter and the API (on any replica)
+// never overwrite each other's changes.
+//
+// KEYS[1] records hash, KEYS[2] revisions hash; ARGV[1] id, ARGV[2]
+// expected revision, ARGV[3] new revision, ARGV[4] record.
+// Returns the stored revision when it differs, or -1 after writing.
+var putPromotionScript = redis.NewScript(`
+local cur = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
+if cur ~= tonumber(ARGV[2]) then
+  return cur
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[4])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+return -1
 `)
 
 // New connects to Redis, checks that it answers and creates the consumer
@@ -255,6 +274,8 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		stream:       cfg.Prefix + "events",
 		deadStream:   cfg.Prefix + "events:dead",
 		builds:       cfg.Prefix + "builds",
+		promos:       cfg.Prefix + "promotions",
+		promoRevs:    cfg.Prefix + "promotions:rev",
 		dedupPrefix:  cfg.Prefix + "dedup:",
 		dedupSeconds: int64(math.Ceil(cfg.DedupTTL.Seconds())),
 		waitReplicas: cfg.WaitReplicas,
@@ -737,6 +758,64 @@ func (s *Store) ListBuilds(ctx context.Context) ([]store.Build, error) {
 // DeleteBuild implements store.Store.
 func (s *Store) DeleteBuild(ctx context.Context, key string) error {
 	return wrap("delete build "+key, s.client.HDel(ctx, s.builds, key).Err())
+}
+
+// PutPromotion implements store.Store.
+func (s *Store) PutPromotion(ctx context.Context, p store.Promotion) (store.Promotion, error) {
+	if p.ID == "" {
+		return store.Promotion{}, errors.New("put promotion: empty id")
+	}
+	expected := p.Revision
+	p.Revision++
+	raw, err := json.Marshal(p)
+	if err != nil {
+		return store.Promotion{}, fmt.Errorf("put promotion %s: %w", p.ID, err)
+	}
+	cur, err := putPromotionScript.Run(ctx, s.client, []string{s.promos, s.promoRevs},
+		p.ID, expected, p.Revision, string(raw)).Int64()
+	if err != nil {
+		return store.Promotion{}, wrap("put promotion "+p.ID, err)
+	}
+	if cur != -1 {
+		return store.Promotion{}, fmt.Errorf("put promotion %s at revision %d (stored: %d): %w", p.ID, expected, cur, store.ErrConflict)
+	}
+	return p, nil
+}
+
+// GetPromotion implements store.Store.
+func (s *Store) GetPromotion(ctx context.Context, id string) (store.Promotion, error) {
+	raw, err := s.client.HGet(ctx, s.promos, id).Result()
+	if errors.Is(err, redis.Nil) {
+		return store.Promotion{}, fmt.Errorf("get promotion %s: %w", id, store.ErrNotFound)
+	}
+	if err != nil {
+		return store.Promotion{}, wrap("get promotion "+id, err)
+	}
+	var p store.Promotion
+	if err := json.Unmarshal([]byte(raw), &p); err != nil {
+		return store.Promotion{}, fmt.Errorf("decode promotion %s: %w", id, err)
+	}
+	return p, nil
+}
+
+// ListPromotions implements store.Store. A record that cannot be decoded
+// is logged and left out.
+func (s *Store) ListPromotions(ctx context.Context) ([]store.Promotion, error) {
+	all, err := s.client.HGetAll(ctx, s.promos).Result()
+	if err != nil {
+		return nil, wrap("list promotions", err)
+	}
+	out := make([]store.Promotion, 0, len(all))
+	for id, raw := range all {
+		var p store.Promotion
+		if err := json.Unmarshal([]byte(raw), &p); err != nil {
+			s.log.Error("skipping a promotion record that cannot be decoded", "promotion", id, "hash", s.promos, "error", err)
+			continue
+		}
+		out = append(out, p)
+	}
+	store.SortPromotions(out)
+	return out, nil
 }
 
 // Ping implements store.Store.

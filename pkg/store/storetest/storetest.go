@@ -55,6 +55,8 @@ func Run(t *testing.T, newStore Factory) {
 		{"AckTwice", testAckTwice},
 		{"InvalidArguments", testInvalidArguments},
 		{"Builds", testBuilds},
+		{"Promotions", testPromotions},
+		{"PromotionConflicts", testPromotionConflicts},
 		{"CancelBlockedClaim", testCancelBlockedClaim},
 		{"CancelledContext", testCancelledContext},
 		{"Closed", testClosed},
@@ -730,5 +732,127 @@ func testClosed(t *testing.T, s store.Store) {
 	}
 	if _, err := s.Enqueue(context.Background(), "k", Event(1)); !errors.Is(err, store.ErrUnavailable) {
 		t.Errorf("Enqueue after Close: err = %v, want ErrUnavailable", err)
+	}
+}
+
+// Promotion returns a sample promotion record; n makes it distinct.
+func Promotion(n int, at time.Time) store.Promotion {
+	return store.Promotion{
+		ID: fmt.Sprintf("p-%d", n), Kind: store.KindPromote, App: "web",
+		Source: "registry.example/ci/web:v1", SourceDigest: "sha256:" + fmt.Sprintf("%064d", n),
+		Commit: "0123456789abcdef0123456789abcdef01234567", RequestedBy: "jenkins",
+		State: store.PromotionRunning,
+		Environments: []store.PromotionEnv{
+			{Name: "test", Phase: store.EnvPending},
+			{Name: "production", Phase: store.EnvPending, NeedsApproval: true},
+		},
+		Audit:     []store.AuditEntry{{At: at, Actor: "jenkins", Action: "requested"}},
+		CreatedAt: at, UpdatedAt: at,
+	}
+}
+
+func testPromotions(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	if _, err := s.GetPromotion(ctx, "missing"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("GetPromotion(missing): err = %v, want ErrNotFound", err)
+	}
+	at := time.Date(2026, 3, 14, 15, 0, 0, 0, time.UTC)
+	older, newer := Promotion(2, at), Promotion(1, at.Add(time.Second))
+	var stored []store.Promotion
+	for _, p := range []store.Promotion{newer, older} {
+		got, err := s.PutPromotion(ctx, p)
+		if err != nil {
+			t.Fatalf("PutPromotion(%s): %v", p.ID, err)
+		}
+		if got.Revision != 1 {
+			t.Errorf("PutPromotion(%s) revision = %d, want 1", p.ID, got.Revision)
+		}
+		stored = append(stored, got)
+	}
+	got, err := s.GetPromotion(ctx, older.ID)
+	if err != nil {
+		t.Fatalf("GetPromotion: %v", err)
+	}
+	if !sameJSON(t, got, stored[1]) {
+		t.Errorf("GetPromotion = %+v, want %+v", got, stored[1])
+	}
+
+	got.Environments[0].Phase = store.EnvSucceeded
+	got.Environments[0].Previous = []store.DeploymentImage{{Namespace: "t", Deployment: "web", Container: "web", Image: "r/web@sha256:" + fmt.Sprintf("%064d", 9)}}
+	updated, err := s.PutPromotion(ctx, got)
+	if err != nil {
+		t.Fatalf("PutPromotion (update): %v", err)
+	}
+	if updated.Revision != 2 {
+		t.Errorf("revision after update = %d, want 2", updated.Revision)
+	}
+	again, err := s.GetPromotion(ctx, older.ID)
+	if err != nil || !sameJSON(t, again, updated) {
+		t.Errorf("GetPromotion after update = %+v, %v; want %+v", again, err, updated)
+	}
+
+	list, err := s.ListPromotions(ctx)
+	if err != nil {
+		t.Fatalf("ListPromotions: %v", err)
+	}
+	if len(list) != 2 || list[0].ID != older.ID || list[1].ID != newer.ID {
+		t.Errorf("ListPromotions = %v, want [%s %s] oldest first", ids(list), older.ID, newer.ID)
+	}
+}
+
+func ids(ps []store.Promotion) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.ID
+	}
+	return out
+}
+
+func testPromotionConflicts(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	p := Promotion(1, time.Date(2026, 3, 14, 15, 0, 0, 0, time.UTC))
+	first, err := s.PutPromotion(ctx, p)
+	if err != nil {
+		t.Fatalf("PutPromotion: %v", err)
+	}
+	// Creating it again (revision 0) is a conflict, not an overwrite.
+	dup := p
+	dup.App = "other"
+	if _, err := s.PutPromotion(ctx, dup); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("second create: err = %v, want ErrConflict", err)
+	}
+
+	// Of writers that read the same revision, exactly one wins.
+	const writers = 8
+	var wg sync.WaitGroup
+	wins := make(chan string, writers)
+	for i := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w := first
+			w.Reason = fmt.Sprintf("writer %d", i)
+			if _, err := s.PutPromotion(ctx, w); err == nil {
+				wins <- w.Reason
+			} else if !errors.Is(err, store.ErrConflict) {
+				t.Errorf("writer %d: err = %v, want nil or ErrConflict", i, err)
+			}
+		}()
+	}
+	wg.Wait()
+	close(wins)
+	var won []string
+	for w := range wins {
+		won = append(won, w)
+	}
+	if len(won) != 1 {
+		t.Fatalf("%d writers won (%v), want exactly 1", len(won), won)
+	}
+	got, err := s.GetPromotion(ctx, p.ID)
+	if err != nil {
+		t.Fatalf("GetPromotion: %v", err)
+	}
+	if got.Reason != won[0] || got.Revision != 2 || got.App != "web" {
+		t.Errorf("stored record: reason %q revision %d app %q; want %q, 2, web", got.Reason, got.Revision, got.App, won[0])
 	}
 }
