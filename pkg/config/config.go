@@ -16,6 +16,8 @@ import (
 
 	"github.com/goccy/go-yaml"
 
+	batchv1 "k8s.io/api/batch/v1"
+
 	"github.com/ferryci/ferry/pkg/eci"
 )
 
@@ -29,7 +31,104 @@ type Config struct {
 	Dispatch  Dispatch   `json:"dispatch"`
 	Telemetry Telemetry  `json:"telemetry"`
 	Agents    Agents     `json:"agents"`
+	Promotion Promotion  `json:"promotion"`
 	Pipelines []Pipeline `json:"pipelines"`
+}
+
+// Promotion configures the promoter: images copied by digest to a release
+// repository and rolled through an app's environments.
+type Promotion struct {
+	// Enabled serves /api/v1/promotions and runs the promoter.
+	Enabled bool `json:"enabled"`
+	// APIToken is the bearer token of the promotion API; better given
+	// through FERRY_PROMOTION_API_TOKEN or APITokenFile.
+	APIToken     string `json:"apiToken"`
+	APITokenFile string `json:"apiTokenFile"`
+	// DockerConfig is a docker config.json with registry credentials (a
+	// kubernetes.io/dockerconfigjson Secret's file); it is read again on
+	// every registry call, so refreshed short-lived passwords are used.
+	// Empty: anonymous, or $DOCKER_CONFIG/config.json.
+	DockerConfig string `json:"dockerConfig"`
+	// Kubeconfig is a kubeconfig file; empty means the in-cluster service
+	// account. Environments may pick one of its contexts.
+	Kubeconfig string `json:"kubeconfig"`
+	// Resync is how often the promoter looks for promotions to work on
+	// when nothing wakes it.
+	Resync Duration `json:"resync"`
+	// LeaseNamespace holds the Lease of LeaderElection.
+	LeaseNamespace string `json:"leaseNamespace"`
+	// LeaderElection makes one replica at a time run promotions.
+	LeaderElection LeaderElection `json:"leaderElection"`
+	// Apps are what can be promoted.
+	Apps []PromotionApp `json:"apps"`
+}
+
+// PromotionApp is an application that can be promoted.
+type PromotionApp struct {
+	// Name is what promotion requests name.
+	Name string `json:"name"`
+	// Source is the repository builds push to; requested images must be
+	// in it.
+	Source string `json:"source"`
+	// Target is the repository promoted images are copied to (may be in
+	// another registry); every environment runs Target@digest.
+	Target string `json:"target"`
+	// Tags put on the target for the digest; placeholders {{version}},
+	// {{commit}}, {{short_commit}}, {{id}}. Default: {{version}} when a
+	// version is given, else {{short_commit}}.
+	Tags []string `json:"tags"`
+	// Environments in promotion order.
+	Environments []PromotionEnvironment `json:"environments"`
+}
+
+// PromotionEnvironment is one stage an image passes through.
+type PromotionEnvironment struct {
+	Name string `json:"name"`
+	// Namespace holds the Deployments.
+	Namespace string `json:"namespace"`
+	// Context is a context of promotion.kubeconfig (another cluster);
+	// empty: the current one.
+	Context string `json:"context"`
+	// Deployments are rolled together to the promoted digest.
+	Deployments []string `json:"deployments"`
+	// Container is the container whose image is set; default: the only
+	// container, or the one named like the Deployment.
+	Container string `json:"container"`
+	// Approval makes entering this environment wait for an approval.
+	Approval bool `json:"approval"`
+	// RolloutTimeout bounds the wait for the rollout (and a rollback).
+	RolloutTimeout Duration `json:"rolloutTimeout"`
+	// Verify is what must pass before the environment counts as done.
+	Verify Verification `json:"verify"`
+}
+
+// Verification checks an environment after its rollout.
+type Verification struct {
+	// HTTP, when its URL is set, must answer 2xx Successes times in a row.
+	HTTP HTTPCheck `json:"http"`
+	// Job, when its template is set, runs a Kubernetes Job that must
+	// succeed (its containers get FERRY_IMAGE, FERRY_DIGEST,
+	// FERRY_ENVIRONMENT and FERRY_PROMOTION).
+	Job JobCheck `json:"job"`
+	// Soak is how long the rollout must stay healthy after the checks.
+	Soak Duration `json:"soak"`
+}
+
+// HTTPCheck is an HTTP GET that must succeed repeatedly.
+type HTTPCheck struct {
+	URL       string   `json:"url"`
+	Successes int      `json:"successes"`
+	Interval  Duration `json:"interval"`
+	// FailureThreshold consecutive failures end the check as failed.
+	FailureThreshold int `json:"failureThreshold"`
+	// Timeout bounds the whole check.
+	Timeout Duration `json:"timeout"`
+}
+
+// JobCheck runs a Job from a template.
+type JobCheck struct {
+	Template *batchv1.JobSpec `json:"template"`
+	Timeout  Duration         `json:"timeout"`
 }
 
 // Agents configures the provisioner: one ephemeral agent pod per queued
@@ -295,6 +394,17 @@ func Default() Config {
 				RetryPeriod:   Duration{2 * time.Second},
 			},
 		},
+		Promotion: Promotion{
+			Resync:         Duration{2 * time.Second},
+			LeaseNamespace: "ferry",
+			LeaderElection: LeaderElection{
+				Enabled:       true,
+				LeaseName:     "ferry-promoter",
+				LeaseDuration: Duration{15 * time.Second},
+				RenewDeadline: Duration{10 * time.Second},
+				RetryPeriod:   Duration{2 * time.Second},
+			},
+		},
 		Telemetry: Telemetry{
 			LogLevel:    "info",
 			LogFormat:   "json",
@@ -314,6 +424,7 @@ func Parse(data []byte) (Config, error) {
 	for i := range c.Pipelines {
 		c.Pipelines[i].applyDefaults()
 	}
+	c.Promotion.applyDefaults()
 	return c, nil
 }
 
@@ -465,6 +576,7 @@ func (c Config) Validate() error {
 		add("telemetry.sampleRatio", "must be between 0 and 1")
 	}
 	errs = append(errs, c.Agents.validate()...)
+	errs = append(errs, c.Promotion.validate()...)
 	seen := map[string]bool{}
 	for i, p := range c.Pipelines {
 		errs = append(errs, p.validate(fmt.Sprintf("pipelines[%d]", i), seen)...)

@@ -1,0 +1,182 @@
+package config
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+)
+
+var (
+	envName = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+	// repoRef is a repository reference without tag or digest:
+	// [host[:port]/]path, lower-case path components.
+	repoRef = regexp.MustCompile(`^([a-zA-Z0-9.-]+(:[0-9]+)?/)?[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*$`)
+)
+
+// TagVars are the placeholders usable in promotion.apps[].tags.
+var TagVars = []string{"version", "commit", "short_commit", "id"}
+
+func (p *Promotion) applyDefaults() {
+	for i := range p.Apps {
+		for j := range p.Apps[i].Environments {
+			e := &p.Apps[i].Environments[j]
+			if e.RolloutTimeout.Duration == 0 {
+				e.RolloutTimeout = Duration{5 * time.Minute}
+			}
+			h := &e.Verify.HTTP
+			if h.URL != "" {
+				if h.Successes == 0 {
+					h.Successes = 3
+				}
+				if h.Interval.Duration == 0 {
+					h.Interval = Duration{2 * time.Second}
+				}
+				if h.FailureThreshold == 0 {
+					h.FailureThreshold = 3
+				}
+				if h.Timeout.Duration == 0 {
+					h.Timeout = Duration{2 * time.Minute}
+				}
+			}
+			if e.Verify.Job.Template != nil && e.Verify.Job.Timeout.Duration == 0 {
+				e.Verify.Job.Timeout = Duration{10 * time.Minute}
+			}
+		}
+	}
+}
+
+// App returns the promotion app named name.
+func (p Promotion) App(name string) (PromotionApp, bool) {
+	for _, a := range p.Apps {
+		if a.Name == name {
+			return a, true
+		}
+	}
+	return PromotionApp{}, false
+}
+
+func (p Promotion) validate() []error {
+	if !p.Enabled {
+		return nil
+	}
+	var errs []error
+	add := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("promotion.%s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	if p.APIToken == "" && p.APITokenFile == "" {
+		add("apiTokenFile", "must be set when promotion is enabled: the API refuses every request without a token (or set FERRY_PROMOTION_API_TOKEN)")
+	}
+	if p.APIToken != "" && p.APITokenFile != "" {
+		add("apiToken", "set apiToken or apiTokenFile, not both")
+	}
+	if p.Resync.Duration <= 0 {
+		add("resync", "must be a positive duration such as 2s")
+	}
+	if le := p.LeaderElection; le.Enabled {
+		if le.LeaseName == "" {
+			add("leaderElection.leaseName", "must be set, e.g. ferry-promoter")
+		}
+		if p.LeaseNamespace == "" {
+			add("leaseNamespace", "must be set with leader election, e.g. ferry")
+		}
+		if le.RetryPeriod.Duration <= 0 || le.RenewDeadline.Duration <= le.RetryPeriod.Duration ||
+			le.LeaseDuration.Duration <= le.RenewDeadline.Duration {
+			add("leaderElection", "needs leaseDuration > renewDeadline > retryPeriod > 0 (defaults 15s, 10s, 2s)")
+		}
+	}
+	if len(p.Apps) == 0 {
+		add("apps", "at least one app is needed when promotion is enabled")
+	}
+	seen := map[string]bool{}
+	for i, a := range p.Apps {
+		f := fmt.Sprintf("apps[%d]", i)
+		switch {
+		case !pipelineName.MatchString(a.Name):
+			add(f+".name", "%q must be lower-case letters, digits, '.', '_' or '-' (at most 63)", a.Name)
+		case seen[a.Name]:
+			add(f+".name", "%q is used by another app; names must be unique", a.Name)
+		}
+		seen[a.Name] = true
+		for k, v := range map[string]string{"source": a.Source, "target": a.Target} {
+			if !repoRef.MatchString(v) {
+				add(f+"."+k, "%q must be a repository without tag or digest, e.g. registry.example.com/team/app", v)
+			}
+		}
+		for j, t := range a.Tags {
+			if err := checkVars(t, TagVars); err != nil {
+				add(fmt.Sprintf("%s.tags[%d]", f, j), "%v", err)
+			}
+		}
+		if len(a.Environments) == 0 {
+			add(f+".environments", "list at least one environment, e.g. test then production")
+		}
+		envs := map[string]bool{}
+		for j, e := range a.Environments {
+			errs = append(errs, e.validate(fmt.Sprintf("promotion.%s.environments[%d]", f, j), envs)...)
+		}
+	}
+	return errs
+}
+
+func (e PromotionEnvironment) validate(field string, seen map[string]bool) []error {
+	var errs []error
+	add := func(sub, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s.%s: %s", field, sub, fmt.Sprintf(format, args...)))
+	}
+	switch {
+	case !envName.MatchString(e.Name):
+		add("name", "%q must be lower-case letters, digits or '-', e.g. test or production", e.Name)
+	case seen[e.Name]:
+		add("name", "%q is listed twice; environment names must be unique within an app", e.Name)
+	}
+	seen[e.Name] = true
+	if e.Namespace == "" {
+		add("namespace", "must name the namespace holding the Deployments")
+	}
+	if len(e.Deployments) == 0 {
+		add("deployments", "list at least one Deployment to roll")
+	}
+	if len(e.Deployments) > 1 && e.Container == "" {
+		add("container", "must be set when several Deployments are rolled, so the same container is changed in each")
+	}
+	if e.RolloutTimeout.Duration <= 0 {
+		add("rolloutTimeout", "must be a positive duration such as 5m")
+	}
+	if h := e.Verify.HTTP; h.URL != "" {
+		if err := checkURL(h.URL); err != nil {
+			add("verify.http.url", "%v", err)
+		}
+		if h.Successes < 1 || h.FailureThreshold < 1 {
+			add("verify.http", "successes and failureThreshold must be at least 1")
+		}
+		if h.Interval.Duration <= 0 || h.Timeout.Duration <= 0 {
+			add("verify.http", "interval and timeout must be positive durations such as 2s and 2m")
+		}
+	}
+	if j := e.Verify.Job; j.Template != nil {
+		if len(j.Template.Template.Spec.Containers) == 0 {
+			add("verify.job.template", "needs template.spec.containers: the Job's pod")
+		}
+		if j.Timeout.Duration <= 0 {
+			add("verify.job.timeout", "must be a positive duration such as 10m")
+		}
+	}
+	if e.Verify.Soak.Duration < 0 {
+		add("verify.soak", "must not be negative")
+	}
+	return errs
+}
+
+func checkVars(v string, names []string) error {
+	for _, m := range templateVar.FindAllStringSubmatch(v, -1) {
+		ok := false
+		for _, n := range names {
+			ok = ok || n == m[1]
+		}
+		if !ok {
+			return fmt.Errorf("unknown placeholder {{%s}}: use one of %s", m[1], strings.Join(names, ", "))
+		}
+	}
+	return nil
+}

@@ -1,0 +1,120 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestPromotionValidation(t *testing.T) {
+	tests := []struct {
+		name, yaml string
+		want       []string
+	}{
+		{"valid", minimal + `promotion:
+  enabled: true
+  apiToken: t
+  apps:
+    - name: web
+      source: 127.0.0.1:5000/ci/web
+      target: registry.example.com/release/web
+      environments:
+        - {name: test, namespace: t, deployments: [web]}
+`, nil},
+		{"disabled needs nothing", minimal + "promotion:\n  enabled: false\n", nil},
+		{"no token no apps", minimal + "promotion:\n  enabled: true\n", []string{
+			"promotion.apiTokenFile: must be set", "promotion.apps: at least one app",
+		}},
+		{"app problems", minimal + `promotion:
+  enabled: true
+  apiToken: t
+  apiTokenFile: /x
+  apps:
+    - name: Web
+      source: "ci/web:v1"
+      target: ""
+      tags: ["{{sha}}"]
+      environments:
+        - {name: test, namespace: "", deployments: []}
+        - {name: test, namespace: p, deployments: [a, b], verify: {http: {url: "web/healthz"}}}
+    - name: api
+      source: r/api
+      target: r/api-release
+`, []string{
+			"promotion.apiToken: set apiToken or apiTokenFile, not both",
+			`promotion.apps[0].name: "Web" must be lower-case`,
+			`promotion.apps[0].source: "ci/web:v1" must be a repository without tag or digest`,
+			`promotion.apps[0].target: "" must be a repository`,
+			`promotion.apps[0].tags[0]: unknown placeholder {{sha}}`,
+			"promotion.apps[0].environments[0].namespace: must name the namespace",
+			"promotion.apps[0].environments[0].deployments: list at least one",
+			`promotion.apps[0].environments[1].name: "test" is listed twice`,
+			"promotion.apps[0].environments[1].container: must be set when several Deployments",
+			`promotion.apps[0].environments[1].verify.http.url: "web/healthz" must start with http`,
+			"promotion.apps[1].environments: list at least one environment",
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse([]byte(tt.yaml))
+			if err == nil {
+				err = c.Validate()
+			}
+			if len(tt.want) == 0 {
+				if err != nil {
+					t.Fatalf("unexpected error: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("no error, want %q", tt.want)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q\ndoes not contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestPromotionDefaults(t *testing.T) {
+	c, err := Parse([]byte(minimal + `promotion:
+  apps:
+    - name: web
+      environments:
+        - {name: test, verify: {http: {url: "http://x/"}}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := c.Promotion.Apps[0].Environments[0]
+	if e.RolloutTimeout.Duration != 5*time.Minute {
+		t.Errorf("rolloutTimeout = %s, want 5m", e.RolloutTimeout)
+	}
+	h := e.Verify.HTTP
+	if h.Successes != 3 || h.FailureThreshold != 3 || h.Interval.Duration != 2*time.Second || h.Timeout.Duration != 2*time.Minute {
+		t.Errorf("http check defaults = %+v", h)
+	}
+	if c.Promotion.LeaderElection.LeaseName != "ferry-promoter" || c.Promotion.Resync.Duration != 2*time.Second {
+		t.Errorf("promotion defaults = %+v", c.Promotion)
+	}
+}
+
+func TestPromotionTokenFromEnv(t *testing.T) {
+	c, err := Load(Sources{Lookup: func(k string) (string, bool) {
+		switch k {
+		case "FERRY_PROMOTION_API_TOKEN":
+			return "s3cret", true
+		case "FERRY_JENKINS_URL":
+			return "http://j/", true
+		}
+		return "", false
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Promotion.APIToken != "s3cret" {
+		t.Errorf("apiToken = %q, want it from FERRY_PROMOTION_API_TOKEN", c.Promotion.APIToken)
+	}
+}
