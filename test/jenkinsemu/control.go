@@ -284,6 +284,13 @@ type Node struct {
 	RetentionStrategy string
 	BuiltIn           bool
 	Online            bool
+	// TemporarilyOffline: taken offline by toggleOffline or
+	// changeOfflineCause; OfflineMessage is the message given then.
+	TemporarilyOffline bool
+	OfflineMessage     string
+	// Connected: an agent is connected (always true for the built-in
+	// node), whether or not the node is temporarily offline.
+	Connected bool
 	// Running lists the builds on its executors as "job#number".
 	Running    []string
 	Created    time.Time
@@ -396,21 +403,24 @@ func (s *Server) Nodes() []Node {
 	out := make([]Node, 0, len(s.nodes))
 	for _, n := range s.nodes {
 		nn := Node{
-			Name:              n.name,
-			Description:       n.description,
-			RemoteFS:          n.remoteFS,
-			Labels:            n.labels(),
-			LabelString:       n.labelString,
-			Mode:              n.mode,
-			NumExecutors:      n.numExecutors,
-			Launcher:          n.launcher,
-			WebSocket:         n.webSocket,
-			RetentionStrategy: n.retention,
-			BuiltIn:           n.builtIn,
-			Online:            n.online(),
-			Created:           n.created,
-			CreateJSON:        n.createJSON,
-			CreateType:        n.createType,
+			Name:               n.name,
+			Description:        n.description,
+			RemoteFS:           n.remoteFS,
+			Labels:             n.labels(),
+			LabelString:        n.labelString,
+			Mode:               n.mode,
+			NumExecutors:       n.numExecutors,
+			Launcher:           n.launcher,
+			WebSocket:          n.webSocket,
+			RetentionStrategy:  n.retention,
+			BuiltIn:            n.builtIn,
+			Online:             n.online(),
+			TemporarilyOffline: n.tempOffline,
+			OfflineMessage:     n.offlineMsg,
+			Connected:          n.builtIn || n.connected,
+			Created:            n.created,
+			CreateJSON:         n.createJSON,
+			CreateType:         n.createType,
 		}
 		for _, b := range n.executors {
 			if b != nil {

@@ -37,7 +37,14 @@
 //     delay, name checks, 302), GET /computer/api/json, /computer/NAME/
 //     api/json (built-in node "Built-In Node" at /computer/(built-in)/),
 //     jenkins-agent.jnlp / slave-agent.jnlp with the HMAC secret, POST
-//     doDelete (running builds ABORTED).
+//     doDelete (running builds ABORTED), POST toggleOffline (toggles;
+//     Computer.DISCONNECT to take offline, CONNECT to bring back) and
+//     changeOfflineCause (always offline; DISCONNECT), both with
+//     offlineMessage and a 302 to the computer. A temporarily-offline node
+//     keeps its running build and agent but is offered no new item;
+//     temporarilyOffline, offline, offlineCause (UserCause) and
+//     offlineCauseReason (the message) show it, absoluteRemotePath whether
+//     the agent is still connected.
 //   - Scheduling: label expressions (&&, ||, !, ->, <->, parentheses),
 //     NORMAL/EXCLUSIVE modes, executors, online state; agents come online
 //     only through ConnectAgent with the right secret; DisconnectAgent makes
@@ -53,8 +60,8 @@
 //
 // Builds do nothing (no workspace, console log, artifacts, SCM, test
 // reports); no job configuration (config.xml, createItem, enable/disable);
-// no clouds or NodeProvisioner; no temporarily-offline toggling, no
-// launchSlaveAgent for SSH launchers; no real remoting or WebSocket
+// no clouds or NodeProvisioner; no retention strategies (every node
+// behaves as RetentionStrategy$Always), no launchSlaveAgent for SSH launchers; no real remoting or WebSocket
 // endpoint (ConnectAgent stands for the handshake); no views, users,
 // credentials, plugins, CLI; no build authorization tokens; no queue
 // sorters or consistent-hash load balancing (the first free node by name

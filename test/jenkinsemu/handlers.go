@@ -697,6 +697,73 @@ func handleDeleteNode(s *Server, w http.ResponseWriter, r *http.Request, p princ
 	redirect(w, http.StatusFound, s.base()+"computer/")
 }
 
+// handleToggleOffline is Computer.doToggleOffline (@RequirePOST): 404 for
+// an unknown node; a node that is temporarily offline comes back online
+// (needs Computer.CONNECT); any other is taken temporarily offline as
+// doChangeOfflineCause does (needs Computer.DISCONNECT). It toggles: a
+// second call undoes the first. Jenkins answers redirectToDot, a 302 to
+// the computer's page. A build running on the node keeps running; the
+// agent stays connected.
+func handleToggleOffline(s *Server, w http.ResponseWriter, r *http.Request, p principal, a routeArgs) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.advanceLocked()
+	n := s.nodeByURLName(a.name)
+	if n == nil {
+		notFound(w)
+		return
+	}
+	if !n.tempOffline {
+		s.takeOfflineLocked(w, r, p, n, now)
+		return
+	}
+	if p.user.ReadOnly {
+		s.denied(w, p, "hudson.model.Computer.Connect", "Agent/Connect")
+		return
+	}
+	n.tempOffline, n.offlineBy, n.offlineMsg, n.offlineSince = false, "", "", time.Time{}
+	s.log.Debug("node back online", "node", n.name)
+	s.advanceLocked()
+	redirect(w, http.StatusFound, s.computerURL(n))
+}
+
+// handleChangeOfflineCause is Computer.doChangeOfflineCause (@RequirePOST,
+// Computer.DISCONNECT): the node is temporarily offline afterwards whatever
+// it was before, with an OfflineCause.UserCause carrying the caller and
+// the trimmed offlineMessage; 302 to the computer's page. Unlike
+// toggleOffline, calling it twice leaves the node offline.
+func handleChangeOfflineCause(s *Server, w http.ResponseWriter, r *http.Request, p principal, a routeArgs) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.advanceLocked()
+	n := s.nodeByURLName(a.name)
+	if n == nil {
+		notFound(w)
+		return
+	}
+	s.takeOfflineLocked(w, r, p, n, now)
+}
+
+func (s *Server) takeOfflineLocked(w http.ResponseWriter, r *http.Request, p principal, n *node, now time.Time) {
+	if p.user.ReadOnly {
+		s.denied(w, p, "hudson.model.Computer.Disconnect", "Agent/Disconnect")
+		return
+	}
+	n.tempOffline, n.offlineBy, n.offlineMsg, n.offlineSince = true, p.name(), strings.TrimSpace(r.Form.Get("offlineMessage")), now
+	s.log.Debug("node temporarily offline", "node", n.name, "message", n.offlineMsg)
+	s.advanceLocked()
+	redirect(w, http.StatusFound, s.computerURL(n))
+}
+
+// computerURL is Computer.getUrl() made absolute, as Jetty does with a
+// relative redirect.
+func (s *Server) computerURL(n *node) string {
+	if n.builtIn {
+		return s.base() + "computer/(built-in)/"
+	}
+	return s.base() + "computer/" + pathEscape(n.name) + "/"
+}
+
 func (s *Server) removeNodeLocked(n *node, now time.Time) {
 	for _, b := range n.executors {
 		if b != nil {

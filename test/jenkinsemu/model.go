@@ -214,6 +214,12 @@ type node struct {
 	builtIn      bool
 	connected    bool
 	lostChannel  bool // was connected once and the channel closed
+	// tempOffline is Node.getTemporaryOfflineCause() != null: set by
+	// toggleOffline / changeOfflineCause, kept with the agent connected.
+	tempOffline  bool
+	offlineBy    string // user who took it offline
+	offlineMsg   string // offlineMessage, trimmed; "" for none
+	offlineSince time.Time
 	executors    []*build
 	created      time.Time
 	createJSON   string
@@ -242,7 +248,11 @@ func (n *node) labels() []string {
 	return l
 }
 
-func (n *node) online() bool { return n.builtIn || n.connected }
+// online is Computer.isOnline(): a channel (the built-in node always has
+// one) and not temporarily offline. Queue.JobOffer.isAvailable() offers
+// only online executors, so a temporarily-offline node keeps the build it
+// runs but is given no new one.
+func (n *node) online() bool { return (n.builtIn || n.connected) && !n.tempOffline }
 
 func (n *node) displayName() string {
 	if n.builtIn {

@@ -525,8 +525,21 @@ func (s *Server) computerJSON(n *node, r *http.Request) map[string]any {
 			}
 		}
 	}
+	// getOfflineCause(): the temporary offline cause first, then the
+	// channel's. getOfflineCauseReason() is a UserCause's message without
+	// the "Disconnected by USER" prefix.
 	var offlineCause any
-	if n.lostChannel && !n.connected {
+	reason := ""
+	switch {
+	case n.tempOffline:
+		desc := "Disconnected by " + n.offlineBy
+		if n.offlineMsg != "" {
+			desc += " : " + n.offlineMsg
+		}
+		offlineCause = map[string]any{"_class": "hudson.slaves.OfflineCause$UserCause",
+			"description": desc, "timestamp": n.offlineSince.UnixMilli()}
+		reason = n.offlineMsg
+	case n.lostChannel && !n.connected:
 		offlineCause = map[string]any{"_class": "hudson.slaves.OfflineCause$ChannelTermination"}
 	}
 	m := map[string]any{
@@ -546,9 +559,9 @@ func (s *Server) computerJSON(n *node, r *http.Request) map[string]any {
 		"numExecutors":        n.numExecutors,
 		"offline":             !n.online(),
 		"offlineCause":        offlineCause,
-		"offlineCauseReason":  "",
+		"offlineCauseReason":  reason,
 		"oneOffExecutors":     oneOff,
-		"temporarilyOffline":  false,
+		"temporarilyOffline":  n.tempOffline,
 	}
 	if n.builtIn {
 		m["_class"] = "hudson.model.Hudson$MasterComputer"

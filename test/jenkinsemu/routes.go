@@ -23,6 +23,8 @@ const (
 	RouteCreateNode          = "POST /computer/doCreateItem"
 	RouteComputer            = "GET /computer/{name}/api/json"
 	RouteDeleteNode          = "POST /computer/{name}/doDelete"
+	RouteToggleOffline       = "POST /computer/{name}/toggleOffline"
+	RouteChangeOfflineCause  = "POST /computer/{name}/changeOfflineCause"
 	RouteAgentJNLP           = "GET /computer/{name}/jenkins-agent.jnlp"
 	RouteSlaveAgentJNLP      = "GET /computer/{name}/slave-agent.jnlp"
 )
@@ -122,6 +124,10 @@ func matchRoute(method, path string) route {
 			return route{key: tmpl(RouteComputer), h: handleComputer, args: a}
 		case len(rest) == 1 && rest[0] == "doDelete":
 			return post(RouteDeleteNode, handleDeleteNode, a)
+		case len(rest) == 1 && rest[0] == "toggleOffline":
+			return post(RouteToggleOffline, handleToggleOffline, a)
+		case len(rest) == 1 && rest[0] == "changeOfflineCause":
+			return post(RouteChangeOfflineCause, handleChangeOfflineCause, a)
 		case len(rest) == 1 && rest[0] == "jenkins-agent.jnlp":
 			return route{key: tmpl(RouteAgentJNLP), h: handleJNLP, args: a}
 		case len(rest) == 1 && rest[0] == "slave-agent.jnlp":
