@@ -394,3 +394,80 @@ func TestEmulatorDown(t *testing.T) {
 		t.Errorf("slow Queue err = %v, want a retryable timeout", err)
 	}
 }
+
+// TestEmulatorMarkOffline: an agent marked offline while its build runs
+// finishes that build and is given no other, however often it is marked;
+// Computers tells it is still connected.
+func TestEmulatorMarkOffline(t *testing.T) {
+	srv, clk := newEmulator(t)
+	ctx := context.Background()
+	if err := srv.AddJob("app", jenkinsemu.JobSpec{Label: emuLabel, Duration: time.Minute, Params: ferryParams}); err != nil {
+		t.Fatal(err)
+	}
+	c := emuClient(t, srv, nil)
+	const agent = "ferry-q1-a1"
+	if err := c.CreateNode(ctx, jenkins.NodeSpec{Name: agent, Labels: []string{emuLabel}, WebSocket: true}); err != nil {
+		t.Fatal(err)
+	}
+	secret, err := c.NodeSecret(ctx, agent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.ConnectAgent(agent, secret); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Trigger(ctx, "app", map[string]string{"SHA": "a"}); err != nil {
+		t.Fatal(err)
+	}
+	const reason = "ferry: one build per agent"
+	for i := range 2 {
+		if err := c.MarkOffline(ctx, agent, reason); err != nil {
+			t.Fatalf("MarkOffline #%d: %v", i+1, err)
+		}
+	}
+	comps, err := c.Computers(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := slices.IndexFunc(comps, func(cp jenkins.Computer) bool { return cp.Name == agent })
+	if i < 0 {
+		t.Fatalf("Computers = %+v, want %s", comps, agent)
+	}
+	if cp := comps[i]; !cp.Offline || !cp.TemporarilyOffline || !cp.Connected() || cp.OfflineReason != reason || len(cp.Running) != 1 {
+		t.Fatalf("computer = %+v, want temporarily offline (%q), connected, running build 1", cp, reason)
+	}
+
+	second, err := c.Trigger(ctx, "app", map[string]string{"SHA": "b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(2 * time.Minute)
+	if b, err := c.Build(ctx, "app", 1); err != nil || b.Building || b.Result != jenkins.ResultSuccess {
+		t.Fatalf("build 1 = %+v, %v; want it to finish on the offline agent", b, err)
+	}
+	item, err := c.QueueItem(ctx, second.QueueID)
+	if err != nil || item.Started() {
+		t.Fatalf("second item = %+v, %v; want it still waiting", item, err)
+	}
+	if n, _ := srv.Node(agent); n.Online || !n.TemporarilyOffline {
+		t.Errorf("node = %+v, want still offline after two marks", n)
+	}
+
+	if err := srv.DisconnectAgent(agent); err != nil {
+		t.Fatal(err)
+	}
+	comps, err = c.Computers(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if i := slices.IndexFunc(comps, func(cp jenkins.Computer) bool { return cp.Name == agent }); i < 0 || comps[i].Connected() {
+		t.Errorf("computer after the agent left = %+v, want not connected", comps)
+	}
+	if err := c.MarkOffline(ctx, "ferry-nope", reason); !errors.Is(err, jenkins.ErrNotFound) {
+		t.Errorf("MarkOffline of an unknown node: %v, want ErrNotFound", err)
+	}
+	viewer := emuClient(t, srv, func(cfg *jenkins.Config) { cfg.User, cfg.APIToken = readOnly.Name, readOnly.Token })
+	if err := viewer.MarkOffline(ctx, agent, reason); !errors.Is(err, jenkins.ErrAuth) {
+		t.Errorf("MarkOffline without Computer.DISCONNECT: %v, want ErrAuth", err)
+	}
+}

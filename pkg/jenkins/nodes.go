@@ -193,22 +193,68 @@ func (c *Client) DeleteNode(ctx context.Context, name string) error {
 	return nil
 }
 
+// MarkOffline takes a node temporarily offline with reason as its offline
+// message (POST /computer/NAME/changeOfflineCause?offlineMessage=REASON;
+// Jenkins answers a redirect). Jenkins then offers the node no new build
+// (Queue.JobOffer.isAvailable) while a build already running on it keeps
+// running and the agent stays connected. It needs Computer.DISCONNECT.
+// An unknown node gives ErrNotFound.
+//
+// It is idempotent: changeOfflineCause sets the node offline whatever its
+// state, so a repeated or concurrent call cannot bring the node back
+// online, which a second toggleOffline (the UI's button, a toggle) would.
+// Every Jenkins 2 core has both actions.
+//
+// Direct REST: gojenkins has no offline call.
+func (c *Client) MarkOffline(ctx context.Context, name, reason string) error {
+	err := c.call(ctx, "mark_offline", []attribute.KeyValue{attrNode.String(name)}, func(ctx context.Context) error {
+		p, err := nodePath(name)
+		if err != nil {
+			return err
+		}
+		_, err = c.do(ctx, request{method: http.MethodPost, path: p + "/changeOfflineCause",
+			form: url.Values{"offlineMessage": {reason}}})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("mark node %s offline: %w", name, err)
+	}
+	return nil
+}
+
 // Computer is one node as the controller sees it.
 type Computer struct {
 	// Name is the node name ("Built-In Node" for the controller).
-	Name         string
-	Offline      bool
+	Name string
+	// Offline: Jenkins gives it no build, because no agent is connected or
+	// because it is temporarily offline (or both).
+	Offline bool
+	// TemporarilyOffline: taken offline by MarkOffline or an operator; a
+	// build running on it goes on.
+	TemporarilyOffline bool
+	// RemotePath is the agent's absolute work directory while an agent is
+	// connected, "" otherwise (absoluteRemotePath, Jenkins ≥ 2.125; shown
+	// only to callers with Computer.CONNECT, which DISCONNECT implies).
+	RemotePath   string
 	Idle         bool
 	NumExecutors int
 	// Labels are the assigned labels, the node's own name included.
 	Labels []string
 	// Running lists the builds on its executors.
 	Running []Executable
-	// OfflineReason is the operator's or Jenkins' reason, if any.
+	// OfflineReason is the operator's or Jenkins' reason, if any: for a
+	// node taken offline by MarkOffline, its reason.
 	OfflineReason string
 }
 
-const computersTree = "computer[displayName,offline,idle,numExecutors,offlineCauseReason," +
+// Connected reports whether an agent is connected to the node, whether or
+// not it is temporarily offline: an online node has one; a temporarily
+// offline one has one if Jenkins shows its remote path.
+func (cp Computer) Connected() bool {
+	return !cp.Offline || cp.TemporarilyOffline && cp.RemotePath != ""
+}
+
+const computersTree = "computer[displayName,offline,temporarilyOffline,absoluteRemotePath,idle,numExecutors,offlineCauseReason," +
 	"executors[currentExecutable[url,number]],assignedLabels[name]]"
 
 // Computers lists every node in one call (GET /computer/api/json with a
@@ -223,6 +269,8 @@ func (c *Client) Computers(ctx context.Context) ([]Computer, error) {
 			Computer []struct {
 				DisplayName        string `json:"displayName"`
 				Offline            bool   `json:"offline"`
+				TemporarilyOffline bool   `json:"temporarilyOffline"`
+				AbsoluteRemotePath string `json:"absoluteRemotePath"`
 				Idle               bool   `json:"idle"`
 				NumExecutors       int    `json:"numExecutors"`
 				OfflineCauseReason string `json:"offlineCauseReason"`
@@ -240,11 +288,13 @@ func (c *Client) Computers(ctx context.Context) ([]Computer, error) {
 		out = make([]Computer, 0, len(v.Computer))
 		for _, j := range v.Computer {
 			cp := Computer{
-				Name:          j.DisplayName,
-				Offline:       j.Offline,
-				Idle:          j.Idle,
-				NumExecutors:  j.NumExecutors,
-				OfflineReason: j.OfflineCauseReason,
+				Name:               j.DisplayName,
+				Offline:            j.Offline,
+				TemporarilyOffline: j.TemporarilyOffline,
+				RemotePath:         j.AbsoluteRemotePath,
+				Idle:               j.Idle,
+				NumExecutors:       j.NumExecutors,
+				OfflineReason:      j.OfflineCauseReason,
 			}
 			for _, l := range j.AssignedLabels {
 				cp.Labels = append(cp.Labels, l.Name)

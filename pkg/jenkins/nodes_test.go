@@ -216,6 +216,81 @@ func TestDeleteNode(t *testing.T) {
 	}
 }
 
+func TestMarkOffline(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		answer  http.HandlerFunc
+		wantErr error
+	}{
+		{"offline: redirect", redirect(http.StatusFound, "http://j/computer/ferry%20q31/"), nil},
+		{"offline: 200", status(http.StatusOK, ""), nil},
+		{"unknown node", nil, jenkins.ErrNotFound},
+		{"no Computer.DISCONNECT", status(http.StatusForbidden, "admin is missing the Agent/Disconnect permission"), jenkins.ErrAuth},
+		{"login redirect", redirect(http.StatusFound, "http://j/login?from=%2Fcomputer"), jenkins.ErrAuth},
+		{"down", status(http.StatusServiceUnavailable, ""), jenkins.ErrUnavailable},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFake(t)
+			if tt.answer != nil {
+				f.on("POST /computer/ferry%20q31/changeOfflineCause", tt.answer)
+			}
+			// The redirect must not be followed onto the computer's page.
+			f.on("GET /computer/ferry%20q31/", status(http.StatusInternalServerError, "<html>followed</html>"))
+			err := f.client(t, nil).MarkOffline(context.Background(), "ferry q31", "ferry: one build per agent")
+			if tt.wantErr == nil && err != nil || tt.wantErr != nil && !errors.Is(err, tt.wantErr) {
+				t.Fatalf("MarkOffline error = %v, want %v", err, tt.wantErr)
+			}
+			reqs := f.requests()
+			if len(reqs) != 1 {
+				t.Fatalf("%d requests, want 1 (no read, no toggle, no redirect followed)", len(reqs))
+			}
+			// Never toggleOffline: called twice it would bring the node back.
+			if r := reqs[0]; r.Method != http.MethodPost || r.Path != "/computer/ferry%20q31/changeOfflineCause" ||
+				r.Form.Get("offlineMessage") != "ferry: one build per agent" {
+				t.Errorf("request = %s %s form %v", r.Method, r.Path, r.Form)
+			}
+		})
+	}
+}
+
+func TestMarkOfflineValidatesName(t *testing.T) {
+	t.Parallel()
+	f := newFake(t)
+	for _, name := range []string{"", ".", "a/b"} {
+		if err := f.client(t, nil).MarkOffline(context.Background(), name, "x"); err == nil {
+			t.Errorf("MarkOffline(%q) = nil, want an error", name)
+		}
+	}
+	if n := len(f.requests()); n != 0 {
+		t.Errorf("%d requests for invalid names, want 0", n)
+	}
+}
+
+func TestComputerConnected(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		c    jenkins.Computer
+		want bool
+	}{
+		{"online", jenkins.Computer{}, true},
+		{"never connected", jenkins.Computer{Offline: true}, false},
+		{"temporarily offline, agent connected", jenkins.Computer{Offline: true, TemporarilyOffline: true, RemotePath: "/home/jenkins/agent"}, true},
+		{"temporarily offline, agent gone", jenkins.Computer{Offline: true, TemporarilyOffline: true}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if got := tt.c.Connected(); got != tt.want {
+				t.Errorf("Connected() = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
 func TestComputers(t *testing.T) {
 	t.Parallel()
 	f := newFake(t)
@@ -226,7 +301,10 @@ func TestComputers(t *testing.T) {
 	  "executors":[{"currentExecutable":{"_class":"org.jenkinsci.plugins.workflow.job.WorkflowRun","number":17,"url":"http://j/job/app/17/"}}],
 	  "idle":false,"numExecutors":1,"offline":false},
 	 {"_class":"hudson.slaves.SlaveComputer","assignedLabels":[{"name":"ferry-q32"}],"displayName":"ferry-q32","executors":[],
-	  "idle":true,"numExecutors":1,"offline":true,"offlineCauseReason":"This agent is offline because Jenkins failed to launch the agent process on it."}]}`))
+	  "idle":true,"numExecutors":1,"offline":true,"offlineCauseReason":"This agent is offline because Jenkins failed to launch the agent process on it."},
+	 {"_class":"hudson.slaves.SlaveComputer","absoluteRemotePath":"/home/jenkins/agent","assignedLabels":[{"name":"ferry-q33"}],"displayName":"ferry-q33",
+	  "executors":[{"currentExecutable":{"_class":"org.jenkinsci.plugins.workflow.job.WorkflowRun","number":18,"url":"http://j/job/app/18/"}}],
+	  "idle":false,"numExecutors":1,"offline":true,"temporarilyOffline":true,"offlineCauseReason":"ferry: one build per agent"}]}`))
 	got, err := f.client(t, nil).Computers(context.Background())
 	if err != nil {
 		t.Fatalf("Computers: %v", err)
@@ -236,6 +314,9 @@ func TestComputers(t *testing.T) {
 		{Name: "ferry-q31", NumExecutors: 1, Labels: []string{"ferry-eci", "ferry-q31"}, Running: []jenkins.Executable{{Number: 17, URL: "http://j/job/app/17/"}}},
 		{Name: "ferry-q32", Offline: true, Idle: true, NumExecutors: 1, Labels: []string{"ferry-q32"},
 			OfflineReason: "This agent is offline because Jenkins failed to launch the agent process on it."},
+		{Name: "ferry-q33", Offline: true, TemporarilyOffline: true, RemotePath: "/home/jenkins/agent", NumExecutors: 1,
+			Labels: []string{"ferry-q33"}, Running: []jenkins.Executable{{Number: 18, URL: "http://j/job/app/18/"}},
+			OfflineReason: "ferry: one build per agent"},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Computers =\n%+v\nwant\n%+v", got, want)
@@ -245,7 +326,7 @@ func TestComputers(t *testing.T) {
 		t.Fatalf("%d requests, want 1", len(reqs))
 	}
 	tree := reqs[0].Query.Get("tree")
-	for _, field := range []string{"computer[", "displayName", "offline", "idle", "numExecutors", "executors[currentExecutable[url,number]]", "assignedLabels[name]"} {
+	for _, field := range []string{"computer[", "displayName", "offline", "temporarilyOffline", "absoluteRemotePath", "idle", "numExecutors", "executors[currentExecutable[url,number]]", "assignedLabels[name]"} {
 		if !strings.Contains(tree, field) {
 			t.Errorf("tree %q lacks %s", tree, field)
 		}
