@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -91,14 +92,14 @@ type FerryResult struct {
 	MemBefore, MemPeak memSample
 	// Cleanup runs from the last build's end until no agent pod and no
 	// Jenkins agent node is left.
-	Cleanup                           time.Duration
-	PodsLeft, SecretsLeft, NodesLeft  int
-	PodSeconds, BuildSeconds          float64
-	OverP50, OverP99, OverMax         time.Duration
-	OverGoal                          int
-	Wall, CPU, MachineCPU             time.Duration
-	FerryWarnings                     int
-	lastBuildEnd, t0                  time.Time
+	Cleanup                          time.Duration
+	PodsLeft, SecretsLeft, NodesLeft int
+	PodSeconds, BuildSeconds         float64
+	OverP50, OverP99, OverMax        time.Duration
+	OverGoal                         int
+	Wall, CPU, MachineCPU            time.Duration
+	FerryWarnings                    int
+	lastBuildEnd, t0                 time.Time
 }
 
 // Bench runs every size: the bare loop, then ferry. It returns what it
@@ -127,6 +128,15 @@ func Bench(ctx context.Context, o Options) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("resolve the bench's template: %w", err)
 	}
+	// One logger for ferry and client-go (klog), set before any client
+	// starts: klog's logger must not change while it is used.
+	level := slog.LevelWarn
+	if o.Verbose {
+		level = slog.LevelDebug
+	}
+	lg := &ferryLog{}
+	lg.Logger = slog.New(countingHandler{slog.NewTextHandler(o.Log, &slog.HandlerOptions{Level: level}), &lg.warnings})
+	klog.SetSlogLogger(lg.With("component", "kube"))
 	rep := &Report{Machine: machineFacts(), Kubernetes: b.version, Options: o}
 	for _, n := range o.Sizes {
 		sctx, cancel := context.WithTimeout(ctx, o.Timeout)
@@ -136,7 +146,7 @@ func Bench(ctx context.Context, o Options) (*Report, error) {
 		if err == nil {
 			debug.FreeOSMemory()
 			fmt.Fprintf(o.Log, "N=%d: ferry\n", n)
-			r.Ferry, err = runFerry(sctx, b, o, n, tmpl)
+			r.Ferry, err = runFerry(sctx, b, o, n, tmpl, lg)
 		}
 		cancel()
 		rep.Sizes = append(rep.Sizes, r)
@@ -258,33 +268,36 @@ func inParallel(ctx context.Context, workers, n int, fn func(ctx context.Context
 	return failed
 }
 
-// countingHandler counts ferry's warnings while passing records on.
+// ferryLog is the logger of ferry and client-go; it counts warnings.
+type ferryLog struct {
+	*slog.Logger
+	warnings atomic.Int64
+}
+
+// countingHandler counts warnings while passing records on.
 type countingHandler struct {
 	slog.Handler
-	warnings *int64
-	mu       *sync.Mutex
+	warnings *atomic.Int64
 }
 
 func (h countingHandler) Handle(ctx context.Context, r slog.Record) error {
 	if r.Level >= slog.LevelWarn {
-		h.mu.Lock()
-		*h.warnings++
-		h.mu.Unlock()
+		h.warnings.Add(1)
 	}
 	return h.Handler.Handle(ctx, r)
 }
 
 func (h countingHandler) WithAttrs(a []slog.Attr) slog.Handler {
-	return countingHandler{h.Handler.WithAttrs(a), h.warnings, h.mu}
+	return countingHandler{h.Handler.WithAttrs(a), h.warnings}
 }
 
 func (h countingHandler) WithGroup(g string) slog.Handler {
-	return countingHandler{h.Handler.WithGroup(g), h.warnings, h.mu}
+	return countingHandler{h.Handler.WithGroup(g), h.warnings}
 }
 
 // runFerry queues n builds in the emulator and lets the provisioner serve
 // them, playing their agents.
-func runFerry(ctx context.Context, b *bed, o Options, n int, tmpl map[string]eci.Template) (res FerryResult, err error) {
+func runFerry(ctx context.Context, b *bed, o Options, n int, tmpl map[string]eci.Template, lg *ferryLog) (res FerryResult, err error) {
 	ns, err := b.namespace(ctx, fmt.Sprintf("bench-ferry-%d", n))
 	if ns != "" {
 		defer func() { err = errors.Join(err, b.deleteNamespace(ns)) }()
@@ -329,24 +342,17 @@ func runFerry(ctx context.Context, b *bed, o Options, n int, tmpl map[string]eci
 		return res, err
 	}
 
-	level := slog.LevelWarn
-	if o.Verbose {
-		level = slog.LevelDebug
-	}
-	var warnings int64
-	var warnMu sync.Mutex
-	logger := slog.New(countingHandler{slog.NewTextHandler(o.Log, &slog.HandlerOptions{Level: level}), &warnings, &warnMu})
-	klog.SetSlogLogger(logger.With("component", "kube"))
 	maxAgents := o.MaxAgents
 	if maxAgents <= 0 {
 		maxAgents = n
 	}
 
+	warn0 := lg.warnings.Load()
 	res.MemBefore = settledMem()
 	peak := startMemPeak(50*time.Millisecond, nil)
 	p, err := provision.New(provision.Config{
 		Jenkins: jc, Kube: kube, Namespace: ns, Templates: tmpl, JenkinsURL: emu.URL() + "/",
-		MaxAgents: maxAgents, Parallelism: o.Parallelism, Logger: logger,
+		MaxAgents: maxAgents, Parallelism: o.Parallelism, Logger: lg.Logger,
 	})
 	if err != nil {
 		peak.Stop()
@@ -461,9 +467,7 @@ func runFerry(ctx context.Context, b *bed, o Options, n int, tmpl map[string]eci
 	if serr := stop(); serr != nil {
 		err = errors.Join(err, fmt.Errorf("provisioner: %w", serr))
 	}
-	warnMu.Lock()
-	res.FerryWarnings = int(warnings)
-	warnMu.Unlock()
+	res.FerryWarnings = int(lg.warnings.Load() - warn0)
 
 	// What is left once ferry stopped.
 	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)

@@ -53,7 +53,9 @@ type table struct {
 	rows [][4]string
 }
 
-func (t *table) row(what, bare, ferry, goal string) { t.rows = append(t.rows, [4]string{what, bare, ferry, goal}) }
+func (t *table) row(what, bare, ferry, goal string) {
+	t.rows = append(t.rows, [4]string{what, bare, ferry, goal})
+}
 
 func (t *table) print(w io.Writer) {
 	var width [3]int
