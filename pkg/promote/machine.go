@@ -1,0 +1,354 @@
+package promote
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/ferryci/ferry/pkg/config"
+	"github.com/ferryci/ferry/pkg/store"
+)
+
+// retryDelay is the pause before a step that failed for a reason worth
+// retrying (API or registry unreachable) is tried again.
+const retryDelay = 2 * time.Second
+
+// errStop ends driving a promotion for now (it waits, or is finished).
+var errStop = errors.New("nothing to do now")
+
+// errBusy: another promotion of the app rolls the environment now.
+var errBusy = errors.New("environment busy")
+
+// drive advances a promotion step by step, recording each, until it waits
+// for approval, finishes, or ctx ends.
+func (p *Promoter) drive(ctx context.Context, id string) {
+	for ctx.Err() == nil {
+		pr, err := p.cfg.Store.GetPromotion(ctx, id)
+		if err != nil {
+			p.log.WarnContext(ctx, "cannot read promotion; retrying later", "promotion", id, "error", err)
+			return
+		}
+		next, err := p.advance(ctx, pr)
+		switch {
+		case errors.Is(err, errStop):
+			return
+		case errors.Is(err, errBusy):
+			if !sleep(ctx, p.cfg.Poll) {
+				return
+			}
+			continue
+		case err != nil:
+			if ctx.Err() != nil {
+				return
+			}
+			p.log.WarnContext(ctx, "promotion step failed; retrying", "promotion", id, "error", err)
+			if !sleep(ctx, retryDelay) {
+				return
+			}
+			continue
+		}
+		next.UpdatedAt = p.cfg.Now().UTC()
+		if _, err := p.cfg.Store.PutPromotion(ctx, next); err != nil {
+			// A conflict means someone else changed it (an approval, a
+			// rejection): read it again and decide anew.
+			if !errors.Is(err, store.ErrConflict) {
+				p.log.WarnContext(ctx, "cannot record promotion step; retrying", "promotion", id, "error", err)
+				if !sleep(ctx, retryDelay) {
+					return
+				}
+			}
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(d):
+		return true
+	}
+}
+
+// advance takes the next step of pr and returns the record to store. An
+// error means nothing is to be recorded: errStop when there is nothing to
+// do, anything else when the step should be retried.
+func (p *Promoter) advance(ctx context.Context, pr store.Promotion) (store.Promotion, error) {
+	if pr.Finished() || pr.State == store.PromotionWaiting {
+		return pr, errStop
+	}
+	app, ok := p.apps[pr.App]
+	if !ok {
+		return p.fail(pr, "", "app %s is no longer configured", pr.App), nil
+	}
+	ctx = traceContext(ctx, pr.TraceParent)
+	if pr.Target == "" {
+		return p.copyStep(ctx, app, pr)
+	}
+	for i := range pr.Environments {
+		e := &pr.Environments[i]
+		if e.Phase == store.EnvSucceeded {
+			continue
+		}
+		env, ok := envOf(app, e.Name)
+		if !ok {
+			return p.fail(pr, e.Name, "environment %s is no longer configured for app %s", e.Name, app.Name), nil
+		}
+		return p.envStep(ctx, pr, i, env)
+	}
+	now := p.cfg.Now().UTC()
+	pr.State, pr.FinishedAt = store.PromotionSucceeded, now
+	audit(&pr, now, "ferry", "succeeded", "", pr.Target)
+	p.log.InfoContext(ctx, "promotion succeeded", "promotion", pr.ID, "app", pr.App, "image", pr.Target)
+	p.count(ctx, "promotion", "succeeded")
+	return pr, nil
+}
+
+func (p *Promoter) copyStep(ctx context.Context, app config.PromotionApp, pr store.Promotion) (_ store.Promotion, err error) {
+	ctx, span := p.tracer.Start(ctx, "promote.copy", trace.WithAttributes(
+		attribute.String("promotion", pr.ID), attribute.String("app", pr.App), attribute.String("digest", pr.SourceDigest)))
+	defer func() { endSpan(span, err) }()
+	src, err := name.NewRepository(app.Source)
+	if err != nil {
+		return p.fail(pr, "", "app %s source: %v", app.Name, err), nil
+	}
+	dst, err := name.NewRepository(app.Target)
+	if err != nil {
+		return p.fail(pr, "", "app %s target: %v", app.Name, err), nil
+	}
+	start := time.Now()
+	target, err := p.cfg.Registry.Copy(ctx, src.Digest(pr.SourceDigest), dst, pr.Tags)
+	if err != nil {
+		p.count(ctx, "copy", "error")
+		if permanent(err) {
+			return p.fail(pr, "", "copy to %s: %v", app.Target, err), nil
+		}
+		return pr, err
+	}
+	now := p.cfg.Now().UTC()
+	pr.Target = target.String()
+	audit(&pr, now, "ferry", "copied", "", fmt.Sprintf("%s to %s tagged %s", pr.SourceDigest, pr.Target, strings.Join(pr.Tags, ",")))
+	p.log.InfoContext(ctx, "image copied by digest", "promotion", pr.ID, "target", pr.Target, "tags", pr.Tags, "took", time.Since(start).Round(time.Millisecond))
+	p.count(ctx, "copy", "ok")
+	return pr, nil
+}
+
+// lockEnv makes sure one promotion at a time rolls an app's environment.
+func (p *Promoter) lockEnv(key, id string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.envs[key] {
+		return false
+	}
+	p.envs[key] = true
+	return true
+}
+
+func (p *Promoter) unlockEnv(key string) {
+	p.mu.Lock()
+	delete(p.envs, key)
+	p.mu.Unlock()
+}
+
+func (p *Promoter) envStep(ctx context.Context, pr store.Promotion, i int, env config.PromotionEnvironment) (_ store.Promotion, err error) {
+	e := &pr.Environments[i]
+	now := p.cfg.Now().UTC()
+	if e.Phase == store.EnvPending && e.NeedsApproval {
+		e.Phase = store.EnvAwaitingApprove
+		pr.State = store.PromotionWaiting
+		audit(&pr, now, "ferry", "awaiting approval", e.Name, pr.Target)
+		p.log.InfoContext(ctx, "promotion waits for approval", "promotion", pr.ID, "environment", e.Name)
+		return pr, nil
+	}
+	if e.Phase == store.EnvAwaitingApprove {
+		return pr, errStop
+	}
+	key := pr.App + "/" + e.Name
+	if !p.lockEnv(key, pr.ID) {
+		return pr, errBusy
+	}
+	defer p.unlockEnv(key)
+	kube, err := p.cfg.Kube(env.Context)
+	if err != nil {
+		return p.fail(pr, e.Name, "kubernetes client for context %q: %v", env.Context, err), nil
+	}
+	ctx, span := p.tracer.Start(ctx, "promote."+e.Phase, trace.WithAttributes(
+		attribute.String("promotion", pr.ID), attribute.String("app", pr.App),
+		attribute.String("environment", e.Name), attribute.String("image", pr.Target)))
+	defer func() { endSpan(span, err) }()
+	want := func() []store.DeploymentImage {
+		out := make([]store.DeploymentImage, len(e.Previous))
+		for j, d := range e.Previous {
+			d.Image = pr.Target
+			out[j] = d
+		}
+		return out
+	}
+
+	switch e.Phase {
+	case store.EnvPending, store.EnvApproved:
+		// Record what runs now before changing anything: it is what a
+		// failure rolls back to.
+		prev, err := currentImages(ctx, kube, env)
+		if err != nil {
+			if errors.Is(err, errRollout) {
+				return p.fail(pr, e.Name, "%v", err), nil
+			}
+			return pr, err
+		}
+		e.Previous, e.StartedAt, e.Phase = prev, now, store.EnvRolling
+		pr.State = store.PromotionRunning
+		audit(&pr, now, "ferry", "rollout started", e.Name, describe(prev)+" -> "+pr.Target)
+		return pr, nil
+
+	case store.EnvRolling:
+		for _, d := range want() {
+			if err := setImage(ctx, kube, d); err != nil {
+				if errors.Is(err, errRollout) {
+					return p.rollbackOrFail(pr, i, err), nil
+				}
+				return pr, err
+			}
+		}
+		if err := waitRollout(ctx, kube, want(), env.RolloutTimeout.Duration, p.cfg.Poll); err != nil {
+			if errors.Is(err, errRollout) {
+				p.count(ctx, "rollout", "failed")
+				return p.rollbackOrFail(pr, i, err), nil
+			}
+			return pr, err
+		}
+		p.count(ctx, "rollout", "ok")
+		e.Phase, e.VerifyingSince = store.EnvVerifying, now
+		audit(&pr, now, "ferry", "rolled out", e.Name, pr.Target)
+		return pr, nil
+
+	case store.EnvVerifying:
+		if err := p.verify(ctx, kube, pr, e, env, want()); err != nil {
+			if errors.Is(err, errVerify) || errors.Is(err, errRollout) {
+				p.count(ctx, "verify", "failed")
+				return p.rollbackOrFail(pr, i, err), nil
+			}
+			return pr, err
+		}
+		p.count(ctx, "verify", "ok")
+		now = p.cfg.Now().UTC()
+		e.Phase, e.FinishedAt = store.EnvSucceeded, now
+		audit(&pr, now, "ferry", "verified", e.Name, pr.Target)
+		p.log.InfoContext(ctx, "environment promoted", "promotion", pr.ID, "environment", e.Name, "image", pr.Target)
+		return pr, nil
+
+	case store.EnvRollingBack:
+		var problems []string
+		for _, d := range e.Previous {
+			if err := setImage(ctx, kube, d); err != nil {
+				if !errors.Is(err, errRollout) {
+					return pr, err
+				}
+				problems = append(problems, err.Error())
+			}
+		}
+		if len(problems) == 0 {
+			if err := waitRollout(ctx, kube, e.Previous, env.RolloutTimeout.Duration, p.cfg.Poll); err != nil {
+				if !errors.Is(err, errRollout) {
+					return pr, err
+				}
+				problems = append(problems, err.Error())
+			}
+		}
+		now = p.cfg.Now().UTC()
+		e.Phase, e.FinishedAt = store.EnvRolledBack, now
+		pr.State, pr.FinishedAt = store.PromotionFailed, now
+		detail := "to " + describe(e.Previous)
+		if len(problems) > 0 {
+			detail += "; the rollback itself did not finish: " + strings.Join(problems, "; ")
+			pr.Reason += "; rollback incomplete: " + strings.Join(problems, "; ")
+		}
+		audit(&pr, now, "ferry", "rolled back", e.Name, detail)
+		p.log.WarnContext(ctx, "environment rolled back", "promotion", pr.ID, "environment", e.Name, "reason", pr.Reason)
+		p.count(ctx, "rollback", "done")
+		return pr, nil
+	}
+	return p.fail(pr, e.Name, "environment %s is in unknown phase %q", e.Name, e.Phase), nil
+}
+
+func (p *Promoter) verify(ctx context.Context, kube kubernetes.Interface, pr store.Promotion, e *store.PromotionEnv, env config.PromotionEnvironment, images []store.DeploymentImage) error {
+	v := env.Verify
+	if v.HTTP.URL != "" {
+		if err := httpCheck(ctx, p.cfg.HTTPClient, v.HTTP); err != nil {
+			return err
+		}
+	}
+	if v.Job.Template != nil {
+		jobName := verifyJobName(pr.ID, e.Name)
+		if err := jobCheck(ctx, kube, env.Namespace, jobName, v.Job, podEnv(pr, e.Name), p.cfg.Poll); err != nil {
+			return err
+		}
+	}
+	if v.Soak.Duration > 0 {
+		// The soak runs from when verification began, so a restart does
+		// not start it over.
+		if wait := time.Until(e.VerifyingSince.Add(v.Soak.Duration)); wait > 0 && !sleep(ctx, wait) {
+			return ctx.Err()
+		}
+	}
+	return rolledOut(ctx, kube, images)
+}
+
+// rollbackOrFail moves an environment whose rollout or verification failed
+// to rolling back (a rollback request is not reverted: it just fails).
+func (p *Promoter) rollbackOrFail(pr store.Promotion, i int, cause error) store.Promotion {
+	e := &pr.Environments[i]
+	now := p.cfg.Now().UTC()
+	msg := strings.TrimPrefix(strings.TrimPrefix(cause.Error(), errRollout.Error()+": "), errVerify.Error()+": ")
+	pr.Reason = fmt.Sprintf("%s: %s", e.Name, msg)
+	e.Reason = msg
+	if pr.Kind == store.KindRollback || len(e.Previous) == 0 {
+		return p.fail(pr, e.Name, "%s", msg)
+	}
+	e.Phase = store.EnvRollingBack
+	audit(&pr, now, "ferry", "failed", e.Name, msg)
+	return pr
+}
+
+func (p *Promoter) fail(pr store.Promotion, env, format string, args ...any) store.Promotion {
+	now := p.cfg.Now().UTC()
+	msg := fmt.Sprintf(format, args...)
+	pr.State, pr.FinishedAt = store.PromotionFailed, now
+	if env != "" {
+		pr.Reason = env + ": " + msg
+		for i := range pr.Environments {
+			if pr.Environments[i].Name == env {
+				pr.Environments[i].Reason = msg
+			}
+		}
+	} else {
+		pr.Reason = msg
+	}
+	audit(&pr, now, "ferry", "failed", env, msg)
+	p.log.Warn("promotion failed", "promotion", pr.ID, "environment", env, "reason", msg)
+	return pr
+}
+
+func describe(images []store.DeploymentImage) string {
+	parts := make([]string, len(images))
+	for i, d := range images {
+		parts[i] = fmt.Sprintf("%s/%s[%s]=%s", d.Namespace, d.Deployment, d.Container, d.Image)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// verifyJobName is unique per promotion and environment and a valid name.
+func verifyJobName(id, env string) string {
+	n := strings.ToLower("ferry-verify-" + env + "-" + id)
+	if len(n) > 63 {
+		n = n[:63]
+	}
+	return strings.TrimRight(n, "-")
+}
