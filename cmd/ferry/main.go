@@ -4,6 +4,7 @@
 //
 //	ferry serve [--config FILE] [flags]   run the service
 //	ferry check-config --config FILE      validate a configuration and exit
+//	ferry promote <command> [flags]       ask ferry to promote an image (from a pipeline)
 //	ferry version                         print the version
 package main
 
@@ -20,6 +21,7 @@ import (
 
 	"github.com/ferryci/ferry/pkg/app"
 	"github.com/ferryci/ferry/pkg/config"
+	"github.com/ferryci/ferry/pkg/promote"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -28,6 +30,9 @@ var version = "dev"
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if len(os.Args) > 1 && os.Args[1] == "promote" {
+		os.Exit(promote.RunCLI(ctx, os.Args[2:], os.Getenv, os.Stdout, os.Stderr))
+	}
 	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(os.Stderr, "ferry:", err)
@@ -41,6 +46,7 @@ const usage = `usage: ferry <command> [flags]
 commands:
   serve          run ferry (webhooks, dispatcher, /healthz, /readyz, /metrics)
   check-config   validate a configuration file and print what ferry would use
+  promote        create, wait for, approve, reject or roll back promotions (ferry promote -h)
   version        print the version
 
 Run "ferry <command> -h" for the flags of a command.
@@ -54,6 +60,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch args[0] {
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "ferry", version)
+		return nil
+	case "promote":
+		// main runs it directly to keep its exit codes; this path is for
+		// embedding run.
+		if code := promote.RunCLI(ctx, args[1:], os.Getenv, stdout, stderr); code != promote.ExitOK {
+			return fmt.Errorf("promote exited with code %d", code)
+		}
 		return nil
 	case "serve", "check-config":
 	case "help", "-h", "--help":

@@ -5,6 +5,7 @@
 //
 //	GitHub/GitLab ─▶ webhook.Receiver ─Enqueue▶ store ─Claim▶ dispatch.Dispatcher ─Trigger▶ Jenkins
 //	                                                              └─ build records ─▶ scm.Reporter (commit status)
+//	ferry promote ─▶ /api/v1/promotions ─▶ store ─▶ promote.Promoter (leader) ─▶ registry copy, rollouts
 package app
 
 import (
@@ -55,6 +56,7 @@ type App struct {
 	store      store.Store
 	dispatcher *dispatch.Dispatcher
 	agents     *agents
+	promoter   *promoter
 	listener   net.Listener
 	server     *http.Server
 }
@@ -129,6 +131,15 @@ func New(ctx context.Context, opts Options) (*App, error) {
 			a.dispatcher.OnTriggered(func(store.Build) { a.agents.provisioner.Kick() })
 		}
 	}
+	if cfg.Promotion.Enabled {
+		id := opts.Consumer
+		if id == "" {
+			id = identity()
+		}
+		if a.promoter, err = newPromoter(cfg, a.store, tel, id); err != nil {
+			return nil, err
+		}
+	}
 	recv, err := webhook.New(webhook.Config{
 		Store: a.store, Matcher: cfg, GitHubSecrets: cfg.GitHub.WebhookSecrets, GitLabTokens: cfg.GitLab.WebhookTokens,
 		MaxBodyBytes: cfg.Server.MaxBodyBytes, Logger: tel.Logger,
@@ -183,6 +194,9 @@ func (a *App) routes(recv *webhook.Receiver) http.Handler {
 		c.AbortWithStatusJSON(http.StatusInternalServerError, gin.H{"status": "error", "error": "internal error"})
 	}))
 	recv.Register(e)
+	if a.promoter != nil {
+		a.promoter.api.Register(e)
+	}
 	e.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	e.GET("/readyz", func(c *gin.Context) {
 		ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)
@@ -212,7 +226,7 @@ func (a *App) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errs := make(chan error, 3)
+	errs := make(chan error, 4)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -227,6 +241,16 @@ func (a *App) Run(ctx context.Context) error {
 			defer wg.Done()
 			if err := a.agents.run(ctx); err != nil {
 				errs <- fmt.Errorf("provisioner: %w", err)
+				cancel()
+			}
+		}()
+	}
+	if a.promoter != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := a.promoter.run(ctx); err != nil {
+				errs <- fmt.Errorf("promoter: %w", err)
 				cancel()
 			}
 		}()

@@ -1,0 +1,124 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/leaderelection"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
+	"k8s.io/klog/v2"
+
+	"github.com/ferryci/ferry/pkg/config"
+	"github.com/ferryci/ferry/pkg/promote"
+	"github.com/ferryci/ferry/pkg/store"
+	"github.com/ferryci/ferry/pkg/telemetry"
+)
+
+// promoter is the promotion API and runner with what it needs: a
+// Kubernetes client per kubeconfig context and, when enabled, the Lease
+// that makes one replica run promotions (every replica serves the API).
+type promoter struct {
+	cfg      config.Promotion
+	promoter *promote.Promoter
+	api      *promote.API
+	identity string
+	log      *slog.Logger
+
+	mu      sync.Mutex
+	clients map[string]kubernetes.Interface
+}
+
+func newPromoter(cfg config.Config, st store.Store, tel *telemetry.Telemetry, identity string) (*promoter, error) {
+	pc := cfg.Promotion
+	klog.SetSlogLogger(tel.Logger.With("component", "kube"))
+	pr := &promoter{cfg: pc, identity: identity, log: tel.Logger.With("component", "app"), clients: map[string]kubernetes.Interface{}}
+	p, err := promote.New(promote.Config{
+		Store: st, Apps: pc.Apps,
+		Registry: promote.NewRegistry(promote.RegistryConfig{Keychain: promote.DockerConfigKeychain{Path: pc.DockerConfig}}),
+		Kube:     pr.kube, Resync: pc.Resync.Duration,
+		Logger: tel.Logger, TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider,
+	})
+	if err != nil {
+		return nil, err
+	}
+	pr.promoter = p
+	pr.api = promote.NewAPI(promote.APIConfig{Promoter: p, Token: pc.APIToken, Logger: tel.Logger})
+	return pr, nil
+}
+
+// kube returns (and keeps) the client of a kubeconfig context.
+func (p *promoter) kube(kubeContext string) (kubernetes.Interface, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c, ok := p.clients[kubeContext]; ok {
+		return c, nil
+	}
+	var (
+		rc  *rest.Config
+		err error
+	)
+	switch {
+	case p.cfg.Kubeconfig != "":
+		rc, err = clientcmd.NewNonInteractiveDeferredLoadingClientConfig(
+			&clientcmd.ClientConfigLoadingRules{ExplicitPath: p.cfg.Kubeconfig},
+			&clientcmd.ConfigOverrides{CurrentContext: kubeContext}).ClientConfig()
+	case kubeContext != "":
+		return nil, fmt.Errorf("context %q needs promotion.kubeconfig", kubeContext)
+	default:
+		rc, err = rest.InClusterConfig()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client config (promotion.kubeconfig, context %q): %w", kubeContext, err)
+	}
+	rc.UserAgent = "ferry-promoter"
+	c, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	p.clients[kubeContext] = c
+	return c, nil
+}
+
+// run runs promotions until ctx ends: directly, or whenever this replica
+// holds the Lease.
+func (p *promoter) run(ctx context.Context) error {
+	le := p.cfg.LeaderElection
+	if !le.Enabled {
+		return p.promoter.Run(ctx)
+	}
+	kube, err := p.kube("")
+	if err != nil {
+		return err
+	}
+	lock := &resourcelock.LeaseLock{
+		LeaseMeta:  metaFor(le.LeaseName, p.cfg.LeaseNamespace),
+		Client:     kube.CoordinationV1(),
+		LockConfig: resourcelock.ResourceLockConfig{Identity: p.identity},
+	}
+	for ctx.Err() == nil {
+		leaderelection.RunOrDie(ctx, leaderelection.LeaderElectionConfig{
+			Lock: lock, LeaseDuration: le.LeaseDuration.Duration, RenewDeadline: le.RenewDeadline.Duration,
+			RetryPeriod: le.RetryPeriod.Duration, ReleaseOnCancel: true, Name: le.LeaseName,
+			Callbacks: leaderelection.LeaderCallbacks{
+				OnStartedLeading: func(ctx context.Context) {
+					p.log.Info("leading: running promotions", "identity", p.identity)
+					if err := p.promoter.Run(ctx); err != nil && ctx.Err() == nil {
+						p.log.Error("promoter stopped", "error", err)
+					}
+				},
+				OnStoppedLeading: func() { p.log.Info("no longer leading: promoter stopped", "identity", p.identity) },
+			},
+		})
+		select {
+		case <-ctx.Done():
+		case <-time.After(le.RetryPeriod.Duration):
+		}
+	}
+	return nil
+}
