@@ -190,6 +190,21 @@ func (p *Provisioner) createPod(name string, queueID int64, attempt int, templat
 	}
 }
 
+// markOffline takes an agent's node temporarily offline as its build
+// runs (see OneBuildReason).
+func (p *Provisioner) markOffline(a *agentView, build jenkins.Executable) action {
+	return func(ctx context.Context) (err error) {
+		ctx, span := p.tracer.Start(ctx, "provision.mark_offline", trace.WithAttributes(
+			attrAgent.String(a.name), attrQueueID.Int64(a.queueID), attrTemplate.String(a.template)))
+		defer func() { endSpan(span, err) }()
+		if err := p.cfg.Jenkins.MarkOffline(ctx, a.name, OneBuildReason); err != nil && !errors.Is(err, jenkins.ErrNotFound) {
+			return err
+		}
+		p.log.Debug("agent marked offline for the rest of its build", "agent", a.name, "build", build.URL)
+		return nil
+	}
+}
+
 // deleteAgent deletes an agent's node, then its pod (the Secret goes with
 // the pod; one not handed over yet is deleted too).
 func (p *Provisioner) deleteAgent(a *agentView, tr *track, cause string) action {

@@ -193,6 +193,8 @@ func TestBedFailuresAreRetriedWithFallbackThenCancelled(t *testing.T) {
 				it, ok := b.emu.QueueItem(q)
 				return ok && it.Cancelled
 			})
+			// OnFailure is called after the cancel answers.
+			waitFor(t, "the failure report", func() bool { return len(b.failuresSeen()) > 0 })
 			f := b.failuresSeen()
 			if len(f) != 1 || f[0].Reason != tc.reason || !f[0].Cancelled || f[0].Message == "" {
 				t.Fatalf("failures = %+v, want one %s, cancelled, with a message", f, tc.reason)

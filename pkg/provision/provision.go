@@ -12,6 +12,7 @@
 //	                       cache)          │
 //	                                       ▼
 //	                      act: CreateNode → NodeSecret → Secret → Pod → own Secret;
+//	                           MarkOffline once its build runs (one build per agent);
 //	                           DeleteNode + delete Pod; CancelQueueItem + Event + OnFailure
 //
 // Cycles run from a client-go workqueue with a single key: pod and Secret
@@ -82,8 +83,16 @@ type Jenkins interface {
 	CreateNode(ctx context.Context, spec jenkins.NodeSpec) error
 	NodeSecret(ctx context.Context, name string) (string, error)
 	DeleteNode(ctx context.Context, name string) error
+	MarkOffline(ctx context.Context, name, reason string) error
 	CancelQueueItem(ctx context.Context, id int64) error
 }
+
+// OneBuildReason is the offline message of an agent ferry took offline as
+// its build started: Jenkins gives a temporarily-offline node no new build,
+// so the agent cannot take a second one in the moment between the end of
+// its build and its deletion. The mark also tells a restarted provisioner
+// that the agent has run its build.
+const OneBuildReason = "ferry: one build per agent"
 
 // Defaults of Config.
 const (

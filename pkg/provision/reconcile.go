@@ -29,7 +29,7 @@ type track struct {
 	ranSince  time.Time
 	build     jenkins.Executable
 	goneSince time.Time
-	// offlineSince: the node went offline while running a build.
+	// offlineSince: the agent disconnected while running a build.
 	offlineSince time.Time
 	queuedAt     time.Time
 	steps        map[string]bool
@@ -330,6 +330,16 @@ func (p *Provisioner) plan(ctx context.Context, now time.Time, comps []jenkins.C
 		p.observeSteps(ctx, a, tr)
 		running := a.node != nil && len(a.node.Running) > 0
 
+		if a.node == nil && a.pod != nil && a.pod.DeletionTimestamp != nil &&
+			(a.secret == nil || len(a.secret.OwnerReferences) > 0) {
+			// Deleted already: the pod is terminating and its Secret goes
+			// with it. Nothing to do, and asking again costs a call each
+			// cycle; it still holds an instance, so it counts against the
+			// caps until it is gone.
+			pl.keep(a, "terminating")
+			continue
+		}
+
 		switch {
 		case running:
 			tr.fresh = false
@@ -337,6 +347,12 @@ func (p *Provisioner) plan(ctx context.Context, now time.Time, comps []jenkins.C
 				tr.ranSince = now
 				tr.build = a.node.Running[0]
 				p.step(ctx, a, tr, stepBuildStarted, now)
+			}
+			if !a.node.TemporarilyOffline {
+				// One build per agent: once this build ends, Jenkins would
+				// hand the idle node any waiting item of the label before
+				// the next cycle deletes it.
+				pl.acts = append(pl.acts, p.markOffline(a, tr.build))
 			}
 			dead, f := p.deadUnderBuild(a, t, tr, now)
 			if dead {
@@ -347,9 +363,15 @@ func (p *Provisioner) plan(ctx context.Context, now time.Time, comps []jenkins.C
 			}
 			pl.keep(a, "building")
 
-		case !tr.ranSince.IsZero():
-			// It ran a build and is idle now: the build is over.
+		case !tr.ranSince.IsZero() || ranBuild(a.node):
+			// It ran a build and is idle now: the build is over. The
+			// offline mark says so after a restart too.
 			pl.acts = append(pl.acts, p.deleteAgent(a, tr, "build_over"))
+			if a.pod != nil {
+				// Its pod terminates for a while yet: no replacement within
+				// the caps until it is gone.
+				pl.keep(a, "terminating")
+			}
 
 		case a.node == nil:
 			// A pod or Secret without its node cannot serve anything: the
@@ -389,7 +411,7 @@ func (p *Provisioner) plan(ctx context.Context, now time.Time, comps []jenkins.C
 				tr.goneSince = time.Time{}
 			}
 			if a.pod != nil && a.pod.DeletionTimestamp == nil {
-				f := eci.Classify(a.pod, nil, t.ClassifyOptions(now, !a.node.Offline))
+				f := eci.Classify(a.pod, nil, t.ClassifyOptions(now, a.node.Connected()))
 				if f.Failed() {
 					p.fail(ctx, pl, a, tr, t, it, queued, f, now, served)
 					continue
@@ -401,7 +423,7 @@ func (p *Provisioner) plan(ctx context.Context, now time.Time, comps []jenkins.C
 				case a.pod == nil:
 					needPod = append(needPod, a)
 					pl.keep(a, "creating")
-				case a.node.Offline:
+				case !a.node.Connected():
 					pl.keep(a, "starting")
 				default:
 					pl.keep(a, "idle")
@@ -438,7 +460,7 @@ func (p *Provisioner) plan(ctx context.Context, now time.Time, comps []jenkins.C
 			if i >= 0 {
 				served[orphans[i].item.ID] = true
 				state := "idle"
-				if a.node.Offline {
+				if !a.node.Connected() {
 					state = "starting"
 				}
 				pl.keep(a, state)
@@ -528,6 +550,12 @@ func (p *Provisioner) plan(ctx context.Context, now time.Time, comps []jenkins.C
 	return pl
 }
 
+// ranBuild reports an idle node ferry took offline as its build started:
+// that build is over.
+func ranBuild(n *jenkins.Computer) bool {
+	return n != nil && n.TemporarilyOffline && n.OfflineReason == OneBuildReason && len(n.Running) == 0
+}
+
 // fallbackOf returns the fallback level of an existing agent: what its pod
 // says, else what ferry remembers of its item, else one level per earlier
 // attempt.
@@ -547,7 +575,9 @@ func (p *Provisioner) fallbackOf(a *agentView) int {
 // pod is gone, ended or going, or the node has been offline for longer
 // than the template's connect timeout.
 func (p *Provisioner) deadUnderBuild(a *agentView, t eci.Template, tr *track, now time.Time) (bool, eci.Failure) {
-	if a.node.Offline {
+	// Offline is not enough: ferry takes agents offline itself as their
+	// build starts; what matters is whether the agent is connected.
+	if !a.node.Connected() {
 		if tr.offlineSince.IsZero() {
 			tr.offlineSince = now
 		}
@@ -670,7 +700,7 @@ func (p *Provisioner) observeSteps(ctx context.Context, a *agentView, tr *track)
 			p.step(ctx, a, tr, stepRunning, at)
 		}
 	}
-	if a.node != nil && !a.node.Offline {
+	if a.node != nil && a.node.Connected() {
 		p.step(ctx, a, tr, stepConnected, p.clock.Now())
 	}
 }
