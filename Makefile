@@ -15,7 +15,7 @@ PKGS ?= ./...
 FERRY_PARAMS := FERRY_GIT_SHA,FERRY_GIT_REF,FERRY_GIT_URL,FERRY_EVENT_ID,FERRY_TRIGGER_ID,FERRY_PIPELINE,TRACEPARENT
 
 .DEFAULT_GOAL := help
-.PHONY: help deps build run test test-short test-unit lint fmt vet fuzz bench bench-webhook emulator clean tools
+.PHONY: help deps build run test test-short test-unit lint fmt vet fuzz bench bench-webhook bench-promote bench-provision emulator clean tools
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -60,6 +60,12 @@ bench: ## Go micro-benchmarks (stores, receiver pieces)
 
 bench-webhook: ## Receiver benchmark: ferry+Redis vs a bare HMAC handler, side by side
 	$(GO) run ./test/cmd/webhook-bench
+
+bench-promote: ## Promotion benchmark: ferry's copy by digest vs pull-then-push of a 5-layer 50 MiB image (needs the test bed)
+	$(GO) run ./test/cmd/promote-bench
+
+bench-provision: ## Provisioner benchmark: a burst of queued builds vs a bare client-go loop (needs the test bed)
+	$(GO) run ./test/cmd/provision-bench
 
 emulator: ## Run the Jenkins emulator standalone on 127.0.0.1:8081
 	$(GO) run ./test/cmd/jenkins-emulator -listen 127.0.0.1:8081 -builtin-executors 2 -jobs 'acme/app=:$(FERRY_PARAMS)'
