@@ -409,3 +409,40 @@ func TestAgentFailureReachesTheCommit(t *testing.T) {
 	// Builds ferry did not trigger are none of its business.
 	d.ReportAgentFailure(context.Background(), AgentFailure{QueueID: 999999, Message: "x", Cancelled: true})
 }
+
+// With several replicas, one tracks builds: a finished build's outcome is
+// reported once, not once per replica.
+func TestOneTrackerAcrossReplicas(t *testing.T) {
+	b := newBed(t, "app", "ci/lint")
+	b.matcher.Pipelines = b.matcher.Pipelines[:1]
+	for _, name := range []string{"r1", "r2", "r3"} {
+		run(t, b.dispatcher(t, name, nil))
+	}
+	sha := "9" + strings.Repeat("0", 39)
+	enqueue(t, b.store, pushEvent("gh-replicas", sha))
+	eventually(t, "the build", func() bool { return len(buildsFor(b.jenkins, "app", "gh-replicas/app")) == 1 })
+	b.github.WaitFor(t, func(s []scmfake.Status) bool {
+		for _, st := range s {
+			if st.SHA == sha && strings.Contains(st.Description, "running") {
+				return true
+			}
+		}
+		return false
+	}, 15*time.Second)
+	if err := b.jenkins.FinishBuild("app", 1, jenkinsemu.Success); err != nil {
+		t.Fatal(err)
+	}
+	b.github.WaitFor(t, scmfake.HasStates(sha, "ferry/app", "success"), 15*time.Second)
+	time.Sleep(300 * time.Millisecond) // time for a duplicate report to show up
+	counts := map[string]int{}
+	for _, s := range b.github.Statuses() {
+		if s.SHA == sha {
+			counts[s.Description]++
+		}
+	}
+	for desc, n := range counts {
+		if n != 1 {
+			t.Errorf("status %q reported %d times, want once", desc, n)
+		}
+	}
+}

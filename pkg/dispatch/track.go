@@ -36,8 +36,21 @@ func (d *Dispatcher) track(ctx context.Context) {
 	}
 }
 
-// TrackOnce checks every recorded build once.
+// trackerLease names the store lease that lets one replica poll builds:
+// with several replicas each would otherwise report every status change.
+const trackerLease = "status-tracker"
+
+// TrackOnce checks every recorded build once, if this replica holds the
+// tracker lease (taken or renewed here; it lapses after three intervals
+// without renewal, and another replica takes over).
 func (d *Dispatcher) TrackOnce(ctx context.Context) {
+	held, err := d.cfg.Store.Lease(ctx, trackerLease, d.cfg.Consumer, 3*d.cfg.StatusInterval)
+	if err != nil || !held {
+		if err != nil && ctx.Err() == nil {
+			d.log.Warn("could not take the status tracker lease", "error", err)
+		}
+		return
+	}
 	builds, err := d.cfg.Store.ListBuilds(ctx)
 	if err != nil {
 		if ctx.Err() == nil {

@@ -116,6 +116,12 @@ type Store interface {
 	// CreatedAt, then ID). Promotions are kept as the audit trail.
 	ListPromotions(ctx context.Context) ([]Promotion, error)
 
+	// Lease makes holder the holder of the named lease for ttl when nobody
+	// else holds it, or extends it when holder already does. It reports
+	// whether holder holds the lease now. Replicas use it to let one of
+	// them do work that must not run everywhere.
+	Lease(ctx context.Context, name, holder string, ttl time.Duration) (bool, error)
+
 	// Ping reports whether the store answers.
 	Ping(ctx context.Context) error
 	// Close releases the store's connections.

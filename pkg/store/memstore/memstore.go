@@ -52,6 +52,7 @@ type Store struct {
 	backlog   []*entry          // never delivered, oldest first; may hold acked ones
 	builds    map[string][]byte
 	promos    map[string][]byte
+	leases    map[string]lease
 	// wake is closed (and replaced) when an entry is added or the store is
 	// closed, waking blocked Claims.
 	wake chan struct{}
@@ -422,6 +423,31 @@ func (s *Store) ListPromotions(ctx context.Context) ([]store.Promotion, error) {
 	}
 	store.SortPromotions(out)
 	return out, nil
+}
+
+type lease struct {
+	holder string
+	until  time.Time
+}
+
+// Lease implements store.Store.
+func (s *Store) Lease(ctx context.Context, name, holder string, ttl time.Duration) (bool, error) {
+	if name == "" || holder == "" || ttl <= 0 {
+		return false, fmt.Errorf("lease %q: name, holder and a positive ttl are required", name)
+	}
+	if err := s.lock(ctx); err != nil {
+		return false, fmt.Errorf("lease %s: %w", name, err)
+	}
+	defer s.mu.Unlock()
+	now := s.now()
+	if s.leases == nil {
+		s.leases = map[string]lease{}
+	}
+	if l, ok := s.leases[name]; ok && l.holder != holder && now.Before(l.until) {
+		return false, nil
+	}
+	s.leases[name] = lease{holder: holder, until: now.Add(ttl)}
+	return true, nil
 }
 
 // Ping implements store.Store: it fails only once the store is closed.

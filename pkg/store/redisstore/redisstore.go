@@ -159,6 +159,7 @@ type Store struct {
 	promos       string
 	promoRevs    string
 	dedupPrefix  string
+	leasePrefix  string
 	dedupSeconds int64
 	waitReplicas int
 	waitTimeout  time.Duration
@@ -277,6 +278,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		promos:       cfg.Prefix + "promotions",
 		promoRevs:    cfg.Prefix + "promotions:rev",
 		dedupPrefix:  cfg.Prefix + "dedup:",
+		leasePrefix:  cfg.Prefix + "lease:",
 		dedupSeconds: int64(math.Ceil(cfg.DedupTTL.Seconds())),
 		waitReplicas: cfg.WaitReplicas,
 		waitTimeout:  cfg.WaitTimeout,
@@ -816,6 +818,34 @@ func (s *Store) ListPromotions(ctx context.Context) ([]store.Promotion, error) {
 	}
 	store.SortPromotions(out)
 	return out, nil
+}
+
+// leaseScript takes or extends a lease. KEYS[1] lease key; ARGV[1] holder,
+// ARGV[2] ttl in ms. Returns 1 when the holder holds the lease.
+var leaseScript = redis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if cur == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+if cur then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+`)
+
+// Lease implements store.Store; the lease is a key under the prefix that
+// expires by itself when its holder stops renewing it.
+func (s *Store) Lease(ctx context.Context, name, holder string, ttl time.Duration) (bool, error) {
+	if name == "" || holder == "" || ttl <= 0 {
+		return false, fmt.Errorf("lease %q: name, holder and a positive ttl are required", name)
+	}
+	n, err := leaseScript.Run(ctx, s.client, []string{s.leasePrefix + name}, holder, ttl.Milliseconds()).Int()
+	if err != nil {
+		return false, wrap("lease "+name, err)
+	}
+	return n == 1, nil
 }
 
 // Ping implements store.Store.

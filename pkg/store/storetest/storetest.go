@@ -57,6 +57,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"Builds", testBuilds},
 		{"Promotions", testPromotions},
 		{"PromotionConflicts", testPromotionConflicts},
+		{"Lease", testLease},
 		{"CancelBlockedClaim", testCancelBlockedClaim},
 		{"CancelledContext", testCancelledContext},
 		{"Closed", testClosed},
@@ -854,5 +855,43 @@ func testPromotionConflicts(t *testing.T, s store.Store) {
 	}
 	if got.Reason != won[0] || got.Revision != 2 || got.App != "web" {
 		t.Errorf("stored record: reason %q revision %d app %q; want %q, 2, web", got.Reason, got.Revision, got.App, won[0])
+	}
+}
+
+func testLease(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	ok, err := s.Lease(ctx, "tracker", "a", 200*time.Millisecond)
+	if err != nil || !ok {
+		t.Fatalf("first Lease by a = %v, %v; want true", ok, err)
+	}
+	if ok, err := s.Lease(ctx, "tracker", "b", 200*time.Millisecond); err != nil || ok {
+		t.Fatalf("Lease by b while a holds it = %v, %v; want false", ok, err)
+	}
+	if ok, err := s.Lease(ctx, "other", "b", 200*time.Millisecond); err != nil || !ok {
+		t.Fatalf("another lease by b = %v, %v; want true", ok, err)
+	}
+	if ok, err := s.Lease(ctx, "tracker", "a", 200*time.Millisecond); err != nil || !ok {
+		t.Fatalf("renewal by a = %v, %v; want true", ok, err)
+	}
+	// Once a stops renewing, b gets it.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ok, err := s.Lease(ctx, "tracker", "b", time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("b never got the lease after a stopped renewing")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if ok, _ := s.Lease(ctx, "tracker", "a", time.Minute); ok {
+		t.Error("a got the lease back while b holds it")
+	}
+	if _, err := s.Lease(ctx, "", "a", time.Second); err == nil {
+		t.Error("Lease without a name must fail")
 	}
 }
