@@ -2,6 +2,7 @@ package promote_test
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
@@ -96,7 +97,8 @@ func TestPromotionThroughTestAndProduction(t *testing.T) {
 
 	// Approving a finished promotion is refused and changes nothing.
 	_, err = b.client().Approve(context.Background(), p.ID, promote.Decision{Approver: "mallory"})
-	if apiErr, ok := err.(*promote.APIError); !ok || apiErr.Status != http.StatusConflict {
+	var apiErr *promote.APIError
+	if !errors.As(err, &apiErr) || apiErr.Status != http.StatusConflict {
 		t.Errorf("approve finished promotion: err = %v, want 409", err)
 	}
 	after, _ := b.store.GetPromotion(context.Background(), p.ID)

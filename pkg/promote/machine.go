@@ -141,7 +141,7 @@ func (p *Promoter) copyStep(ctx context.Context, app config.PromotionApp, pr sto
 }
 
 // lockEnv makes sure one promotion at a time rolls an app's environment.
-func (p *Promoter) lockEnv(key, id string) bool {
+func (p *Promoter) lockEnv(key string) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.envs[key] {
@@ -171,7 +171,7 @@ func (p *Promoter) envStep(ctx context.Context, pr store.Promotion, i int, env c
 		return pr, errStop
 	}
 	key := pr.App + "/" + e.Name
-	if !p.lockEnv(key, pr.ID) {
+	if !p.lockEnv(key) {
 		return pr, errBusy
 	}
 	defer p.unlockEnv(key)

@@ -176,7 +176,7 @@ func (p *Promoter) Create(ctx context.Context, r Request) (store.Promotion, erro
 		return store.Promotion{}, fmt.Errorf("%w: %w", ErrRegistry, err)
 	}
 	now := p.cfg.Now().UTC()
-	actor := orDefault(r.RequestedBy, "api")
+	actor := orAPI(r.RequestedBy)
 	pr := store.Promotion{
 		ID: newID(now), Kind: store.KindPromote, App: app.Name, Source: r.Image, SourceDigest: digest.DigestStr(),
 		Commit: r.Commit, BuildURL: r.BuildURL, Version: r.Version, TraceParent: r.TraceParent, RequestedBy: actor,
@@ -226,7 +226,7 @@ func (p *Promoter) Approve(ctx context.Context, id, environment, approver string
 			return fmt.Errorf("%w: promotion %s waits for approval of %s, not %s", ErrState, id, pr.Environments[i].Name, environment)
 		}
 		e := &pr.Environments[i]
-		e.Phase, e.Approver, e.ApprovedAt = store.EnvApproved, orDefault(approver, "api"), now
+		e.Phase, e.Approver, e.ApprovedAt = store.EnvApproved, orAPI(approver), now
 		pr.State = store.PromotionRunning
 		audit(pr, now, e.Approver, "approved", e.Name, "")
 		return nil
@@ -244,7 +244,7 @@ func (p *Promoter) Reject(ctx context.Context, id, environment, approver, reason
 			return fmt.Errorf("%w: promotion %s waits for approval of %s, not %s", ErrState, id, pr.Environments[i].Name, environment)
 		}
 		e := &pr.Environments[i]
-		who := orDefault(approver, "api")
+		who := orAPI(approver)
 		e.Phase, e.Approver, e.FinishedAt, e.Reason = store.EnvRejected, who, now, reason
 		pr.State, pr.FinishedAt = store.PromotionRejected, now
 		pr.Reason = fmt.Sprintf("%s rejected by %s", e.Name, who)
@@ -310,7 +310,7 @@ func (p *Promoter) Rollback(ctx context.Context, r RollbackRequest) (store.Promo
 		to = &all[hits[len(hits)-2]]
 	}
 	now := p.cfg.Now().UTC()
-	actor := orDefault(r.RequestedBy, "api")
+	actor := orAPI(r.RequestedBy)
 	pr := store.Promotion{
 		ID: newID(now), Kind: store.KindRollback, App: app.Name, Source: to.Target, SourceDigest: to.SourceDigest,
 		Target: to.Target, Commit: to.Commit, Version: to.Version, RequestedBy: actor, RollbackOf: to.ID,
@@ -456,9 +456,10 @@ func isHex(s string) bool {
 	return true
 }
 
-func orDefault(s, def string) string {
+// orAPI names the actor of a request that did not say who it was.
+func orAPI(s string) string {
 	if s = strings.TrimSpace(s); s == "" {
-		return def
+		return "api"
 	}
 	return s
 }

@@ -168,7 +168,7 @@ func (k DockerConfigKeychain) Resolve(res authn.Resource) (authn.Authenticator, 
 	}
 	host := res.RegistryStr()
 	for key, a := range cfg.Auths {
-		if authHost(key) != host && !(host == name.DefaultRegistry && authHost(key) == "index.docker.io") {
+		if authHost(key) != host && (host != name.DefaultRegistry || authHost(key) != "index.docker.io") {
 			continue
 		}
 		ac := authn.AuthConfig{Username: a.Username, Password: a.Password, IdentityToken: a.IdentityToken, RegistryToken: a.RegistryToken}

@@ -65,7 +65,7 @@ const (
 // ECI status signals the simulations produce.
 const (
 	ConditionContainerInstanceCreated corev1.PodConditionType = "ContainerInstanceCreated"
-	ReasonProviderFailed                                      = "ProviderFailed"
+	ReasonProviderFailed                                      = "ProviderFailed" //nolint:staticcheck // reasons are plain strings; only the condition type is typed
 	ReasonNoStock                                             = "NoStock"
 	ReasonSpotToBeReleased                                    = "SpotToBeReleased"
 	ReasonExpired                                             = "Expired"
