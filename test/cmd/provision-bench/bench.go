@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"runtime/debug"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -58,6 +60,9 @@ type BareResult struct {
 	AllExist time.Duration
 	// P50 and P99 are of start → pod seen, per pod.
 	P50, P99 time.Duration
+	// AllRunning runs from the loop's start to the last pod Running;
+	// RunP50 and RunP99 are of pod seen → Running (the bed's pace).
+	AllRunning, RunP50, RunP99 time.Duration
 	// CallP50 and CallP99 are of the Create calls themselves.
 	CallP50, CallP99 time.Duration
 	Errors           int
@@ -73,12 +78,16 @@ type FerryResult struct {
 	// Queued is how long the bench took to queue the burst.
 	Queued time.Duration
 	// AllExist runs from the burst's first trigger to the last queue item
-	// getting its first pod (as seen by the watch).
-	AllExist time.Duration
+	// getting its first pod (as seen by the watch); AllRunning to the last
+	// pod Running.
+	AllExist, AllRunning time.Duration
 	// P50 and P99 are of queue item queued → its first pod seen.
 	P50, P99 time.Duration
-	// Pods counts pods made (more than N means retries).
-	Pods         int
+	// Pods counts pods made (more than N means retries); OwnPod counts
+	// queue items that got a pod of their own (see runFerry).
+	Pods, OwnPod int
+	// SecondBuilds counts builds that ran on an agent that had run one.
+	SecondBuilds int
 	PeakInFlight int
 	Builds       int
 	Cancelled    int
@@ -99,7 +108,18 @@ type FerryResult struct {
 	OverGoal                         int
 	Wall, CPU, MachineCPU            time.Duration
 	FerryWarnings                    int
-	lastBuildEnd, t0                 time.Time
+	// Phases break a pod's life down, p50 and p99 over the pods that ran a
+	// build: pod seen → Running, Running → its build started, build ended
+	// → pod deletion seen, deletion → gone.
+	Phases           []Phase
+	lastBuildEnd, t0 time.Time
+}
+
+// Phase is one step of an agent pod's life, over the pods that ran a
+// build.
+type Phase struct {
+	Name     string
+	P50, P99 time.Duration
 }
 
 // Bench runs every size: the bare loop, then ferry. It returns what it
@@ -217,6 +237,25 @@ func runBare(ctx context.Context, b *bed, o Options, n int, t eci.Template) (res
 	res.AllExist = slices.Max(lat)
 	res.P50, res.P99 = percentile(lat, 50), percentile(lat, 99)
 	res.CallP50, res.CallP99 = percentile(calls, 50), percentile(calls, 99)
+
+	// The bed's own pace (scheduler, kwok) for comparison with ferry's
+	// pods: wait until every pod runs.
+	if err := waitUntil(ctx, "the bare loop's pods to run", func() bool {
+		for _, p := range obs.snapshot() {
+			if p.running.IsZero() {
+				return false
+			}
+		}
+		return true
+	}); err != nil {
+		return res, err
+	}
+	var toRun []time.Duration
+	for _, p := range obs.snapshot() {
+		toRun = append(toRun, p.running.Sub(p.seen))
+		res.AllRunning = max(res.AllRunning, p.running.Sub(t0))
+	}
+	res.RunP50, res.RunP99 = percentile(toRun, 50), percentile(toRun, 99)
 
 	t1 := time.Now()
 	inParallel(ctx, o.Parallelism, n, func(ctx context.Context, i int) error {
@@ -350,6 +389,19 @@ func runFerry(ctx context.Context, b *bed, o Options, n int, tmpl map[string]eci
 	warn0 := lg.warnings.Load()
 	res.MemBefore = settledMem()
 	peak := startMemPeak(50*time.Millisecond, nil)
+	if o.CPUProfile != "" {
+		f, perr := os.Create(fmt.Sprintf("%s.%d", o.CPUProfile, n))
+		if perr != nil {
+			peak.Stop()
+			return res, fmt.Errorf("cpu profile: %w", perr)
+		}
+		if perr := pprof.StartCPUProfile(f); perr != nil {
+			peak.Stop()
+			_ = f.Close()
+			return res, fmt.Errorf("cpu profile: %w", perr)
+		}
+		defer func() { pprof.StopCPUProfile(); _ = f.Close() }()
+	}
 	p, err := provision.New(provision.Config{
 		Jenkins: jc, Kube: kube, Namespace: ns, Templates: tmpl, JenkinsURL: emu.URL() + "/",
 		MaxAgents: maxAgents, Parallelism: o.Parallelism, Logger: lg.Logger,
@@ -411,9 +463,10 @@ func runFerry(ctx context.Context, b *bed, o Options, n int, tmpl map[string]eci
 	res.Queued = time.Since(res.t0)
 	fmt.Fprintf(o.Log, "  %d builds queued in %s\n", n, res.Queued.Round(time.Millisecond))
 
-	err = waitUntil(ctx, "an agent pod for every build", func() bool { q, _, _ := obs.counts(); return q >= n })
-	if err == nil {
-		fmt.Fprintf(o.Log, "  every build has an agent pod; waiting for the builds to end\n")
+	// Not "until every queue item has its own pod": Jenkins gives a waiting
+	// item to whichever agent of the label connects first, so an item can
+	// leave the queue on another item's agent before its own is made.
+	{
 		err = waitUntil(ctx, "every build to end", func() bool {
 			done := 0
 			for _, bl := range emu.Builds(benchJob) {
@@ -437,7 +490,7 @@ func runFerry(ctx context.Context, b *bed, o Options, n int, tmpl map[string]eci
 				res.lastBuildEnd = end
 			}
 		}
-		fmt.Fprintf(o.Log, "  every build ended; waiting for the agents to go\n")
+		fmt.Fprintf(o.Log, "  every build ended after %s; waiting for the agents to go\n", time.Since(res.t0).Round(time.Millisecond))
 		var nodesGoneAt time.Time
 		err = waitUntil(ctx, "every agent pod and node to go", func() bool {
 			if nodesGoneAt.IsZero() && len(agentNodes(emu)) == 0 {
@@ -454,6 +507,16 @@ func runFerry(ctx context.Context, b *bed, o Options, n int, tmpl map[string]eci
 		}
 		res.Cleanup = max(0, done.Sub(res.lastBuildEnd))
 	}
+	if err != nil {
+		diagnose(o.Log, emu, obs)
+	}
+	obs.mu.Lock()
+	for _, p := range obs.pods {
+		if !p.running.IsZero() {
+			res.AllRunning = max(res.AllRunning, p.running.Sub(res.t0))
+		}
+	}
+	obs.mu.Unlock()
 	res.Wall = time.Since(res.t0)
 	res.CPU, res.MachineCPU = cpuTime()-cpu0, machineCPU()-mcpu0
 	res.MemPeak = peak.Stop()
@@ -475,9 +538,15 @@ func runFerry(ctx context.Context, b *bed, o Options, n int, tmpl map[string]eci
 	if l, lerr := b.admin.CoreV1().Pods(ns).List(lctx, metav1.ListOptions{LabelSelector: eci.ManagedSelector}); lerr == nil {
 		res.PodsLeft = len(l.Items)
 	}
-	if l, lerr := b.admin.CoreV1().Secrets(ns).List(lctx, metav1.ListOptions{LabelSelector: eci.ManagedSelector}); lerr == nil {
-		res.SecretsLeft = len(l.Items)
-	}
+	// Secrets go with their pods through the garbage collector of
+	// kube-controller-manager, a moment after the pods.
+	_ = waitUntil(lctx, "Secrets to go with their pods", func() bool {
+		l, lerr := b.admin.CoreV1().Secrets(ns).List(lctx, metav1.ListOptions{LabelSelector: eci.ManagedSelector})
+		if lerr == nil {
+			res.SecretsLeft = len(l.Items)
+		}
+		return lerr == nil && len(l.Items) == 0
+	})
 	res.NodesLeft = len(agentNodes(emu))
 
 	// Latencies and lifetimes.
@@ -491,13 +560,22 @@ func runFerry(ctx context.Context, b *bed, o Options, n int, tmpl map[string]eci
 		seen, ok2 := first[id]
 		if ok && ok2 {
 			lat = append(lat, seen.Sub(it.InQueueSince))
-			res.AllExist = max(res.AllExist, seen.Sub(res.t0))
 		}
+	}
+	res.OwnPod = len(lat)
+	for _, pt := range pods {
+		res.AllExist = max(res.AllExist, pt.seen.Sub(res.t0))
 	}
 	res.P50, res.P99 = percentile(lat, 50), percentile(lat, 99)
 	buildOn := map[string]jenkinsemu.Build{}
 	for _, bl := range emu.Builds(benchJob) {
 		if bl.Node != "" {
+			if prev, ok := buildOn[bl.Node]; ok {
+				res.SecondBuilds++
+				if prev.Start.After(bl.Start) {
+					bl = prev // keep the first build of the node
+				}
+			}
 			buildOn[bl.Node] = bl
 		}
 		res.BuildSeconds += bl.Duration.Seconds()
@@ -516,6 +594,28 @@ func runFerry(ctx context.Context, b *bed, o Options, n int, tmpl map[string]eci
 		if d > 10*time.Second {
 			res.OverGoal++
 		}
+	}
+	var toRun, toBuild, toDelete, toGone []time.Duration
+	for name, bl := range buildOn {
+		pt, ok := pods[name]
+		if !ok || pt.running.IsZero() || pt.gone.IsZero() {
+			continue
+		}
+		toRun = append(toRun, pt.running.Sub(pt.seen))
+		toBuild = append(toBuild, bl.Start.Sub(pt.running))
+		toDelete = append(toDelete, pt.deleting.Sub(bl.Start.Add(bl.Duration)))
+		toGone = append(toGone, pt.gone.Sub(pt.deleting))
+	}
+	for _, ph := range []struct {
+		name string
+		d    []time.Duration
+	}{
+		{"pod seen → Running (kwok)", toRun},
+		{"Running → build started (agent connects)", toBuild},
+		{"build ended → pod deletion seen", toDelete},
+		{"pod deletion → gone", toGone},
+	} {
+		res.Phases = append(res.Phases, Phase{ph.name, percentile(ph.d, 50), percentile(ph.d, 99)})
 	}
 	res.OverP50, res.OverP99 = percentile(over, 50), percentile(over, 99)
 	if len(over) > 0 {
@@ -547,4 +647,41 @@ func percentile(d []time.Duration, p float64) time.Duration {
 	slices.Sort(s)
 	i := int(float64(len(s))*p/100+0.999999) - 1
 	return s[min(max(i, 0), len(s)-1)]
+}
+
+// diagnose describes where a run got stuck: the queue by state and why,
+// the agent nodes, the pods.
+func diagnose(w io.Writer, emu *jenkinsemu.Server, obs *observer) {
+	whys := map[string]int{}
+	for _, it := range emu.QueueItems() {
+		why := it.Why
+		if len(why) > 60 {
+			why = why[:60] + "…"
+		}
+		whys[it.State+": "+why]++
+	}
+	fmt.Fprintf(w, "  stuck: queue %v\n", whys)
+	nodes := map[string]int{}
+	for _, nd := range emu.Nodes() {
+		if !strings.HasPrefix(nd.Name, "ferry-agent-") {
+			continue
+		}
+		nodes[fmt.Sprintf("online=%v running=%d", nd.Online, len(nd.Running))]++
+	}
+	fmt.Fprintf(w, "  stuck: agent nodes %v\n", nodes)
+	pods := map[string]int{}
+	for _, p := range obs.snapshot() {
+		switch {
+		case !p.gone.IsZero():
+			pods["gone"]++
+		case !p.deleting.IsZero():
+			pods["deleting"]++
+		case !p.running.IsZero():
+			pods["running"]++
+		default:
+			pods["pending"]++
+		}
+	}
+	q, live, peak := obs.counts()
+	fmt.Fprintf(w, "  stuck: pods %v; queue items with a pod %d, live %d, peak %d\n", pods, q, live, peak)
 }

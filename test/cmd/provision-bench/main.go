@@ -82,6 +82,9 @@ type Options struct {
 	Timeout time.Duration
 	// EnvFile is the test bed's env file; "" means testbed.EnvPath().
 	EnvFile string
+	// CPUProfile, if set, is where a CPU profile of ferry's run of each
+	// size N goes (the name gets ".N" appended).
+	CPUProfile string
 	// Log receives progress and ferry's warnings; nil discards them.
 	Log io.Writer
 	// Verbose logs ferry at debug level.
@@ -114,6 +117,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.StartDelay, "start-delay", o.StartDelay, `kwok start delay of agent pods (a Go duration; "" keeps the bed's random 1-2s)`)
 	fs.DurationVar(&o.Timeout, "timeout", o.Timeout, "bound on each size's run")
 	fs.StringVar(&o.EnvFile, "env", o.EnvFile, "test bed env file (default: $FERRY_TESTBED_ENV or test/.bed/env)")
+	fs.StringVar(&o.CPUProfile, "cpuprofile", o.CPUProfile, "write a CPU profile of the process during each ferry run to FILE.N")
 	quiet := fs.Bool("q", false, "no progress on stderr")
 	fs.BoolVar(&o.Verbose, "v", false, "log ferry at debug level on stderr")
 	if err := fs.Parse(args); err != nil {

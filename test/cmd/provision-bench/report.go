@@ -102,10 +102,12 @@ func (r *Report) printSize(w io.Writer, s SizeResult) {
 	if b.AllExist > 0 {
 		ratio = f.AllExist.Seconds() / b.AllExist.Seconds()
 	}
-	t.row("every pod exists after", secs(b.AllExist), secs(f.AllExist),
+	t.row("every pod exists after (last pod created)", secs(b.AllExist), secs(f.AllExist),
 		fmt.Sprintf("≤ %.2f× bare: %s (%.2f×)", goalRatio, yesNo(ratio > 0 && ratio <= goalRatio), ratio))
-	t.row("pod created after burst start/queued, p50", secs(b.P50), secs(f.P50), "")
-	t.row("pod created after burst start/queued, p99", secs(b.P99), secs(f.P99), "")
+	t.row("pod created after burst start/item queued, p50", secs(b.P50), secs(f.P50), "")
+	t.row("pod created after burst start/item queued, p99", secs(b.P99), secs(f.P99), "")
+	t.row("queue items that got a pod of their own", "-", fmt.Sprintf("%d of %d", f.OwnPod, n), "")
+	t.row("every pod Running after", secs(b.AllRunning), secs(f.AllRunning), "")
 	t.row("Create call latency p50 / p99", secs(b.CallP50)+" / "+secs(b.CallP99), "-", "")
 	t.row("pods created (retries add to N)", fmt.Sprint(n-b.Errors), fmt.Sprint(f.Pods), "")
 	kube := float64(f.KubeTotal) / float64(n)
@@ -129,11 +131,19 @@ func (r *Report) printSize(w io.Writer, s SizeResult) {
 	t.row("cleanup: last build end → 0 pods, 0 nodes", "-", secs(f.Cleanup), "")
 	t.row("delete all → all gone", secs(b.AllGone), "-", "")
 	left := f.PodsLeft + f.SecretsLeft + f.NodesLeft
-	t.row("left: pods / Secrets / Jenkins agent nodes", "-", fmt.Sprintf("%d / %d / %d", f.PodsLeft, f.SecretsLeft, f.NodesLeft),
+	t.row("left: pods / Secrets (after ≤30 s for GC) / agent nodes", "-", fmt.Sprintf("%d / %d / %d", f.PodsLeft, f.SecretsLeft, f.NodesLeft),
 		"0: "+yesNo(left == 0 && f.Done))
 	t.row("builds ended / cancelled by ferry", "-", fmt.Sprintf("%d / %d", f.Builds, f.Cancelled), "")
+	t.row("builds on an agent that had run one already", "-", fmt.Sprint(f.SecondBuilds), "0 (one build per agent): "+yesNo(f.SecondBuilds == 0 && f.Done))
 	t.row("pod lifetime − build time p50 / p99 / max", "-", secs(f.OverP50)+" / "+secs(f.OverP99)+" / "+secs(f.OverMax),
 		fmt.Sprintf("≤ %s: %s (%d over)", goalOverhead, yesNo(f.OverGoal == 0 && f.Pods > 0), f.OverGoal))
+	for i, ph := range f.Phases {
+		bare := "-"
+		if i == 0 {
+			bare = secs(b.RunP50) + " / " + secs(b.RunP99)
+		}
+		t.row(ph.Name+", p50 / p99", bare, secs(ph.P50)+" / "+secs(ph.P99), "")
+	}
 	billed := 0.0
 	if f.BuildSeconds > 0 {
 		billed = f.PodSeconds / f.BuildSeconds
