@@ -28,6 +28,9 @@ var (
 type Error struct {
 	// Provider is the Git host that was called.
 	Provider event.Provider
+	// Op says what was being done, e.g. "create github deployment";
+	// empty means setting a commit status.
+	Op string
 	// Repo and SHA name the commit whose status was being set.
 	Repo string
 	SHA  string
@@ -48,7 +51,11 @@ type Error struct {
 // Error describes the failure without any credential.
 func (e *Error) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "set %s commit status", e.Provider)
+	if e.Op != "" {
+		b.WriteString(e.Op)
+	} else {
+		fmt.Fprintf(&b, "set %s commit status", e.Provider)
+	}
 	if e.Repo != "" {
 		fmt.Fprintf(&b, " on %s@%s", e.Repo, shortSHA(e.SHA))
 	}

@@ -28,12 +28,16 @@ const (
 
 // GitHub stands in for the GitHub REST API (github.com at the root and
 // GitHub Enterprise Server under /api/v3). It serves
-// POST /repos/{owner}/{repo}/statuses/{sha} for registered repositories.
+// POST /repos/{owner}/{repo}/statuses/{sha},
+// POST /repos/{owner}/{repo}/deployments and
+// POST /repos/{owner}/{repo}/deployments/{id}/statuses for registered
+// repositories.
 type GitHub struct {
 	*recorder
 
 	mu     sync.Mutex
-	repos  map[string]bool // lower-cased owner/name
+	repos  map[string]bool   // lower-cased owner/name
+	refs   map[string]string // lower-cased owner/name NUL ref → sha
 	nextID atomic.Int64
 }
 
@@ -130,6 +134,9 @@ func (g *GitHub) handle(w http.ResponseWriter, r *http.Request, call *Call) int 
 	}
 	path := strings.TrimPrefix(call.Path, "/api/v3")
 	parts := strings.Split(strings.Trim(path, "/"), "/")
+	if len(parts) >= 4 && parts[0] == "repos" && parts[3] == "deployments" {
+		return g.handleDeployments(w, r, call, parts)
+	}
 	if len(parts) != 5 || parts[0] != "repos" || parts[3] != "statuses" {
 		return ghWrite(w, http.StatusNotFound, ghError{Message: "Not Found", DocumentationURL: ghDocsRoot, Status: "404"})
 	}

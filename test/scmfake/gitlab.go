@@ -22,7 +22,9 @@ const GitLabToken = "glpat-scmfakeGitLabToken000"
 const glFieldLimit = 255
 
 // GitLab stands in for the GitLab REST API v4. It serves
-// POST /api/v4/projects/:id/statuses/:sha, where :id is a registered
+// POST /api/v4/projects/:id/statuses/:sha and the deployments API
+// (POST /projects/:id/deployments, GET and PUT
+// /projects/:id/deployments/:deployment_id), where :id is a registered
 // project's numeric id or its URL-encoded full path, and models the state
 // machine behind it: a status that is still pending or running is updated
 // in place, and a transition to the state it is already in is refused with
@@ -121,6 +123,9 @@ func (g *GitLab) handle(w http.ResponseWriter, r *http.Request, call *Call) int 
 	// Routing comes first: an unknown route is 404 even without a token.
 	rest, ok := strings.CutPrefix(call.Path, root+"/api/v4/projects/")
 	parts := strings.Split(rest, "/")
+	if ok && len(parts) >= 2 && parts[1] == "deployments" {
+		return g.handleDeployments(w, r, call, parts)
+	}
 	if !ok || len(parts) != 3 || parts[1] != "statuses" || parts[0] == "" || parts[2] == "" || r.Method != http.MethodPost {
 		return glWrite(w, http.StatusNotFound, map[string]any{"error": "404 Not Found"})
 	}

@@ -1,6 +1,6 @@
 // Package scmfake provides httptest servers that stand in for the GitHub
 // REST API and the GitLab REST API in ferry's tests. They answer the
-// commit-status endpoints ferry uses the way the real services do (status
+// commit-status and deployment endpoints ferry uses the way the real services do (status
 // codes, error bodies, GitLab's state-machine quirk), check the token, know
 // only the repositories a test registers, can be told to fail the next
 // calls, and record every call so that tests can assert what ferry
@@ -80,6 +80,9 @@ type recorder struct {
 	calls    []Call
 	statuses []Status
 	failures []Failure
+
+	deployments    []*Deployment
+	nextDeployment int64
 }
 
 func newRecorder(t testing.TB, token string, h http.Handler) *recorder {
@@ -169,12 +172,12 @@ func (r *recorder) Statuses() []Status {
 	return append([]Status(nil), r.statuses...)
 }
 
-// Reset forgets recorded calls and statuses and pending failures (not the
-// registered repositories or the token).
+// Reset forgets recorded calls, statuses, deployments and pending failures
+// (not the registered repositories or the token).
 func (r *recorder) Reset() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.calls, r.statuses, r.failures = nil, nil, nil
+	r.calls, r.statuses, r.failures, r.deployments = nil, nil, nil, nil
 }
 
 // WaitFor polls the accepted statuses until pred returns true and returns

@@ -363,3 +363,102 @@ func TestWaitForTimesOut(t *testing.T) {
 		t.Errorf("Fatalf message = %q, want a timeout report listing the statuses", rec.msg)
 	}
 }
+
+func TestGitHubDeployments(t *testing.T) {
+	t.Parallel()
+	g := NewGitHub(t)
+	g.AddRepo("acme/web")
+	g.AddRef("acme/web", "main", sha)
+	good := map[string]string{"Authorization": "Bearer " + GitHubToken}
+	base := g.URL() + "/repos/acme/web/deployments"
+	if a := post(t, g.URL()+"/repos/acme/web/statuses/"+sha, good, "application/json", `{"state":"pending","context":"ci"}`); a.code != 201 {
+		t.Fatalf("status: %d", a.code)
+	}
+	tests := []struct {
+		name   string
+		url    string
+		header map[string]string
+		body   string
+		code   int
+		msg    string
+	}{
+		{"no token", base, nil, `{"ref":"main"}`, 401, "Requires authentication"},
+		{"unknown repo", g.URL() + "/repos/acme/nope/deployments", good, `{"ref":"main"}`, 404, "Not Found"},
+		{"missing ref", base, good, `{"environment":"test"}`, 422, `"ref" wasn't supplied`},
+		{"unknown ref", base, good, `{"ref":"nope"}`, 422, "No ref found for: nope"},
+		{"status checks gate", base, good, `{"ref":"main","environment":"test"}`, 409, "Commit status checks failed"},
+		{"created", base, good, `{"ref":"main","environment":"test","auto_merge":false,"required_contexts":[],"payload":{"promotion":"p1"}}`, 201, ""},
+		{"status", base + "/1/statuses", good, `{"state":"in_progress","environment_url":"https://t.example"}`, 201, ""},
+		{"bad state", base + "/1/statuses", good, `{"state":"done"}`, 422, "Validation Failed"},
+		{"unknown deployment", base + "/9/statuses", good, `{"state":"success"}`, 404, "Not Found"},
+	}
+	for _, tt := range tests {
+		a := post(t, tt.url, tt.header, "application/json", tt.body)
+		msg, _ := a.body["message"].(string)
+		if a.code != tt.code || !strings.Contains(msg, tt.msg) {
+			t.Errorf("%s: %d %q, want %d %q", tt.name, a.code, msg, tt.code, tt.msg)
+		}
+		if tt.name == "created" && (a.body["id"] != float64(1) || a.body["sha"] != sha || a.body["environment"] != "test" ||
+			a.body["statuses_url"] != base+"/1/statuses") {
+			t.Errorf("created body = %v", a.body)
+		}
+	}
+	ds := g.Deployments()
+	if len(ds) != 1 || ds[0].Payload["promotion"] != "p1" || fmt.Sprint(ds[0].States()) != "[in_progress]" ||
+		ds[0].Statuses[0].EnvironmentURL != "https://t.example" {
+		t.Errorf("deployments:\n%s", FormatDeployments(ds))
+	}
+}
+
+func TestGitLabDeployments(t *testing.T) {
+	t.Parallel()
+	g := NewGitLab(t)
+	g.AddProject(7, "grp/web")
+	good := map[string]string{"PRIVATE-TOKEN": GitLabToken}
+	base := g.URL() + "/api/v4/projects/" + url.PathEscape("grp/web") + "/deployments"
+	put := func(path, body string) answer {
+		req, _ := http.NewRequest(http.MethodPut, path, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("PRIVATE-TOKEN", GitLabToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		a := answer{code: resp.StatusCode}
+		_ = json.NewDecoder(resp.Body).Decode(&a.body)
+		return a
+	}
+	if a := post(t, base, nil, "application/json", `{}`); a.code != 401 {
+		t.Errorf("no token: %d", a.code)
+	}
+	if a := post(t, base, good, "application/json", `{"environment":"test","sha":"`+sha+`"}`); a.code != 400 ||
+		!strings.Contains(fmt.Sprint(a.body["error"]), "ref is missing") {
+		t.Errorf("missing params: %d %v", a.code, a.body)
+	}
+	if a := post(t, g.URL()+"/api/v4/projects/99/deployments", good, "application/json",
+		`{"environment":"test","sha":"`+sha+`","ref":"main","tag":false,"status":"running"}`); a.code != 404 {
+		t.Errorf("unknown project: %d", a.code)
+	}
+	a := post(t, base, good, "application/json", `{"environment":"test","sha":"`+sha+`","ref":"main","tag":false,"status":"running"}`)
+	if a.code != 201 || a.body["status"] != "running" || a.body["id"] != float64(1) {
+		t.Fatalf("create: %d %v", a.code, a.body)
+	}
+	byID := g.URL() + "/api/v4/projects/7/deployments/1"
+	if a := put(byID, `{"status":"success"}`); a.code != 200 || a.body["status"] != "success" {
+		t.Errorf("update: %d %v", a.code, a.body)
+	}
+	if a := put(byID, `{"status":"success"}`); a.code != 400 {
+		t.Errorf("same status again: %d, want 400", a.code)
+	}
+	if a := put(byID, `{"status":"running"}`); a.code != 400 {
+		t.Errorf("back to running: %d, want 400", a.code)
+	}
+	if a := put(g.URL()+"/api/v4/projects/7/deployments/5", `{"status":"failed"}`); a.code != 404 {
+		t.Errorf("unknown deployment: %d", a.code)
+	}
+	ds := g.Deployments()
+	if len(ds) != 1 || ds[0].Repo != "grp/web" || ds[0].ProjectID != 7 || fmt.Sprint(ds[0].States()) != "[running success]" {
+		t.Errorf("deployments:\n%s", FormatDeployments(ds))
+	}
+}
