@@ -79,6 +79,22 @@ type PromotionApp struct {
 	Tags []string `json:"tags"`
 	// Environments in promotion order.
 	Environments []PromotionEnvironment `json:"environments"`
+	// Provider (github or gitlab) and Repo (GitHub owner/name, GitLab
+	// project path) turn on reporting each environment as a deployment of
+	// the promotion's commit, with github.token or gitlab.token.
+	Provider string `json:"provider"`
+	Repo     string `json:"repo"`
+	// ProjectID is GitLab's numeric project id, an alternative to Repo.
+	ProjectID int64 `json:"projectID"`
+	// Ref is the branch or tag promoted commits come from; GitLab requires
+	// one for a deployment (default main). GitHub deploys the commit.
+	Ref string `json:"ref"`
+}
+
+// Reports reports whether the app's environments are reported as
+// deployments.
+func (a PromotionApp) Reports() bool {
+	return a.Provider != "" && (a.Repo != "" || a.ProjectID != 0)
 }
 
 // PromotionEnvironment is one stage an image passes through.
@@ -96,6 +112,9 @@ type PromotionEnvironment struct {
 	Container string `json:"container"`
 	// Approval makes entering this environment wait for an approval.
 	Approval bool `json:"approval"`
+	// URL is where the environment answers, shown on its GitHub
+	// deployment.
+	URL string `json:"url"`
 	// RolloutTimeout bounds the wait for the rollout (and a rollback).
 	RolloutTimeout Duration `json:"rolloutTimeout"`
 	// Verify is what must pass before the environment counts as done.
@@ -577,6 +596,8 @@ func (c Config) Validate() error {
 	}
 	errs = append(errs, c.Agents.validate()...)
 	errs = append(errs, c.Promotion.validate()...)
+	errs = append(errs, c.Promotion.validateReporting(c.GitHub.Token != "" || c.GitHub.TokenFile != "",
+		c.GitLab.Token != "" || c.GitLab.TokenFile != "")...)
 	seen := map[string]bool{}
 	for i, p := range c.Pipelines {
 		errs = append(errs, p.validate(fmt.Sprintf("pipelines[%d]", i), seen)...)

@@ -19,6 +19,9 @@ var TagVars = []string{"version", "commit", "short_commit", "id"}
 
 func (p *Promotion) applyDefaults() {
 	for i := range p.Apps {
+		if a := &p.Apps[i]; a.Provider == "gitlab" && a.Ref == "" {
+			a.Ref = "main"
+		}
 		for j := range p.Apps[i].Environments {
 			e := &p.Apps[i].Environments[j]
 			if e.RolloutTimeout.Duration == 0 {
@@ -119,6 +122,52 @@ func (p Promotion) validate() []error {
 	return errs
 }
 
+// ghRepo is a GitHub owner/name.
+var ghRepo = regexp.MustCompile(`^[A-Za-z0-9-]+/[A-Za-z0-9._-]+$`)
+
+// validateReporting checks the deployment reporting of each app: a known
+// provider whose token is configured, and a repository in its form.
+func (p Promotion) validateReporting(githubToken, gitlabToken bool) []error {
+	if !p.Enabled {
+		return nil
+	}
+	var errs []error
+	add := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("promotion.%s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	for i, a := range p.Apps {
+		f := fmt.Sprintf("apps[%d]", i)
+		if a.Provider == "" {
+			if a.Repo != "" || a.ProjectID != 0 {
+				add(f+".provider", "must be github or gitlab when repo or projectID is set (deployments are reported there)")
+			}
+			continue
+		}
+		switch a.Provider {
+		case "github":
+			if !githubToken {
+				add(f+".provider", "github needs github.token or github.tokenFile (a token allowed to write deployments)")
+			}
+			if !ghRepo.MatchString(a.Repo) {
+				add(f+".repo", "%q must be the GitHub repository as owner/name, e.g. acme/web", a.Repo)
+			}
+			if a.ProjectID != 0 {
+				add(f+".projectID", "is GitLab's; remove it for github")
+			}
+		case "gitlab":
+			if !gitlabToken {
+				add(f+".provider", "gitlab needs gitlab.token or gitlab.tokenFile (a token with the api scope)")
+			}
+			if a.ProjectID < 0 || (a.ProjectID == 0 && (a.Repo == "" || strings.HasPrefix(a.Repo, "/") || strings.HasSuffix(a.Repo, "/") || !strings.Contains(a.Repo, "/"))) {
+				add(f+".repo", "%q must be the GitLab project path, e.g. group/web, or set projectID", a.Repo)
+			}
+		default:
+			add(f+".provider", "%q is not a provider: use github or gitlab", a.Provider)
+		}
+	}
+	return errs
+}
+
 func (e PromotionEnvironment) validate(field string, seen map[string]bool) []error {
 	var errs []error
 	add := func(sub, format string, args ...any) {
@@ -139,6 +188,11 @@ func (e PromotionEnvironment) validate(field string, seen map[string]bool) []err
 	}
 	if len(e.Deployments) > 1 && e.Container == "" {
 		add("container", "must be set when several Deployments are rolled, so the same container is changed in each")
+	}
+	if e.URL != "" {
+		if err := checkURL(e.URL); err != nil {
+			add("url", "%v", err)
+		}
 	}
 	if e.RolloutTimeout.Duration <= 0 {
 		add("rolloutTimeout", "must be a positive duration such as 5m")

@@ -53,6 +53,56 @@ func TestPromotionValidation(t *testing.T) {
 			`promotion.apps[0].environments[1].verify.http.url: "web/healthz" must start with http`,
 			"promotion.apps[1].environments: list at least one environment",
 		}},
+		{"deployment reporting", minimal + `github:
+  token: t
+promotion:
+  enabled: true
+  apiToken: t
+  apps:
+    - name: a
+      source: r/a
+      target: r/a-release
+      provider: github
+      repo: acme/a
+      environments: [{name: test, namespace: t, deployments: [a], url: "https://a.example.com"}]
+    - name: b
+      source: r/b
+      target: r/b-release
+      provider: gitlab
+      projectID: 12
+      environments: [{name: test, namespace: t, deployments: [b]}]
+    - name: c
+      source: r/c
+      target: r/c-release
+      provider: github
+      repo: "acme/c/sub"
+      projectID: 3
+      environments: [{name: test, namespace: t, deployments: [c], url: "c.example.com"}]
+    - name: d
+      source: r/d
+      target: r/d-release
+      repo: acme/d
+      environments: [{name: test, namespace: t, deployments: [d]}]
+    - name: e
+      source: r/e
+      target: r/e-release
+      provider: bitbucket
+      environments: [{name: test, namespace: t, deployments: [e]}]
+    - name: f
+      source: r/f
+      target: r/f-release
+      provider: gitlab
+      repo: f
+      environments: [{name: test, namespace: t, deployments: [f]}]
+`, []string{
+			"promotion.apps[1].provider: gitlab needs gitlab.token or gitlab.tokenFile",
+			`promotion.apps[2].repo: "acme/c/sub" must be the GitHub repository as owner/name`,
+			"promotion.apps[2].projectID: is GitLab's",
+			`promotion.apps[2].environments[0].url: "c.example.com" must start with http`,
+			"promotion.apps[3].provider: must be github or gitlab when repo or projectID is set",
+			`promotion.apps[4].provider: "bitbucket" is not a provider`,
+			`promotion.apps[5].repo: "f" must be the GitLab project path`,
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -95,6 +145,9 @@ func TestPromotionDefaults(t *testing.T) {
 	h := e.Verify.HTTP
 	if h.Successes != 3 || h.FailureThreshold != 3 || h.Interval.Duration != 2*time.Second || h.Timeout.Duration != 2*time.Minute {
 		t.Errorf("http check defaults = %+v", h)
+	}
+	if a := c.Promotion.Apps[0]; a.Ref != "" || a.Reports() {
+		t.Errorf("app without provider: ref %q, reports %v; want no ref and no reporting", a.Ref, a.Reports())
 	}
 	if c.Promotion.LeaderElection.LeaseName != "ferry-promoter" || c.Promotion.Resync.Duration != 2*time.Second {
 		t.Errorf("promotion defaults = %+v", c.Promotion)
