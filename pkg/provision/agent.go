@@ -301,17 +301,43 @@ func (p *Provisioner) giveUp(pod *corev1.Pod, it jenkins.QueueItem, template, ag
 	}
 }
 
-// reportDied reports a build whose agent died under it.
-func (p *Provisioner) reportDied(a *agentView, tr *track, it jenkins.QueueItem, f eci.Failure) action {
+// reportDied reports a build whose agent died under it; OnFailure is
+// told when report is set.
+func (p *Provisioner) reportDied(a *agentView, tr *track, it jenkins.QueueItem, f eci.Failure, report bool) action {
+	build := tr.build
 	return func(ctx context.Context) error {
 		p.log.Warn("agent died during a build; its node is deleted, which aborts the build",
-			"agent", a.name, "build", tr.build.URL, "reason", f.Reason, "message", f.Message)
+			"agent", a.name, "build", build.URL, "reason", f.Reason, "message", f.Message)
 		if p.rec != nil && a.pod != nil {
-			p.rec.Eventf(a.pod, corev1.EventTypeWarning, "AgentLost", "agent died during build %s: %s", tr.build.URL, f.String())
+			p.rec.Eventf(a.pod, corev1.EventTypeWarning, "AgentLost", "agent died during build %s: %s", build.URL, f.String())
+		}
+		if report && p.cfg.OnFailure != nil {
+			p.cfg.OnFailure(ctx, Failure{QueueID: a.queueID, TaskName: it.TaskName, TaskURL: it.TaskURL, Params: it.Params,
+				Template: a.template, Agent: a.name, Reason: f.Reason, Message: f.Message, Build: build})
+		}
+		return nil
+	}
+}
+
+// ReclaimEventReason is the reason of the Warning Event ferry records on
+// an agent pod whose spot instance is about to be reclaimed under a
+// running build.
+const ReclaimEventReason = "AgentReclaiming"
+
+// reportReclaim reports a running build whose spot instance is about to be
+// reclaimed: the build goes on, but may lose its agent in minutes.
+func (p *Provisioner) reportReclaim(a *agentView, tr *track, it jenkins.QueueItem, f eci.Failure) action {
+	build := tr.build
+	f.Message += "; the build keeps running until the instance goes, on an agent that takes no other build"
+	return func(ctx context.Context) error {
+		p.log.Warn("the spot instance under a running build is about to be reclaimed",
+			"agent", a.name, "build", build.URL, "reason", f.Reason, "message", f.Message)
+		if p.rec != nil && a.pod != nil {
+			p.rec.Eventf(a.pod, corev1.EventTypeWarning, ReclaimEventReason, "build %s: %s", build.URL, f.String())
 		}
 		if p.cfg.OnFailure != nil {
 			p.cfg.OnFailure(ctx, Failure{QueueID: a.queueID, TaskName: it.TaskName, TaskURL: it.TaskURL, Params: it.Params,
-				Template: a.template, Agent: a.name, Reason: f.Reason, Message: f.Message, Build: tr.build})
+				Template: a.template, Agent: a.name, Reason: f.Reason, Message: f.Message, Build: build, Imminent: true})
 		}
 		return nil
 	}

@@ -125,6 +125,14 @@ func (e *env) config(mut func(*Config)) Config {
 // start runs a provisioner until the test ends or stop is called.
 func (e *env) start(cfg Config) (stop func()) {
 	e.t.Helper()
+	_, stop = e.startP(cfg)
+	return stop
+}
+
+// startP is start that also returns the provisioner, to look at its
+// memory.
+func (e *env) startP(cfg Config) (*Provisioner, func()) {
+	e.t.Helper()
 	p, err := New(cfg)
 	if err != nil {
 		e.t.Fatalf("New: %v", err)
@@ -133,7 +141,7 @@ func (e *env) start(cfg Config) (stop func()) {
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
 	var once sync.Once
-	stop = func() {
+	stop := func() {
 		once.Do(func() {
 			cancel()
 			select {
@@ -147,7 +155,7 @@ func (e *env) start(cfg Config) (stop func()) {
 		})
 	}
 	e.t.Cleanup(stop)
-	return stop
+	return p, stop
 }
 
 func (e *env) addJob(spec jenkinsemu.JobSpec) {

@@ -2,6 +2,8 @@ package provision
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -10,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/ferryci/ferry/pkg/eci"
@@ -314,4 +317,202 @@ func TestBedOrphansAreCollected(t *testing.T) {
 	cfg.GCGrace = time.Second
 	b.start(cfg)
 	waitFor(t, "the orphan pod to go", func() bool { return len(b.pods()) == 0 })
+}
+
+// phaseWatch records the phases every agent pod was seen in, however
+// briefly it lived.
+type phaseWatch struct {
+	mu     sync.Mutex
+	phases map[string][]corev1.PodPhase
+	pods   map[string]corev1.Pod
+}
+
+func (b *bed) watchPhases() *phaseWatch {
+	b.t.Helper()
+	w, err := b.admin.CoreV1().Pods(b.ns).Watch(context.Background(), metav1.ListOptions{LabelSelector: eci.ManagedSelector})
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	b.t.Cleanup(w.Stop)
+	pw := &phaseWatch{phases: map[string][]corev1.PodPhase{}, pods: map[string]corev1.Pod{}}
+	go func() {
+		for ev := range w.ResultChan() {
+			p, ok := ev.Object.(*corev1.Pod)
+			if !ok {
+				continue
+			}
+			pw.mu.Lock()
+			if ph := pw.phases[p.Name]; len(ph) == 0 || ph[len(ph)-1] != p.Status.Phase {
+				pw.phases[p.Name] = append(ph, p.Status.Phase)
+			}
+			if _, seen := pw.pods[p.Name]; !seen {
+				pw.pods[p.Name] = *p
+			}
+			pw.mu.Unlock()
+		}
+	}()
+	return pw
+}
+
+func (pw *phaseWatch) get(name string) ([]corev1.PodPhase, corev1.Pod, bool) {
+	pw.mu.Lock()
+	defer pw.mu.Unlock()
+	p, ok := pw.pods[name]
+	return slices.Clone(pw.phases[name]), p, ok
+}
+
+// hasEvent reports a Warning event of ferry's on the pod with the reason
+// whose message contains want.
+func (b *bed) hasEvent(pod, reason, want string) bool {
+	ev, err := b.admin.CoreV1().Events(b.ns).List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		return false
+	}
+	for _, e := range ev.Items {
+		if e.InvolvedObject.Name == pod && e.Reason == reason && strings.Contains(e.Message, want) {
+			return true
+		}
+	}
+	return false
+}
+
+// An idle agent whose spot instance is about to go is replaced on-demand
+// while it still runs: from the simulated ECI warning (event and
+// condition), and from the event alone as virtual-kubelet may send it.
+func TestBedSpotWarningReplacesAnIdleAgentBeforeItFails(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		simulate bool
+	}{{"spot-reclaim simulation", true}, {"event only", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := newBed(t)
+			b.addJob(jenkinsemu.JobSpec{Duration: jenkinsemu.Forever})
+			// No agent connects: the agent stays idle, waiting for its
+			// item, when the warning comes.
+			tmpl := bedTemplate(func(t *eci.Template) {
+				if tc.simulate {
+					t.PodAnnotations[testbed.SimulateAnnotation] = testbed.SimulateSpotReclaim
+					t.PodAnnotations[testbed.SpotWarningDelayAnnotation] = "500ms"
+					// ECI gives 3-5 minutes; the bed gives 2.
+					t.PodAnnotations[testbed.SpotReleaseDelayAnnotation] = "2m"
+				}
+				t.Fallbacks = []eci.Fallback{{OnDemand: true}}
+			})
+			pw := b.watchPhases()
+			b.start(b.config(tmpl))
+			q := b.trigger(1)
+			first, second := eci.AgentName(q, 1), eci.AgentName(q, 2)
+			if !tc.simulate {
+				var pod corev1.Pod
+				waitFor(t, "the first agent to run", func() bool {
+					ph, p, ok := pw.get(first)
+					pod = p
+					return ok && slices.Contains(ph, corev1.PodRunning)
+				})
+				ev := &corev1.Event{
+					ObjectMeta: metav1.ObjectMeta{GenerateName: first + ".", Namespace: b.ns},
+					InvolvedObject: corev1.ObjectReference{Kind: "Pod", APIVersion: "v1", Namespace: b.ns, Name: first,
+						UID: pod.UID},
+					Type: corev1.EventTypeWarning, Reason: testbed.ReasonSpotToBeReleased,
+					Message:       "Spot ECI will be released in 3 minutes (posted by the test)",
+					LastTimestamp: metav1.Now(), FirstTimestamp: metav1.Now(), Count: 1,
+					Source: corev1.EventSource{Component: "virtual-kubelet"},
+				}
+				if _, err := b.admin.CoreV1().Events(b.ns).Create(context.Background(), ev, metav1.CreateOptions{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			waitFor(t, "the second attempt", func() bool { _, _, ok := pw.get(second); return ok })
+			_, next, _ := pw.get(second)
+			if got := next.Annotations[eci.AnnotationFallback]; got != "1" {
+				t.Errorf("second attempt fallback = %q, want 1", got)
+			}
+			if got, ok := next.Annotations["k8s.aliyun.com/eci-spot-strategy"]; ok {
+				t.Errorf("second attempt spot strategy %q, want on-demand (none)", got)
+			}
+			waitFor(t, "the first agent to go", func() bool {
+				_, err := b.admin.CoreV1().Pods(b.ns).Get(context.Background(), first, metav1.GetOptions{})
+				return apierrors.IsNotFound(err)
+			})
+			if ph, _, _ := pw.get(first); slices.Contains(ph, corev1.PodFailed) {
+				t.Errorf("first agent went through phases %v, want it replaced before it failed", ph)
+			}
+			waitFor(t, "an AgentRetry event naming the reclaim", func() bool {
+				return b.hasEvent(first, "AgentRetry", string(eci.ReasonSpotReclaimed))
+			})
+			if f := b.failuresSeen(); len(f) != 0 {
+				t.Errorf("failures = %+v, want none (the item was retried)", f)
+			}
+		})
+	}
+}
+
+// A running build whose spot instance is about to go is reported at the
+// warning, while its pod still runs; the build goes on until the instance
+// goes, and that end is not reported twice.
+func TestBedSpotWarningUnderARunningBuildIsReportedAtOnce(t *testing.T) {
+	b := newBed(t)
+	b.addJob(jenkinsemu.JobSpec{Duration: jenkinsemu.Forever, Pipeline: true})
+	b.playAgents()
+	type report struct {
+		f     Failure
+		phase corev1.PodPhase
+	}
+	var mu sync.Mutex
+	var reports []report
+	cfg := b.config(bedTemplate(nil))
+	cfg.OnFailure = func(ctx context.Context, f Failure) {
+		r := report{f: f}
+		if p, err := b.admin.CoreV1().Pods(b.ns).Get(ctx, f.Agent, metav1.GetOptions{}); err == nil {
+			r.phase = p.Status.Phase
+		}
+		mu.Lock()
+		reports = append(reports, r)
+		mu.Unlock()
+	}
+	b.start(cfg)
+	b.trigger(1)
+	var agent string
+	waitFor(t, "the build to run on an agent", func() bool {
+		bl, ok := b.emu.Build(testJob, 1)
+		agent = bl.Node
+		return ok && agent != ""
+	})
+	waitFor(t, "the agent to be offline for other builds", func() bool {
+		return slices.ContainsFunc(b.agentNodes(), func(n jenkinsemu.Node) bool { return n.Name == agent && n.TemporarilyOffline })
+	})
+	// The instance is spot and gets ECI's warning now, mid-build.
+	patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:%q,%q:"500ms",%q:"10s"}}}`,
+		testbed.SimulateAnnotation, testbed.SimulateSpotReclaim,
+		testbed.SpotWarningDelayAnnotation, testbed.SpotReleaseDelayAnnotation)
+	if _, err := b.admin.CoreV1().Pods(b.ns).Patch(context.Background(), agent, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the reclaim report", func() bool { mu.Lock(); defer mu.Unlock(); return len(reports) > 0 })
+	mu.Lock()
+	r := reports[0]
+	mu.Unlock()
+	if r.f.Reason != eci.ReasonSpotReclaimed || !r.f.Imminent || r.f.Build.Number != 1 || r.f.Agent != agent {
+		t.Errorf("report = %+v, want an imminent SpotReclaimed for build 1 on %s", r.f, agent)
+	}
+	if r.phase != corev1.PodRunning {
+		t.Errorf("pod phase at the report = %q, want Running (reported before the instance went)", r.phase)
+	}
+	if bl, _ := b.emu.Build(testJob, 1); !bl.Building {
+		t.Errorf("build ended at the warning, want it running until the instance goes")
+	}
+	waitFor(t, "an AgentReclaiming event", func() bool { return b.hasEvent(agent, ReclaimEventReason, "SpotReclaimed") })
+
+	// The bed releases the instance: the agent goes and the build ends.
+	waitFor(t, "the agent to go and the build to end", func() bool {
+		bl, _ := b.emu.Build(testJob, 1)
+		_, err := b.admin.CoreV1().Pods(b.ns).Get(context.Background(), agent, metav1.GetOptions{})
+		return apierrors.IsNotFound(err) && len(b.agentNodes()) == 0 && !bl.Building
+	})
+	waitFor(t, "an AgentLost event", func() bool { return b.hasEvent(agent, "AgentLost", "SpotReclaimed") })
+	mu.Lock()
+	defer mu.Unlock()
+	if len(reports) != 1 {
+		t.Errorf("reports = %+v, want only the one at the warning", reports)
+	}
 }

@@ -8,7 +8,7 @@
 //
 //	Jenkins computers ─┐ (1 call)
 //	Jenkins queue ─────┼─▶ observe ─▶ plan (per agent: keep / create / delete / fail,
-//	pods+Secrets ──────┘  (informer   per item: serve / wait for a cap / back off)
+//	pods+Secrets+Events┘  (informer   per item: serve / wait for a cap / back off)
 //	                       cache)          │
 //	                                       ▼
 //	                      act: CreateNode → NodeSecret → Secret → Pod → own Secret;
@@ -16,7 +16,8 @@
 //	                           DeleteNode + delete Pod; CancelQueueItem + Event + OnFailure
 //
 // Cycles run from a client-go workqueue with a single key: pod and Secret
-// informer events, Kick (the dispatcher just triggered a build), the
+// informer events, Warning Events about agent pods (fed to eci.Classify,
+// see events.go), Kick (the dispatcher just triggered a build), the
 // periodic resync and retry timers all add the key, so bursts coalesce into
 // one cycle. Nothing is remembered that cannot be rebuilt: agent names
 // (eci.AgentName) are derived from the queue item id and the attempt, and
@@ -176,8 +177,13 @@ type Failure struct {
 	Agent    string
 	Reason   eci.Reason
 	Message  string
-	// Build is set when a running build lost its agent.
+	// Build is set when a running build lost its agent, or is about to.
 	Build jenkins.Executable
+	// Imminent: the agent still runs the build but is going away (a spot
+	// instance about to be reclaimed); the build may yet finish, and then
+	// its own result stands. A second Failure follows only if the agent
+	// dies of something else.
+	Imminent bool
 	// Cancelled reports whether ferry cancelled the queue item.
 	Cancelled bool
 }
@@ -200,6 +206,8 @@ type Provisioner struct {
 
 	pods    corelisters.PodNamespaceLister
 	secrets corelisters.SecretNamespaceLister
+	// events holds agents' recent Warning events (see events.go).
+	events *eventIndex
 
 	// state is touched only by the single reconcile worker, except mu
 	// guarded parts below.
@@ -274,6 +282,7 @@ func New(cfg Config) (*Provisioner, error) {
 		rec:    cfg.Recorder,
 		agents: map[string]*track{},
 		items:  map[int64]*itemTrack{},
+		events: newEventIndex(),
 	}
 	p.queue = workqueue.NewTypedRateLimitingQueueWithConfig(
 		workqueue.NewTypedItemExponentialFailureRateLimiter[string](100*time.Millisecond, cfg.Resync),
@@ -308,7 +317,7 @@ func (p *Provisioner) Run(ctx context.Context) error {
 	if p.rec == nil {
 		p.broadcaster = record.NewBroadcaster(record.WithContext(ctx))
 		p.broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: p.cfg.Kube.CoreV1().Events(p.cfg.Namespace)})
-		p.rec = p.broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "ferry-provisioner"})
+		p.rec = p.broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: eventComponent})
 		defer p.broadcaster.Shutdown()
 	}
 
@@ -320,13 +329,24 @@ func (p *Provisioner) Run(ctx context.Context) error {
 	kick := cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { p.Kick() },
 		UpdateFunc: func(_, _ any) { p.Kick() },
-		DeleteFunc: func(any) { p.Kick() },
+		DeleteFunc: func(obj any) {
+			// A pod's events go with it.
+			if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
+				if _, name, err := cache.SplitMetaNamespaceKey(key); err == nil {
+					p.events.forget(name)
+				}
+			}
+			p.Kick()
+		},
 	}
 	if _, err := podInf.Informer().AddEventHandler(kick); err != nil {
 		return fmt.Errorf("provision: watch pods: %w", err)
 	}
 	if _, err := secInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{DeleteFunc: func(any) { p.Kick() }}); err != nil {
 		return fmt.Errorf("provision: watch secrets: %w", err)
+	}
+	if err := p.watchEvents(factory); err != nil {
+		return fmt.Errorf("provision: watch events: %w", err)
 	}
 	p.pods = podInf.Lister().Pods(p.cfg.Namespace)
 	p.secrets = secInf.Lister().Secrets(p.cfg.Namespace)

@@ -34,6 +34,9 @@ type track struct {
 	queuedAt     time.Time
 	steps        map[string]bool
 	seen         bool
+	// reclaimReported: the build running on this agent was reported as
+	// losing its spot instance (see the running case of plan).
+	reclaimReported bool
 }
 
 // itemTrack is what the provisioner remembers of one queue item.
@@ -329,6 +332,10 @@ func (p *Provisioner) plan(ctx context.Context, now time.Time, comps []jenkins.C
 		}
 		p.observeSteps(ctx, a, tr)
 		running := a.node != nil && len(a.node.Running) > 0
+		var events []corev1.Event
+		if a.pod != nil {
+			events = p.events.of(a.name)
+		}
 
 		if a.node == nil && a.pod != nil && a.pod.DeletionTimestamp != nil &&
 			(a.secret == nil || len(a.secret.OwnerReferences) > 0) {
@@ -354,11 +361,40 @@ func (p *Provisioner) plan(ctx context.Context, now time.Time, comps []jenkins.C
 				// the next cycle deletes it.
 				pl.acts = append(pl.acts, p.markOffline(a, tr.build))
 			}
-			dead, f := p.deadUnderBuild(a, t, tr, now)
+			dead, f := p.deadUnderBuild(a, t, tr, events, now)
 			if dead {
 				p.m.failures.Add(ctx, 1, metric.WithAttributes(attribute.String("template", a.template),
 					attribute.String("reason", string(f.Reason)), attribute.String("outcome", "died_mid_build")))
-				pl.acts = append(pl.acts, p.deleteAgent(a, tr, "failed"), p.reportDied(a, tr, it, f))
+				// The commit already says the spot instance was going: the
+				// end it announced needs no second report.
+				report := !tr.reclaimReported || f.Reason != eci.ReasonSpotReclaimed
+				pl.acts = append(pl.acts, p.deleteAgent(a, tr, "failed"), p.reportDied(a, tr, it, f, report))
+				continue
+			}
+			// A spot instance about to be reclaimed (ECI's SpotToBeReleased,
+			// 3-5 minutes ahead, often only as an Event) under a running
+			// build. ferry reports it at once — Event, log, OnFailure with
+			// the build — so the commit status says the instance is being
+			// reclaimed instead of the build seeming to hang, but leaves the
+			// build running: it may well finish in those minutes, and then
+			// its own result replaces the report on the commit (OnFailure
+			// does not cancel anything). Deleting the agent now would abort
+			// a build that could have succeeded, and ferry cannot move a
+			// running build. The agent gets no other work: it is offline
+			// for Jenkins from the start of its build (markOffline above),
+			// and once the build ends, or the instance goes (Failed,
+			// Expired: deadUnderBuild), it is deleted like any other. The
+			// mark lives in memory: a restarted provisioner reports again.
+			if !tr.reclaimReported && a.pod != nil && a.pod.DeletionTimestamp == nil {
+				if f := eci.Classify(a.pod, events, t.ClassifyOptions(now, a.node.Connected())); f.Reason == eci.ReasonSpotReclaimed {
+					tr.reclaimReported = true
+					p.m.failures.Add(ctx, 1, metric.WithAttributes(attribute.String("template", a.template),
+						attribute.String("reason", string(f.Reason)), attribute.String("outcome", "reclaim_warned")))
+					pl.acts = append(pl.acts, p.reportReclaim(a, tr, it, f))
+				}
+			}
+			if tr.reclaimReported {
+				pl.keep(a, "reclaiming")
 				continue
 			}
 			pl.keep(a, "building")
@@ -411,7 +447,12 @@ func (p *Provisioner) plan(ctx context.Context, now time.Time, comps []jenkins.C
 				tr.goneSince = time.Time{}
 			}
 			if a.pod != nil && a.pod.DeletionTimestamp == nil {
-				f := eci.Classify(a.pod, nil, t.ClassifyOptions(now, a.node.Connected()))
+				// Events count here as the pod's status does. A spot
+				// instance about to be reclaimed (SpotReclaimed is retryable
+				// with fallback) is replaced before it takes a build: the
+				// next attempt uses the template's next fallback level, e.g.
+				// on-demand instead of spot.
+				f := eci.Classify(a.pod, events, t.ClassifyOptions(now, a.node.Connected()))
 				if f.Failed() {
 					p.fail(ctx, pl, a, tr, t, it, queued, f, now, served)
 					continue
@@ -536,12 +577,14 @@ func (p *Provisioner) plan(ctx context.Context, now time.Time, comps []jenkins.C
 		pl.acts = append(pl.acts, p.createAgent(w.item, w.template, attempt, fallback))
 	}
 
-	// Forget what no longer exists.
+	// Forget what no longer exists, with its events.
 	for name, tr := range p.agents {
 		if !tr.seen {
 			delete(p.agents, name)
+			p.events.forget(name)
 		}
 	}
+	p.events.prune(func(name string) bool { return p.agents[name] != nil }, now)
 	for q := range p.items {
 		if _, ok := inQueue[q]; !ok {
 			delete(p.items, q)
@@ -574,7 +617,7 @@ func (p *Provisioner) fallbackOf(a *agentView) int {
 // deadUnderBuild reports whether a running build has lost its agent: the
 // pod is gone, ended or going, or the node has been offline for longer
 // than the template's connect timeout.
-func (p *Provisioner) deadUnderBuild(a *agentView, t eci.Template, tr *track, now time.Time) (bool, eci.Failure) {
+func (p *Provisioner) deadUnderBuild(a *agentView, t eci.Template, tr *track, events []corev1.Event, now time.Time) (bool, eci.Failure) {
 	// Offline is not enough: ferry takes agents offline itself as their
 	// build starts; what matters is whether the agent is connected.
 	if !a.node.Connected() {
@@ -590,7 +633,7 @@ func (p *Provisioner) deadUnderBuild(a *agentView, t eci.Template, tr *track, no
 	case a.pod.DeletionTimestamp != nil:
 		return true, eci.Failure{Reason: eci.ReasonPodGone, Message: "the agent pod was deleted during the build"}
 	case a.pod.Status.Phase == corev1.PodFailed || a.pod.Status.Phase == corev1.PodSucceeded:
-		f := eci.Classify(a.pod, nil, t.ClassifyOptions(now, true))
+		f := eci.Classify(a.pod, events, t.ClassifyOptions(now, true))
 		if !f.Failed() {
 			f = eci.Failure{Reason: eci.ReasonContainerFailed, Message: "the agent container exited during the build"}
 		}
