@@ -108,7 +108,9 @@ func (o *observer) update(obj any) {
 	}
 	o.mu.Unlock()
 	if connect {
-		o.onRunning(p.Name)
+		// Off the informer's goroutine: a slow agent (the emulator holds
+		// its lock while it schedules) must not delay what the watch sees.
+		go o.onRunning(p.Name)
 	}
 }
 
