@@ -82,7 +82,7 @@ func newAgents(cfg config.Config, jc *jenkins.Client, d *dispatch.Dispatcher, te
 		pc.OnFailure = func(ctx context.Context, f provision.Failure) {
 			d.ReportAgentFailure(ctx, dispatch.AgentFailure{
 				TriggerID: f.Params[config.ParamTriggerID], QueueID: f.QueueID, RunURL: f.TaskURL,
-				Message: f.String(), Cancelled: f.Cancelled,
+				Message: f.String(), Cancelled: f.Cancelled, Imminent: f.Imminent,
 			})
 		}
 	}

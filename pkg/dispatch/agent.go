@@ -23,6 +23,9 @@ type AgentFailure struct {
 	// Cancelled is true when the queue item was cancelled: the build will
 	// never run, and the record is finished.
 	Cancelled bool
+	// Imminent is true when the agent is about to go (a spot instance being
+	// reclaimed) while the build still runs.
+	Imminent bool
 }
 
 // ReportAgentFailure puts an agent failure on the commit of the build it
@@ -32,8 +35,13 @@ func (d *Dispatcher) ReportAgentFailure(ctx context.Context, f AgentFailure) {
 	if !ok {
 		return
 	}
-	desc := "No build agent: " + f.Message
-	if !f.Cancelled {
+	var desc string
+	switch {
+	case f.Cancelled:
+		desc = "No build agent: " + f.Message
+	case f.Imminent:
+		desc = "The build's agent is being reclaimed: " + f.Message
+	default:
 		desc = "The build lost its agent: " + f.Message
 	}
 	d.log.Warn("agent failure reported on the commit", "key", b.Key, "queue_id", f.QueueID, "reason", f.Message)
