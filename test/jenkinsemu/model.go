@@ -224,9 +224,32 @@ type node struct {
 	created      time.Time
 	createJSON   string
 	createType   string
+
+	// atomSet caches atoms() for the inputs in atomKey: the scheduler
+	// matches every queued item against every node on each pass.
+	atomSet map[string]bool
+	atomKey atomKey
 }
 
+// atomKey is what a node's label atoms derive from.
+type atomKey struct {
+	labelString string
+	name        string
+	builtIn     bool
+}
+
+// atoms returns the node's label atoms, including its own name. The map is
+// shared: callers must not modify it. It is recomputed only when the label
+// string, the name or builtIn change.
 func (n *node) atoms() map[string]bool {
+	k := atomKey{labelString: n.labelString, name: n.name, builtIn: n.builtIn}
+	if n.atomSet == nil || n.atomKey != k {
+		n.atomSet, n.atomKey = n.computeAtoms(), k
+	}
+	return n.atomSet
+}
+
+func (n *node) computeAtoms() map[string]bool {
 	m := map[string]bool{}
 	for _, a := range parseLabelString(n.labelString) {
 		m[a] = true
@@ -417,7 +440,7 @@ func (s *Server) scheduleLocked(t time.Time) {
 			continue
 		}
 		for _, n := range s.nodes {
-			if !n.online() || !n.canTake(q.label()) {
+			if !n.online() || n.freeExecutor() < 0 || !n.canTake(q.label()) {
 				continue
 			}
 			if i := n.freeExecutor(); i >= 0 {
