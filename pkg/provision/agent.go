@@ -159,6 +159,9 @@ func (p *Provisioner) createPod(name string, queueID int64, attempt int, templat
 			return fmt.Errorf("create agent secret %s: %w", name, err)
 		}
 		created, err := pods.Create(ctx, pod, metav1.CreateOptions{})
+		if err == nil || apierrors.IsAlreadyExists(err) {
+			p.podMadeNow(name)
+		}
 		switch {
 		case apierrors.IsAlreadyExists(err):
 			if created, err = pods.Get(ctx, name, metav1.GetOptions{}); err != nil {
@@ -208,6 +211,8 @@ func (p *Provisioner) markOffline(a *agentView, build jenkins.Executable) action
 // deleteAgent deletes an agent's node, then its pod (the Secret goes with
 // the pod; one not handed over yet is deleted too).
 func (p *Provisioner) deleteAgent(a *agentView, tr *track, cause string) action {
+	// The plan owns tr; the action reads what it needs now.
+	ranSince := tr.ranSince
 	return func(ctx context.Context) (err error) {
 		ctx, span := p.tracer.Start(ctx, "provision.delete_agent", trace.WithAttributes(
 			attrAgent.String(a.name), attrQueueID.Int64(a.queueID), attrTemplate.String(a.template), attrCause.String(cause)))
@@ -221,8 +226,8 @@ func (p *Provisioner) deleteAgent(a *agentView, tr *track, cause string) action 
 		if a.pod != nil && !a.pod.CreationTimestamp.IsZero() {
 			p.m.lifetime.Record(ctx, now.Sub(a.pod.CreationTimestamp.Time).Seconds(), metric.WithAttributes(attribute.String("template", a.template)))
 		}
-		if !tr.ranSince.IsZero() {
-			p.m.busy.Record(ctx, now.Sub(tr.ranSince).Seconds(), metric.WithAttributes(attribute.String("template", a.template)))
+		if !ranSince.IsZero() {
+			p.m.busy.Record(ctx, now.Sub(ranSince).Seconds(), metric.WithAttributes(attribute.String("template", a.template)))
 		}
 		p.log.Debug("agent deleted", "agent", a.name, "cause", cause)
 		return nil
@@ -236,7 +241,8 @@ func (p *Provisioner) deleteObjects(ctx context.Context, a *agentView) error {
 			errs = append(errs, err)
 		}
 	}
-	if a.pod != nil {
+	// A pod terminating already needs no second delete.
+	if a.pod != nil && a.pod.DeletionTimestamp == nil {
 		uid := a.pod.UID
 		opts := metav1.DeleteOptions{}
 		if uid != "" {
@@ -247,7 +253,11 @@ func (p *Provisioner) deleteObjects(ctx context.Context, a *agentView) error {
 			errs = append(errs, fmt.Errorf("delete agent pod %s: %w", a.name, err))
 		}
 	}
-	if a.secret != nil && (a.pod == nil || len(a.secret.OwnerReferences) == 0) {
+	// A Secret handed to its pod goes with it (the garbage collector
+	// follows the owner reference, also when the pod is gone already):
+	// only one not handed over is deleted here, or one the collector left
+	// alone (plan collects those after GCGrace).
+	if a.secret != nil && (len(a.secret.OwnerReferences) == 0 || (a.node == nil && a.pod == nil)) {
 		err := p.cfg.Kube.CoreV1().Secrets(p.cfg.Namespace).Delete(ctx, a.name, metav1.DeleteOptions{})
 		if err != nil && !apierrors.IsNotFound(err) {
 			errs = append(errs, fmt.Errorf("delete agent secret %s: %w", a.name, err))

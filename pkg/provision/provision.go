@@ -15,6 +15,13 @@
 //	                           MarkOffline once its build runs (one build per agent);
 //	                           DeleteNode + delete Pod; CancelQueueItem + Event + OnFailure
 //
+// A cycle does not wait for its actions: they run in lanes of their own
+// (taking agents offline; deleting; creating), each bounded by
+// Parallelism, and a later cycle skips what is still in flight. So a
+// cycle lasts its two polls and the plan however many creations a burst
+// has queued, and a build that starts has its agent taken offline within
+// about a cycle (one build per agent), never behind a batch of creations.
+//
 // Cycles run from a client-go workqueue with a single key: pod and Secret
 // informer events, Warning Events about agent pods (fed to eci.Classify,
 // see events.go), Kick (the dispatcher just triggered a build), the
@@ -148,8 +155,9 @@ type Config struct {
 	// cancelling it) and every build whose agent died under it, e.g. to
 	// report it on the commit status. It must not block for long.
 	OnFailure func(context.Context, Failure)
-	// Parallelism bounds concurrent create/delete actions; default
-	// DefaultParallelism.
+	// Parallelism bounds the concurrent actions of each kind (creations;
+	// deletions; taking agents offline), and four times it bounds the
+	// creations queued; default DefaultParallelism.
 	Parallelism int
 	// Recorder emits Kubernetes Events; default one writing to Kube.
 	Recorder record.EventRecorder
@@ -216,9 +224,23 @@ type Provisioner struct {
 	// kubeBackoff pauses creations after a quota or throttling answer.
 	kubeBackoff      time.Time
 	kubeBackoffDelay time.Duration
+	// polledAt is when the current cycle's polls began.
+	polledAt time.Time
+
+	// lanes bound the concurrent actions of each lane; tasks counts the
+	// actions running, which Run waits for before it returns.
+	lanes [numLanes]chan struct{}
+	tasks sync.WaitGroup
 
 	mu      sync.Mutex
 	running bool
+	// inflight holds the tasks dispatched and not finished, by key; done
+	// those that succeeded, until a cycle's polls start after them.
+	inflight map[string]task
+	done     map[string]doneTask
+	// podMade remembers the pods created recently, until the informer
+	// shows them, so that no cycle creates one twice.
+	podMade map[string]time.Time
 }
 
 const queueKey = "reconcile"
@@ -283,6 +305,13 @@ func New(cfg Config) (*Provisioner, error) {
 		agents: map[string]*track{},
 		items:  map[int64]*itemTrack{},
 		events: newEventIndex(),
+
+		inflight: map[string]task{},
+		done:     map[string]doneTask{},
+		podMade:  map[string]time.Time{},
+	}
+	for i := range p.lanes {
+		p.lanes[i] = make(chan struct{}, cfg.Parallelism)
 	}
 	p.queue = workqueue.NewTypedRateLimitingQueueWithConfig(
 		workqueue.NewTypedItemExponentialFailureRateLimiter[string](100*time.Millisecond, cfg.Resync),
@@ -380,6 +409,8 @@ func (p *Provisioner) Run(ctx context.Context) error {
 	}()
 	p.queue.Add(queueKey)
 
+	// Actions still running end with ctx; Run returns after them.
+	defer p.tasks.Wait()
 	var last time.Time
 	for {
 		key, quit := p.queue.Get()

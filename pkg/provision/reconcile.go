@@ -3,10 +3,11 @@ package provision
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strconv"
-	"sync"
+	"strings"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -29,6 +30,8 @@ type track struct {
 	ranSince  time.Time
 	build     jenkins.Executable
 	goneSince time.Time
+	// leftoverSince: only the agent's Secret, owned by its pod, is left.
+	leftoverSince time.Time
 	// offlineSince: the agent disconnected while running a build.
 	offlineSince time.Time
 	queuedAt     time.Time
@@ -64,13 +67,48 @@ type waitingItem struct {
 	template string
 }
 
-// action is one create or delete, run concurrently with the others of a
-// cycle.
+// action is one create or delete. The cycle that decided it does not
+// wait for it (see dispatch).
 type action func(ctx context.Context) error
+
+// lane is a pool actions run in; each has its own concurrency bound, so
+// that what keeps the one-build-per-agent promise (taking an agent offline
+// as its build starts, deleting it once the build is over) never waits
+// behind a backlog of slow creations.
+type lane int
+
+const (
+	// laneOffline marks agents offline: one Jenkins call, the most urgent.
+	laneOffline lane = iota
+	// laneDelete deletes agents and runs the other short actions (anchors,
+	// reports, give-ups, the next attempt's node).
+	laneDelete
+	// laneCreate creates agents: nodes, Secrets and pods, slow under API
+	// throttling.
+	laneCreate
+	numLanes
+)
+
+// task is an action with the key that makes it unique while it runs: a
+// cycle skips a task whose key is still in flight. Creations also say
+// which item they serve, so that later cycles count them before their
+// node shows.
+type task struct {
+	key      string
+	lane     lane
+	run      action
+	queueID  int64
+	template string
+}
+
+// Task keys.
+func offlineKey(name string) string { return "offline/" + name }
+func deleteKey(name string) string  { return "delete/" + name }
+func createKey(name string) string  { return "create/" + name }
 
 // plan is what one cycle decided.
 type plan struct {
-	acts []action
+	acts []task
 	// next asks for another cycle after this delay (0: none needed
 	// earlier than the resync).
 	next time.Duration
@@ -80,6 +118,10 @@ type plan struct {
 	perTmpl map[string]int
 	states  map[[2]string]int64
 	waiting map[[2]string]int64
+}
+
+func (pl *plan) add(l lane, key string, run action) {
+	pl.acts = append(pl.acts, task{key: key, lane: l, run: run})
 }
 
 func (pl *plan) after(d time.Duration) {
@@ -103,6 +145,7 @@ func (p *Provisioner) reconcile(ctx context.Context) (time.Duration, error) {
 	// Computers first, then the queue: an item that has left the queue by
 	// the time the queue is read and runs on an agent shows as running in
 	// the next cycle at the latest (see settle).
+	p.polledAt = p.clock.Now()
 	comps, err := p.cfg.Jenkins.Computers(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("reconcile: %w", err)
@@ -113,7 +156,7 @@ func (p *Provisioner) reconcile(ctx context.Context) (time.Duration, error) {
 	}
 	now := p.clock.Now()
 	pl := p.plan(ctx, now, comps, items, p.listPods(), p.listSecrets())
-	p.act(ctx, pl.acts)
+	p.dispatch(ctx, pl.acts)
 	for k, v := range pl.states {
 		p.m.agents.Record(ctx, v, metric.WithAttributes(attribute.String("template", k[0]), attribute.String("state", k[1])))
 	}
@@ -123,25 +166,90 @@ func (p *Provisioner) reconcile(ctx context.Context) (time.Duration, error) {
 	return pl.next, nil
 }
 
-// act runs the actions, at most Parallelism at a time, and waits for them.
-// Failed actions are logged; the next cycle sees what is left to do.
-func (p *Provisioner) act(ctx context.Context, acts []action) {
-	if len(acts) == 0 {
-		return
-	}
-	sem := make(chan struct{}, p.cfg.Parallelism)
-	var wg sync.WaitGroup
-	for _, a := range acts {
-		sem <- struct{}{}
-		wg.Add(1)
+// dispatch starts the tasks whose key is not in flight, each in its lane,
+// and returns without waiting: a cycle lasts as long as its two polls and
+// the plan, however many creations are pending, so a build that starts is
+// seen, and its agent taken offline, within a cycle. Failed actions are
+// logged; a later cycle sees what is left to do.
+func (p *Provisioner) dispatch(ctx context.Context, tasks []task) {
+	for _, t := range tasks {
+		p.mu.Lock()
+		if _, busy := p.inflight[t.key]; busy {
+			p.mu.Unlock()
+			continue
+		}
+		p.inflight[t.key] = t
+		p.mu.Unlock()
+		p.tasks.Add(1)
 		go func() {
-			defer func() { <-sem; wg.Done() }()
-			if err := a(ctx); err != nil && ctx.Err() == nil {
+			defer p.tasks.Done()
+			defer func() {
+				p.mu.Lock()
+				delete(p.inflight, t.key)
+				p.mu.Unlock()
+			}()
+			select {
+			case p.lanes[t.lane] <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			defer func() { <-p.lanes[t.lane] }()
+			err := t.run(ctx)
+			if err != nil && ctx.Err() == nil {
 				p.log.Warn("provisioning action failed; the next cycle retries", "error", err)
+			}
+			if err == nil {
+				p.mu.Lock()
+				p.done[t.key] = doneTask{task: t, at: p.clock.Now()}
+				p.mu.Unlock()
 			}
 		}()
 	}
-	wg.Wait()
+}
+
+const (
+	// maxPendingCreates times Parallelism bounds the creations in flight.
+	maxPendingCreates = 4
+	// podMadeWait is how long a pod ferry created may take to show in the
+	// informer before a cycle creates it again.
+	podMadeWait = 10 * time.Second
+)
+
+// doneTask is a task that succeeded, and when.
+type doneTask struct {
+	task
+	at time.Time
+}
+
+// inFlight returns the tasks in flight, by key, with those that succeeded
+// after the cycle's polls began (which may not show their effect yet), and
+// a copy of the pods created recently.
+func (p *Provisioner) inFlight(polledAt time.Time) (map[string]task, map[string]time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	flight := maps.Clone(p.inflight)
+	for k, d := range p.done {
+		if d.at.Before(polledAt) {
+			delete(p.done, k)
+			continue
+		}
+		flight[k] = d.task
+	}
+	return flight, maps.Clone(p.podMade)
+}
+
+// podMadeNow records that an agent's pod was just created.
+func (p *Provisioner) podMadeNow(name string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.podMade[name] = p.clock.Now()
+}
+
+// podSeen forgets a created pod once the informer shows it.
+func (p *Provisioner) podSeen(name string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.podMade, name)
 }
 
 // observe joins Jenkins nodes, pods and Secrets by agent name.
@@ -298,12 +406,12 @@ func (p *Provisioner) plan(ctx context.Context, now time.Time, comps []jenkins.C
 	if !p.cfg.DisableAnchors {
 		for _, n := range p.templateNames() {
 			if !anchors[n] {
-				pl.acts = append(pl.acts, p.createAnchor(n))
+				pl.add(laneDelete, "anchor/"+n, p.createAnchor(n))
 			}
 		}
 		for t := range anchors {
 			if _, ok := p.cfg.Templates[t]; !ok && !p.cfg.DisableGC {
-				pl.acts = append(pl.acts, p.deleteNodeOnly(anchorName(t), "anchor"))
+				pl.add(laneDelete, "anchor/"+t, p.deleteNodeOnly(anchorName(t), "anchor"))
 			}
 		}
 	}
@@ -322,6 +430,21 @@ func (p *Provisioner) plan(ctx context.Context, now time.Time, comps []jenkins.C
 	}
 	sort.Strings(names)
 
+	// Creations in flight serve their item and count against the caps
+	// before their node shows.
+	flight, made := p.inFlight(p.polledAt)
+	pendingCreates := 0
+	for _, t := range flight {
+		if t.lane != laneCreate {
+			continue
+		}
+		pendingCreates++
+		if _, ok := agents[strings.TrimPrefix(t.key, "create/")]; !ok {
+			served[t.queueID] = true
+			pl.keep(&agentView{template: t.template}, "creating")
+		}
+	}
+
 	for _, name := range names {
 		a := agents[name]
 		tr := p.trackOf(name, now)
@@ -336,6 +459,31 @@ func (p *Provisioner) plan(ctx context.Context, now time.Time, comps []jenkins.C
 		if a.pod != nil {
 			events = p.events.of(a.name)
 		}
+
+		if _, ok := flight[deleteKey(name)]; ok {
+			// Being deleted: nothing to decide until that is done.
+			pl.keep(a, "terminating")
+			continue
+		}
+		_, creating := flight[createKey(name)]
+		if a.pod != nil {
+			p.podSeen(name)
+		}
+		if a.node == nil && a.pod == nil && a.secret != nil && len(a.secret.OwnerReferences) > 0 {
+			// Only the Secret is left, and it is its pod's: the garbage
+			// collector removes it with the pod, so a delete would be a
+			// wasted call. It holds no instance and counts against no
+			// cap. Should it outlive GCGrace (a cluster without the
+			// collector), it is collected.
+			if tr.leftoverSince.IsZero() {
+				tr.leftoverSince = now
+			}
+			if !p.cfg.DisableGC && now.Sub(tr.leftoverSince) >= p.cfg.GCGrace {
+				pl.add(laneDelete, deleteKey(name), p.collect(a, tr))
+			}
+			continue
+		}
+		tr.leftoverSince = time.Time{}
 
 		if a.node == nil && a.pod != nil && a.pod.DeletionTimestamp != nil &&
 			(a.secret == nil || len(a.secret.OwnerReferences) > 0) {
@@ -359,7 +507,13 @@ func (p *Provisioner) plan(ctx context.Context, now time.Time, comps []jenkins.C
 				// One build per agent: once this build ends, Jenkins would
 				// hand the idle node any waiting item of the label before
 				// the next cycle deletes it.
-				pl.acts = append(pl.acts, p.markOffline(a, tr.build))
+				pl.add(laneOffline, offlineKey(name), p.markOffline(a, tr.build))
+			}
+			if creating {
+				// The pod's creation is finishing (its Secret being handed
+				// over); the informer may not show the pod yet.
+				pl.keep(a, "building")
+				continue
 			}
 			dead, f := p.deadUnderBuild(a, t, tr, events, now)
 			if dead {
@@ -368,7 +522,8 @@ func (p *Provisioner) plan(ctx context.Context, now time.Time, comps []jenkins.C
 				// The commit already says the spot instance was going: the
 				// end it announced needs no second report.
 				report := !tr.reclaimReported || f.Reason != eci.ReasonSpotReclaimed
-				pl.acts = append(pl.acts, p.deleteAgent(a, tr, "failed"), p.reportDied(a, tr, it, f, report))
+				pl.add(laneDelete, deleteKey(name), p.deleteAgent(a, tr, "failed"))
+				pl.add(laneDelete, "report/"+name, p.reportDied(a, tr, it, f, report))
 				continue
 			}
 			// A spot instance about to be reclaimed (ECI's SpotToBeReleased,
@@ -390,7 +545,7 @@ func (p *Provisioner) plan(ctx context.Context, now time.Time, comps []jenkins.C
 					tr.reclaimReported = true
 					p.m.failures.Add(ctx, 1, metric.WithAttributes(attribute.String("template", a.template),
 						attribute.String("reason", string(f.Reason)), attribute.String("outcome", "reclaim_warned")))
-					pl.acts = append(pl.acts, p.reportReclaim(a, tr, it, f))
+					pl.add(laneDelete, "reclaim/"+name, p.reportReclaim(a, tr, it, f))
 				}
 			}
 			if tr.reclaimReported {
@@ -402,12 +557,20 @@ func (p *Provisioner) plan(ctx context.Context, now time.Time, comps []jenkins.C
 		case !tr.ranSince.IsZero() || ranBuild(a.node):
 			// It ran a build and is idle now: the build is over. The
 			// offline mark says so after a restart too.
-			pl.acts = append(pl.acts, p.deleteAgent(a, tr, "build_over"))
+			pl.add(laneDelete, deleteKey(name), p.deleteAgent(a, tr, "build_over"))
 			if a.pod != nil {
 				// Its pod terminates for a while yet: no replacement within
 				// the caps until it is gone.
 				pl.keep(a, "terminating")
 			}
+
+		case creating:
+			// Its node, Secret or pod is being created: nothing to decide
+			// until that is done.
+			if queued {
+				served[a.queueID] = true
+			}
+			pl.keep(a, "creating")
 
 		case a.node == nil:
 			// A pod or Secret without its node cannot serve anything: the
@@ -423,7 +586,7 @@ func (p *Provisioner) plan(ctx context.Context, now time.Time, comps []jenkins.C
 				created = tr.firstSeen
 			}
 			if !p.cfg.DisableGC && now.Sub(created) >= p.cfg.GCGrace {
-				pl.acts = append(pl.acts, p.collect(a, tr))
+				pl.add(laneDelete, deleteKey(name), p.collect(a, tr))
 				continue
 			}
 			if !p.cfg.DisableGC {
@@ -435,7 +598,7 @@ func (p *Provisioner) plan(ctx context.Context, now time.Time, comps []jenkins.C
 			// A node of ferry's whose template is unknown (removed from the
 			// configuration): nothing will manage it.
 			if !p.cfg.DisableGC && now.Sub(tr.firstSeen) >= p.cfg.GCGrace {
-				pl.acts = append(pl.acts, p.collect(a, tr))
+				pl.add(laneDelete, deleteKey(name), p.collect(a, tr))
 				continue
 			}
 			pl.keep(a, "orphan")
@@ -483,7 +646,7 @@ func (p *Provisioner) plan(ctx context.Context, now time.Time, comps []jenkins.C
 				pl.keep(a, "settling")
 				continue
 			}
-			pl.acts = append(pl.acts, p.deleteAgent(a, tr, "item_gone"))
+			pl.add(laneDelete, deleteKey(a.name), p.deleteAgent(a, tr, "item_gone"))
 		}
 	}
 
@@ -513,7 +676,7 @@ func (p *Provisioner) plan(ctx context.Context, now time.Time, comps []jenkins.C
 				pl.keep(a, "settling")
 				continue
 			}
-			pl.acts = append(pl.acts, p.deleteAgent(a, tr, "item_gone"))
+			pl.add(laneDelete, deleteKey(a.name), p.deleteAgent(a, tr, "item_gone"))
 		}
 	}
 
@@ -523,13 +686,16 @@ func (p *Provisioner) plan(ctx context.Context, now time.Time, comps []jenkins.C
 	for _, a := range needPod {
 		itr := p.itemOf(a.queueID)
 		switch {
+		case !made[a.name].IsZero() && now.Sub(made[a.name]) < podMadeWait:
+			// Created already; the informer has not shown it yet.
 		case kubePaused > 0:
 			pl.after(kubePaused)
 		case now.Before(itr.notBefore):
 			pl.after(itr.notBefore.Sub(now))
 		default:
 			w := inQueue[a.queueID]
-			pl.acts = append(pl.acts, p.createPod(a.name, a.queueID, a.attempt, a.template, p.fallbackOf(a), w))
+			pl.acts = append(pl.acts, task{key: createKey(a.name), lane: laneCreate, queueID: a.queueID, template: a.template,
+				run: p.createPod(a.name, a.queueID, a.attempt, a.template, p.fallbackOf(a), w)})
 		}
 	}
 
@@ -549,7 +715,7 @@ func (p *Provisioner) plan(ctx context.Context, now time.Time, comps []jenkins.C
 			// Earlier attempts are gone and the memory of why is lost (a
 			// restart): the limit still holds.
 			itr.gaveUp = true
-			pl.acts = append(pl.acts, p.giveUp(nil, w.item, w.template, eci.AgentName(q, attempt-1),
+			pl.add(laneDelete, fmt.Sprintf("giveup/%d", q), p.giveUp(nil, w.item, w.template, eci.AgentName(q, attempt-1),
 				eci.Failure{Reason: eci.ReasonUnknown, Message: fmt.Sprintf("%d agent attempts did not start the build", attempt-1)}))
 			continue
 		}
@@ -567,6 +733,13 @@ func (p *Provisioner) plan(ctx context.Context, now time.Time, comps []jenkins.C
 			pl.waiting[[2]string{w.template, "quota"}]++
 			continue
 		}
+		if pendingCreates >= maxPendingCreates*p.cfg.Parallelism {
+			// Enough creations queued to keep the create lane busy until
+			// the next cycle; more would only go stale there.
+			pl.waiting[[2]string{w.template, "pacing"}]++
+			continue
+		}
+		pendingCreates++
 		fallback := itr.fallback
 		if itr.nextAttempt == 0 {
 			fallback = attempt - 1
@@ -574,7 +747,8 @@ func (p *Provisioner) plan(ctx context.Context, now time.Time, comps []jenkins.C
 		pl.live++
 		pl.perTmpl[w.template]++
 		pl.states[[2]string{w.template, "creating"}]++
-		pl.acts = append(pl.acts, p.createAgent(w.item, w.template, attempt, fallback))
+		pl.acts = append(pl.acts, task{key: createKey(eci.AgentName(q, attempt)), lane: laneCreate, queueID: q, template: w.template,
+			run: p.createAgent(w.item, w.template, attempt, fallback)})
 	}
 
 	// Forget what no longer exists, with its events.
@@ -582,6 +756,7 @@ func (p *Provisioner) plan(ctx context.Context, now time.Time, comps []jenkins.C
 		if !tr.seen {
 			delete(p.agents, name)
 			p.events.forget(name)
+			p.podSeen(name)
 		}
 	}
 	p.events.prune(func(name string) bool { return p.agents[name] != nil }, now)
@@ -647,7 +822,7 @@ func (p *Provisioner) deadUnderBuild(a *agentView, t eci.Template, tr *track, ev
 // fail handles an agent whose pod cannot serve: delete it, then retry with
 // the template's fallback and backoff, or give up on the item.
 func (p *Provisioner) fail(ctx context.Context, pl *plan, a *agentView, tr *track, t eci.Template, it jenkins.QueueItem, queued bool, f eci.Failure, now time.Time, served map[int64]bool) {
-	pl.acts = append(pl.acts, p.deleteAgent(a, tr, "failed"))
+	pl.add(laneDelete, deleteKey(a.name), p.deleteAgent(a, tr, "failed"))
 	attrs := func(outcome string) metric.MeasurementOption {
 		return metric.WithAttributes(attribute.String("template", a.template),
 			attribute.String("reason", string(f.Reason)), attribute.String("outcome", outcome))
@@ -666,7 +841,7 @@ func (p *Provisioner) fail(ctx context.Context, pl *plan, a *agentView, tr *trac
 	if !f.Retryable || a.attempt >= t.Retry.MaxAttempts {
 		itr.gaveUp = true
 		p.m.failures.Add(ctx, 1, attrs("gave_up"))
-		pl.acts = append(pl.acts, p.giveUp(a.pod, it, a.template, a.name, f))
+		pl.add(laneDelete, fmt.Sprintf("giveup/%d", a.queueID), p.giveUp(a.pod, it, a.template, a.name, f))
 		return
 	}
 	p.m.failures.Add(ctx, 1, attrs("retried"))
@@ -687,7 +862,8 @@ func (p *Provisioner) fail(ctx context.Context, pl *plan, a *agentView, tr *trac
 	// The next attempt's node is created now: it records the attempt in
 	// Jenkins, so a restarted provisioner continues the count. Its pod
 	// follows after the backoff.
-	pl.acts = append(pl.acts, p.createNode(it, a.template, next))
+	pl.acts = append(pl.acts, task{key: createKey(eci.AgentName(a.queueID, next)), lane: laneCreate, queueID: a.queueID,
+		template: a.template, run: p.createNode(it, a.template, next)})
 }
 
 // kubePaused returns how long creations still wait after a quota or
