@@ -4,7 +4,6 @@
 package config
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -347,30 +346,10 @@ type Pipeline struct {
 	Parameters map[string]string `json:"parameters"`
 }
 
-// Duration is a time.Duration written as "30s" or "5m" in YAML.
-type Duration struct{ time.Duration }
-
-// UnmarshalJSON accepts a Go duration string or a number of seconds.
-func (d *Duration) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err == nil {
-		v, err := time.ParseDuration(s)
-		if err != nil {
-			return fmt.Errorf("%q is not a duration: write it like 30s, 5m or 72h", s)
-		}
-		d.Duration = v
-		return nil
-	}
-	var n float64
-	if err := json.Unmarshal(b, &n); err != nil {
-		return fmt.Errorf("%s is not a duration: write it like 30s, 5m or 72h", string(b))
-	}
-	d.Duration = time.Duration(n * float64(time.Second))
-	return nil
-}
-
-// MarshalJSON writes the duration as a string.
-func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
+// Duration is a time.Duration written as "30s" or "5m" in YAML (or a
+// number of seconds). It is the agent templates' type, so one definition
+// serves the whole configuration.
+type Duration = eci.Duration
 
 // Default returns the configuration ferry runs with when nothing is set.
 func Default() Config {
