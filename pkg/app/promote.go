@@ -16,6 +16,7 @@ import (
 
 	"github.com/ferryci/ferry/pkg/config"
 	"github.com/ferryci/ferry/pkg/promote"
+	"github.com/ferryci/ferry/pkg/scm"
 	"github.com/ferryci/ferry/pkg/store"
 	"github.com/ferryci/ferry/pkg/telemetry"
 )
@@ -38,8 +39,20 @@ func newPromoter(cfg config.Config, st store.Store, tel *telemetry.Telemetry, id
 	pc := cfg.Promotion
 	klog.SetSlogLogger(tel.Logger.With("component", "kube"))
 	pr := &promoter{cfg: pc, identity: identity, log: tel.Logger.With("component", "app"), clients: map[string]kubernetes.Interface{}}
+	// Deployments are reported with the commit-status tokens; a provider
+	// without one is refused by the configuration's validation.
+	deployer, err := scm.New(scm.Config{
+		GitHub:         scm.GitHubConfig{Token: cfg.GitHub.Token, BaseURL: cfg.GitHub.APIURL},
+		GitLab:         scm.GitLabConfig{Token: cfg.GitLab.Token, BaseURL: cfg.GitLab.BaseURL},
+		Logger:         tel.Logger,
+		TracerProvider: tel.TracerProvider,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("deployment reporter: %w", err)
+	}
 	p, err := promote.New(promote.Config{
-		Store: st, Apps: pc.Apps,
+		Deployer: deployer,
+		Store:    st, Apps: pc.Apps,
 		Registry: promote.NewRegistry(promote.RegistryConfig{Keychain: promote.DockerConfigKeychain{Path: pc.DockerConfig}}),
 		Kube:     pr.kube, Resync: pc.Resync.Duration,
 		Logger: tel.Logger, TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider,

@@ -28,6 +28,7 @@ import (
 
 	"github.com/ferryci/ferry/pkg/config"
 	"github.com/ferryci/ferry/pkg/promote"
+	"github.com/ferryci/ferry/pkg/scm"
 	"github.com/ferryci/ferry/pkg/store"
 	"github.com/ferryci/ferry/pkg/store/memstore"
 	"github.com/ferryci/ferry/test/testbed"
@@ -91,6 +92,7 @@ type bed struct {
 	healthSrv  *httptest.Server
 	api        *httptest.Server
 	promoter   *promote.Promoter
+	deployer   scm.Deployer
 	stopRunner func()
 }
 
@@ -133,7 +135,7 @@ func newBed(t *testing.T, st store.Store) *bed {
 func (b *bed) start() {
 	b.t.Helper()
 	p, err := promote.New(promote.Config{
-		Store: b.store, Apps: []config.PromotionApp{b.app},
+		Store: b.store, Apps: []config.PromotionApp{b.app}, Deployer: b.deployer,
 		Registry: promote.NewRegistry(promote.RegistryConfig{Transport: b.rec}),
 		Kube:     func(string) (kubernetes.Interface, error) { return b.kube, nil },
 		Resync:   200 * time.Millisecond, Poll: 200 * time.Millisecond,

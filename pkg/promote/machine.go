@@ -35,6 +35,9 @@ func (p *Promoter) drive(ctx context.Context, id string) {
 			p.log.WarnContext(ctx, "cannot read promotion; retrying later", "promotion", id, "error", err)
 			return
 		}
+		if p.report(ctx, pr) {
+			continue // recorded a deployment: read the promotion again
+		}
 		next, err := p.advance(ctx, pr)
 		switch {
 		case errors.Is(err, errStop):

@@ -14,6 +14,10 @@
 // idempotent, so a restarted promoter or a new leader resumes a promotion
 // without repeating what was completed. The record is also the audit
 // trail: who asked, who approved, digests, times and the outcome.
+//
+// Where an app names a GitHub repository or GitLab project, each
+// environment is also reported there as a deployment of the promotion's
+// commit (see report.go); reporting never holds up or fails a promotion.
 package promote
 
 import (
@@ -38,6 +42,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/ferryci/ferry/pkg/config"
+	"github.com/ferryci/ferry/pkg/scm"
 	"github.com/ferryci/ferry/pkg/store"
 )
 
@@ -67,6 +72,9 @@ type Config struct {
 	// Kube returns the Kubernetes client of an environment's context
 	// ("" is the default one); required to roll anything.
 	Kube func(context string) (kubernetes.Interface, error)
+	// Deployer reports environments as deployments on the Git host for
+	// apps that name a provider and repository; nil reports nothing.
+	Deployer scm.Deployer
 	// HTTPClient runs HTTP checks; default a client with a 10s timeout.
 	HTTPClient *http.Client
 	// Resync is how often unfinished promotions are looked for; default 2s.
@@ -91,8 +99,9 @@ type Promoter struct {
 	kick   chan struct{}
 
 	mu      sync.Mutex
-	running map[string]bool // promotion ids being driven
-	envs    map[string]bool // app/environment pairs being rolled
+	running map[string]bool       // promotion ids being driven
+	envs    map[string]bool       // app/environment pairs being rolled
+	holds   map[string]reportHold // promotion/environment deployments not to report yet
 }
 
 // New returns a Promoter; Run starts it.
@@ -125,9 +134,14 @@ func New(cfg Config) (*Promoter, error) {
 		cfg: cfg, apps: map[string]config.PromotionApp{}, log: cfg.Logger.With("component", "promote"),
 		tracer: cfg.TracerProvider.Tracer("github.com/ferryci/ferry/pkg/promote"),
 		kick:   make(chan struct{}, 1), running: map[string]bool{}, envs: map[string]bool{},
+		holds: map[string]reportHold{},
 	}
 	for _, a := range cfg.Apps {
 		p.apps[a.Name] = a
+		if a.Reports() && cfg.Deployer == nil {
+			p.log.Warn("app names a repository to report deployments to, but no deployer is configured; nothing is reported",
+				"app", a.Name, "provider", a.Provider, "repo", a.Repo)
+		}
 	}
 	if cfg.MeterProvider != nil {
 		c, err := cfg.MeterProvider.Meter("github.com/ferryci/ferry/pkg/promote").Int64Counter("ferry.promote.steps",
@@ -499,7 +513,7 @@ func (p *Promoter) sweep(ctx context.Context, wg *sync.WaitGroup) {
 		return
 	}
 	for _, pr := range all {
-		if pr.Finished() || pr.State == store.PromotionWaiting {
+		if (pr.Finished() || pr.State == store.PromotionWaiting) && len(p.reportDue(pr)) == 0 {
 			continue
 		}
 		p.mu.Lock()

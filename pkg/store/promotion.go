@@ -95,6 +95,12 @@ type PromotionEnv struct {
 	VerifyingSince time.Time `json:"verifying_since,omitzero"`
 	FinishedAt     time.Time `json:"finished_at,omitzero"`
 	Reason         string    `json:"reason,omitempty"`
+	// DeploymentID is the environment's deployment on the Git host, once
+	// created, and DeploymentState the last state reported to it; kept so
+	// a restarted promoter neither creates a second deployment nor
+	// repeats a status.
+	DeploymentID    int64  `json:"deployment_id,omitempty"`
+	DeploymentState string `json:"deployment_state,omitempty"`
 }
 
 // DeploymentImage is the image of one container of one Deployment.

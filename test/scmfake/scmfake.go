@@ -1,10 +1,11 @@
 // Package scmfake provides httptest servers that stand in for the GitHub
 // REST API and the GitLab REST API in ferry's tests. They answer the
-// commit-status and deployment endpoints ferry uses the way the real services do (status
-// codes, error bodies, GitLab's state-machine quirk), check the token, know
-// only the repositories a test registers, can be told to fail the next
-// calls, and record every call so that tests can assert what ferry
-// published, for example "pending, then success".
+// commit-status and deployment endpoints ferry uses the way the real
+// services do (status codes, error bodies, GitLab's state machines), check
+// the token, know only the repositories a test registers, can be told to
+// fail the next calls, and record every call so that tests can assert what
+// ferry published, for example "pending, then success", or a deployment's
+// "in_progress, then success" (Deployments).
 //
 // Every method is safe for concurrent use.
 package scmfake
