@@ -25,7 +25,7 @@ func (p *Promotion) applyDefaults() {
 		for j := range p.Apps[i].Environments {
 			e := &p.Apps[i].Environments[j]
 			if e.RolloutTimeout.Duration == 0 {
-				e.RolloutTimeout = Duration{5 * time.Minute}
+				e.RolloutTimeout = Duration{Duration: 5 * time.Minute}
 			}
 			h := &e.Verify.HTTP
 			if h.URL != "" {
@@ -33,17 +33,17 @@ func (p *Promotion) applyDefaults() {
 					h.Successes = 3
 				}
 				if h.Interval.Duration == 0 {
-					h.Interval = Duration{2 * time.Second}
+					h.Interval = Duration{Duration: 2 * time.Second}
 				}
 				if h.FailureThreshold == 0 {
 					h.FailureThreshold = 3
 				}
 				if h.Timeout.Duration == 0 {
-					h.Timeout = Duration{2 * time.Minute}
+					h.Timeout = Duration{Duration: 2 * time.Minute}
 				}
 			}
 			if e.Verify.Job.Template != nil && e.Verify.Job.Timeout.Duration == 0 {
-				e.Verify.Job.Timeout = Duration{10 * time.Minute}
+				e.Verify.Job.Timeout = Duration{Duration: 10 * time.Minute}
 			}
 		}
 	}

@@ -63,13 +63,15 @@ const (
 )
 
 // ECI status signals the simulations produce.
+const ConditionContainerInstanceCreated corev1.PodConditionType = "ContainerInstanceCreated"
+
+// ECI reasons the simulations produce.
 const (
-	ConditionContainerInstanceCreated corev1.PodConditionType = "ContainerInstanceCreated"
-	ReasonProviderFailed                                      = "ProviderFailed" //nolint:staticcheck // reasons are plain strings; only the condition type is typed
-	ReasonNoStock                                             = "NoStock"
-	ReasonSpotToBeReleased                                    = "SpotToBeReleased"
-	ReasonExpired                                             = "Expired"
-	EventProviderCreateFailed                                 = "ProviderCreateFailed"
+	ReasonProviderFailed      = "ProviderFailed"
+	ReasonNoStock             = "NoStock"
+	ReasonSpotToBeReleased    = "SpotToBeReleased"
+	ReasonExpired             = "Expired"
+	EventProviderCreateFailed = "ProviderCreateFailed"
 )
 
 // VirtualNodeSelector returns the node selector that steers a pod to the

@@ -171,7 +171,7 @@ func Bench(ctx context.Context, o Options) (*Report, error) {
 		cancel()
 		rep.Sizes = append(rep.Sizes, r)
 		if err != nil {
-			return rep, fmt.Errorf("N=%d: %w", n, err)
+			return rep, fmt.Errorf("size %d: %w", n, err)
 		}
 	}
 	return rep, nil

@@ -54,7 +54,7 @@ func openBed(ctx context.Context, path string) (*bed, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if body, err := admin.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx); err != nil || string(body) != "ok" {
-		return nil, fmt.Errorf("test bed unavailable: apiserver at %s is not ready (%s, %v); start it with `make testbed-up`", rc.Host, body, err)
+		return nil, fmt.Errorf("test bed unavailable: apiserver at %s is not ready (%s, %w); start it with `make testbed-up`", rc.Host, body, err)
 	}
 	b := &bed{env: env, admin: admin, ferryUser: env.Get(testbed.KeyFerryUser)}
 	if b.ferryUser == "" {
