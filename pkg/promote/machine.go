@@ -2,6 +2,8 @@ package promote
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -348,10 +350,13 @@ func describe(images []store.DeploymentImage) string {
 }
 
 // verifyJobName is unique per promotion and environment and a valid name.
+// A name too long for Kubernetes (a long environment name) is cut and ends
+// in a hash of the whole, so the promotion id still tells Jobs apart.
 func verifyJobName(id, env string) string {
 	n := strings.ToLower("ferry-verify-" + env + "-" + id)
-	if len(n) > 63 {
-		n = n[:63]
+	if len(n) <= 63 {
+		return n
 	}
-	return strings.TrimRight(n, "-")
+	sum := sha256.Sum256([]byte(n))
+	return strings.TrimRight(n[:63-13], "-") + "-" + hex.EncodeToString(sum[:6])
 }
