@@ -29,9 +29,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
-	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/trace"
-	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/ferryci/ferry/pkg/config"
 	"github.com/ferryci/ferry/pkg/event"
@@ -139,15 +137,7 @@ func New(cfg Config) (*Dispatcher, error) {
 	if cfg.Reporter == nil {
 		cfg.Reporter = scm.NewMulti(scm.MultiConfig{Reporters: map[event.Provider]scm.Reporter{event.GitHub: nil, event.GitLab: nil}, Logger: cfg.Logger})
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = telemetry.DiscardLogger()
-	}
-	if cfg.TracerProvider == nil {
-		cfg.TracerProvider = tracenoop.NewTracerProvider()
-	}
-	if cfg.MeterProvider == nil {
-		cfg.MeterProvider = metricnoop.NewMeterProvider()
-	}
+	telemetry.Fill(&cfg.Logger, &cfg.TracerProvider, &cfg.MeterProvider)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}

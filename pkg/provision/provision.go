@@ -61,9 +61,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/metric"
-	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/trace"
-	tracenoop "go.opentelemetry.io/otel/trace/noop"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -279,15 +277,7 @@ func New(cfg Config) (*Provisioner, error) {
 	if cfg.Parallelism <= 0 {
 		cfg.Parallelism = DefaultParallelism
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = telemetry.DiscardLogger()
-	}
-	if cfg.TracerProvider == nil {
-		cfg.TracerProvider = tracenoop.NewTracerProvider()
-	}
-	if cfg.MeterProvider == nil {
-		cfg.MeterProvider = metricnoop.NewMeterProvider()
-	}
+	telemetry.Fill(&cfg.Logger, &cfg.TracerProvider, &cfg.MeterProvider)
 	if cfg.Clock == nil {
 		cfg.Clock = clock.RealClock{}
 	}

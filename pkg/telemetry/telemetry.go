@@ -18,6 +18,7 @@ import (
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	"go.opentelemetry.io/otel/metric"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/propagation"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/resource"
@@ -171,4 +172,18 @@ func WithTraceParent(ctx context.Context, traceparent string) context.Context {
 		return ctx
 	}
 	return propagation.TraceContext{}.Extract(ctx, propagation.MapCarrier{"traceparent": traceparent})
+}
+
+// Fill replaces nil providers with ones that record nothing, so parts of
+// ferry and their tests may leave them out.
+func Fill(logger **slog.Logger, tp *trace.TracerProvider, mp *metric.MeterProvider) {
+	if *logger == nil {
+		*logger = DiscardLogger()
+	}
+	if *tp == nil {
+		*tp = noop.NewTracerProvider()
+	}
+	if *mp == nil {
+		*mp = metricnoop.NewMeterProvider()
+	}
 }

@@ -27,9 +27,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
-	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/trace"
-	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/ferryci/ferry/pkg/config"
 	"github.com/ferryci/ferry/pkg/event"
@@ -122,15 +120,7 @@ func New(cfg Config) (*Receiver, error) {
 	if cfg.StoreTimeout <= 0 {
 		cfg.StoreTimeout = 5 * time.Second
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = telemetry.DiscardLogger()
-	}
-	if cfg.TracerProvider == nil {
-		cfg.TracerProvider = tracenoop.NewTracerProvider()
-	}
-	if cfg.MeterProvider == nil {
-		cfg.MeterProvider = metricnoop.NewMeterProvider()
-	}
+	telemetry.Fill(&cfg.Logger, &cfg.TracerProvider, &cfg.MeterProvider)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
