@@ -2,7 +2,9 @@ package promote_test
 
 import (
 	"context"
+	"maps"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -57,8 +59,9 @@ func TestJobVerification(t *testing.T) {
 			b.deploy(b.nsTest, nil)
 			b.deploy(b.nsProd, nil)
 			prodGen := b.deployment(b.nsProd).Generation
-			b.start()
 			ctx := context.Background()
+			seen := watchJobs(t, b, b.nsTest)
+			b.start()
 
 			p, err := b.client().Create(ctx, promote.Request{App: "web", Image: b.source + ":job", Commit: commit})
 			if err != nil {
@@ -69,14 +72,19 @@ func TestJobVerification(t *testing.T) {
 				return p.State == store.PromotionWaiting || p.Finished()
 			})
 
-			jobs, err := b.kube.BatchV1().Jobs(b.nsTest).List(ctx, metav1.ListOptions{})
-			if err != nil {
-				t.Fatalf("list jobs in %s: %v", b.nsTest, err)
+			// The Job is deleted once its result is recorded.
+			waitNoJobs(t, b, b.nsTest)
+			jobs := seen()
+			if len(jobs) != 1 {
+				t.Fatalf("%d verification jobs were created in test, want 1", len(jobs))
 			}
-			if len(jobs.Items) != 1 {
-				t.Fatalf("%d verification jobs in test, want 1", len(jobs.Items))
+			var job batchv1.Job
+			for _, j := range jobs {
+				job = j
 			}
-			job := jobs.Items[0]
+			if got := actions(p, "verification job deleted", "test"); got != 1 {
+				t.Errorf("audit has %d verification job deletions for test, want 1: %+v", got, p.Audit)
+			}
 			if job.Labels["app.kubernetes.io/managed-by"] != "ferry" {
 				t.Errorf("job %s labels = %v, want managed-by ferry", job.Name, job.Labels)
 			}
@@ -132,4 +140,62 @@ func jobCondition(j batchv1.Job, ct batchv1.JobConditionType) bool {
 		}
 	}
 	return false
+}
+
+// watchJobs records the last state seen of each Job created in ns from
+// now on, deleted ones included; the returned function reports them by
+// name.
+func watchJobs(t *testing.T, b *bed, ns string) func() map[string]batchv1.Job {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	w, err := b.admin.BatchV1().Jobs(ns).Watch(ctx, metav1.ListOptions{})
+	if err != nil {
+		cancel()
+		t.Fatalf("watch jobs in %s: %v", ns, err)
+	}
+	var mu sync.Mutex
+	last := map[string]batchv1.Job{}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ev := range w.ResultChan() {
+			if j, ok := ev.Object.(*batchv1.Job); ok {
+				mu.Lock()
+				last[j.Name] = *j
+				mu.Unlock()
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		cancel()
+		w.Stop()
+		<-done
+	})
+	return func() map[string]batchv1.Job {
+		mu.Lock()
+		defer mu.Unlock()
+		return maps.Clone(last)
+	}
+}
+
+// waitNoJobs waits for ns to hold no Jobs.
+func waitNoJobs(t *testing.T, b *bed, ns string) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		jobs, err := b.admin.BatchV1().Jobs(ns).List(context.Background(), metav1.ListOptions{})
+		if err == nil && len(jobs.Items) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			var names []string
+			if err == nil {
+				for _, j := range jobs.Items {
+					names = append(names, j.Name)
+				}
+			}
+			t.Fatalf("jobs in %s after a minute: %v (list error %v), want none: verification jobs are deleted once recorded", ns, names, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/ferryci/ferry/pkg/config"
@@ -86,6 +87,9 @@ func sleep(ctx context.Context, d time.Duration) bool {
 // error means nothing is to be recorded: errStop when there is nothing to
 // do, anything else when the step should be retried.
 func (p *Promoter) advance(ctx context.Context, pr store.Promotion) (store.Promotion, error) {
+	if i, env, ok := p.verifyJobDue(pr); ok {
+		return p.deleteVerifyJob(ctx, pr, i, env)
+	}
 	if pr.Finished() || pr.State == store.PromotionWaiting {
 		return pr, errStop
 	}
@@ -304,6 +308,81 @@ func (p *Promoter) verify(ctx context.Context, kube kubernetes.Interface, pr sto
 		}
 	}
 	return rolledOut(ctx, kube, images)
+}
+
+// Audit actions that record a verification Job's clean-up; either one
+// ends it.
+const (
+	auditJobDeleted = "verification job deleted"
+	auditJobKept    = "verification job kept"
+)
+
+// verifyJobDue finds an environment whose verification Job is to be
+// deleted: the Job may exist (the environment was rolled out), its result
+// is recorded (the environment is past verifying, or the promotion is
+// over), and no clean-up is recorded yet. The Job is deleted only after
+// the result is stored, so a restart before that finds the same Job and
+// reads its result again.
+func (p *Promoter) verifyJobDue(pr store.Promotion) (int, config.PromotionEnvironment, bool) {
+	app, ok := p.apps[pr.App]
+	if !ok {
+		return -1, config.PromotionEnvironment{}, false
+	}
+	for i, e := range pr.Environments {
+		if e.Phase == store.EnvVerifying && !pr.Finished() {
+			continue
+		}
+		env, ok := envOf(app, e.Name)
+		if !ok || env.Verify.Job.Template == nil {
+			continue
+		}
+		if countAudit(pr, "rolled out", e.Name) == 0 ||
+			countAudit(pr, auditJobDeleted, e.Name)+countAudit(pr, auditJobKept, e.Name) > 0 {
+			continue
+		}
+		return i, env, true
+	}
+	return -1, config.PromotionEnvironment{}, false
+}
+
+// deleteVerifyJob deletes the verification Job of environment i and
+// records that it did; repeated after a restart, it finds the Job gone.
+func (p *Promoter) deleteVerifyJob(ctx context.Context, pr store.Promotion, i int, env config.PromotionEnvironment) (store.Promotion, error) {
+	e := pr.Environments[i]
+	name := verifyJobName(pr.ID, e.Name)
+	ref := env.Namespace + "/" + name
+	kube, err := p.cfg.Kube(env.Context)
+	if err != nil {
+		return pr, fmt.Errorf("kubernetes client for context %q: %w", env.Context, err)
+	}
+	gone, err := deleteJob(ctx, kube, env.Namespace, name)
+	now := p.cfg.Now().UTC()
+	switch {
+	case err != nil && (apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err)):
+		// Retrying cannot help: record it so the Job is left for an
+		// operator instead of being asked for on every resync.
+		p.log.WarnContext(ctx, "cannot delete verification job; leaving it", "promotion", pr.ID, "environment", e.Name, "job", ref, "error", err)
+		audit(&pr, now, "ferry", auditJobKept, e.Name, fmt.Sprintf("%s: %v", ref, err))
+		return pr, nil
+	case err != nil:
+		return pr, err
+	case gone:
+		audit(&pr, now, "ferry", auditJobDeleted, e.Name, ref+" (already gone)")
+	default:
+		audit(&pr, now, "ferry", auditJobDeleted, e.Name, ref)
+	}
+	p.log.InfoContext(ctx, "verification job deleted", "promotion", pr.ID, "environment", e.Name, "job", ref)
+	return pr, nil
+}
+
+func countAudit(pr store.Promotion, action, env string) int {
+	n := 0
+	for _, a := range pr.Audit {
+		if a.Action == action && a.Environment == env {
+			n++
+		}
+	}
+	return n
 }
 
 // rollbackOrFail moves an environment whose rollout or verification failed

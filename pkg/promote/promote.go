@@ -513,7 +513,7 @@ func (p *Promoter) sweep(ctx context.Context, wg *sync.WaitGroup) {
 		return
 	}
 	for _, pr := range all {
-		if (pr.Finished() || pr.State == store.PromotionWaiting) && len(p.reportDue(pr)) == 0 {
+		if _, _, cleanup := p.verifyJobDue(pr); (pr.Finished() || pr.State == store.PromotionWaiting) && !cleanup && len(p.reportDue(pr)) == 0 {
 			continue
 		}
 		p.mu.Lock()

@@ -108,3 +108,18 @@ func jobCheck(ctx context.Context, kube kubernetes.Interface, ns, name string, c
 		}
 	}
 }
+
+// deleteJob deletes a finished verification Job and, in the background,
+// its pods. A Job already gone is not an error: deleting is repeated
+// after a restart that came between deleting and recording it.
+func deleteJob(ctx context.Context, kube kubernetes.Interface, ns, name string) (gone bool, err error) {
+	bg := metav1.DeletePropagationBackground
+	err = kube.BatchV1().Jobs(ns).Delete(ctx, name, metav1.DeleteOptions{PropagationPolicy: &bg})
+	switch {
+	case err == nil:
+		return false, nil
+	case apierrors.IsNotFound(err):
+		return true, nil
+	}
+	return false, fmt.Errorf("delete verification job %s/%s: %w", ns, name, err)
+}
