@@ -40,6 +40,11 @@ lists). --wait and wait print one line per step and exit 0 when the
 promotion succeeded, 1 when it failed or was rejected, 3 on timeout.
 TRACEPARENT, BUILD_URL and GIT_COMMIT from the environment are used when
 the flags are not given (Jenkins sets the last two).
+
+rollback without --to restores the newest earlier promotion that succeeded
+in the environment with a different digest than it runs now; rollbacks are
+skipped, so rolling back again goes further back (C -> B -> A), unlike
+kubectl rollout undo, which flips between the last two.
 `
 
 // RunCLI runs `ferry promote args…` and returns the exit code.

@@ -275,8 +275,8 @@ func (p *Promoter) Reject(ctx context.Context, id, environment, approver, reason
 type RollbackRequest struct {
 	App         string `json:"app"`
 	Environment string `json:"environment"`
-	// To is the promotion whose digest is restored; empty means the last
-	// succeeded promotion into the environment before the newest one.
+	// To is the promotion whose digest is restored; empty means the one
+	// before what the environment runs now (see Promoter.Rollback).
 	To          string `json:"to,omitempty"`
 	RequestedBy string `json:"requested_by,omitempty"`
 	Reason      string `json:"reason,omitempty"`
@@ -286,6 +286,14 @@ type RollbackRequest struct {
 // promotion's digest (already in the target repository, so nothing is
 // copied). It is rolled and verified like a promotion but, failing, is not
 // reverted.
+//
+// Without To, the rollback restores the newest promotion (not a rollback)
+// that succeeded in the environment before the one it runs now and
+// delivered a different digest. What it runs now is the newest promotion
+// or rollback that succeeded there; a rollback stands for the promotion it
+// restored. So repeated rollbacks walk back through history (C, B, A)
+// instead of flipping between the last two digests as kubectl rollout
+// undo does; To names any earlier promotion, newer ones included.
 func (p *Promoter) Rollback(ctx context.Context, r RollbackRequest) (store.Promotion, error) {
 	app, ok := p.apps[r.App]
 	if !ok {
@@ -312,16 +320,11 @@ func (p *Promoter) Rollback(ctx context.Context, r RollbackRequest) (store.Promo
 			return store.Promotion{}, fmt.Errorf("%w: promotion %s never succeeded in %s of %s", ErrState, r.To, r.Environment, app.Name)
 		}
 	} else {
-		var hits []int
-		for i := range all {
-			if all[i].App == app.Name && reached(all[i], r.Environment) {
-				hits = append(hits, i)
-			}
+		i, err := rollbackTarget(all, app.Name, r.Environment)
+		if err != nil {
+			return store.Promotion{}, err
 		}
-		if len(hits) < 2 {
-			return store.Promotion{}, fmt.Errorf("%w: %s of %s has no earlier promoted digest to return to; name one with to", ErrState, r.Environment, app.Name)
-		}
-		to = &all[hits[len(hits)-2]]
+		to = &all[i]
 	}
 	now := p.cfg.Now().UTC()
 	actor := orAPI(r.RequestedBy)
@@ -338,6 +341,40 @@ func (p *Promoter) Rollback(ctx context.Context, r RollbackRequest) (store.Promo
 	}
 	p.Kick()
 	return saved, nil
+}
+
+// rollbackTarget picks the promotion a rollback without To restores, as
+// an index into all (the app's promotions, oldest first): the newest
+// promotion, not a rollback, that succeeded in env before the one env
+// runs now and whose digest differs from it.
+func rollbackTarget(all []store.Promotion, app, env string) (int, error) {
+	cur := -1
+	for i := len(all) - 1; i >= 0; i-- {
+		if all[i].App == app && reached(all[i], env) {
+			cur = i
+			break
+		}
+	}
+	if cur < 0 {
+		return -1, fmt.Errorf("%w: %s of %s has no earlier promoted digest to return to: nothing was promoted to it yet", ErrState, env, app)
+	}
+	digest := all[cur].SourceDigest
+	if all[cur].Kind == store.KindRollback {
+		// A rollback stands where the promotion it restored stands.
+		for i := cur - 1; i >= 0; i-- {
+			if all[i].ID == all[cur].RollbackOf {
+				cur = i
+				break
+			}
+		}
+	}
+	for i := cur - 1; i >= 0; i-- {
+		p := all[i]
+		if p.App == app && p.Kind != store.KindRollback && p.SourceDigest != digest && reached(p, env) {
+			return i, nil
+		}
+	}
+	return -1, fmt.Errorf("%w: %s of %s has no earlier promoted digest to return to; name one with to", ErrState, env, app)
 }
 
 func reached(pr store.Promotion, env string) bool {
