@@ -37,8 +37,12 @@ tools: $(GOTESTSUM) ## Install the test runner (gotestsum) into bin/
 deps: ## Install what the tests need (apt packages, the test bed's binaries); idempotent, quick when done
 	bash test/bed/ci-setup.sh
 
+# A failed test is run once more (at most 3 of them) and both results are
+# printed, so a flake shows in the log without failing the run; a test that
+# fails twice fails the run.
 test: deps $(GOTESTSUM) testbed-up ## Run the whole suite (unit, integration, end to end) against real servers; starts the test bed
-	$(GOTESTSUM) --format pkgname-and-test-fails --format-hide-empty-pkg -- -race -count=1 -timeout 30m $(PKGS)
+	$(GOTESTSUM) --format pkgname-and-test-fails --format-hide-empty-pkg \
+		--rerun-fails=1 --rerun-fails-max-failures=3 --packages="$(PKGS)" -- -race -count=1 -timeout 30m
 
 test-short: $(GOTESTSUM) ## Run the fast tier only (-short): skips what needs servers, saying which
 	$(GOTESTSUM) --format pkgname-and-test-fails --format-hide-empty-pkg -- -race -short $(PKGS)

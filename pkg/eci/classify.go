@@ -101,6 +101,18 @@ type ClassifyOptions struct {
 	Connected bool
 }
 
+// DefaultUnschedulableGrace is how long a pod may stay unschedulable before
+// it counts as failed (never longer than the pending timeout).
+const DefaultUnschedulableGrace = time.Minute
+
+func unschedulableGrace(o ClassifyOptions) time.Duration {
+	g := DefaultUnschedulableGrace
+	if o.PendingTimeout > 0 && o.PendingTimeout < g {
+		g = o.PendingTimeout
+	}
+	return g
+}
+
 // ClassifyOptions returns the options for an agent of this template.
 func (t Template) ClassifyOptions(now time.Time, connected bool) ClassifyOptions {
 	t = t.WithDefaults()
@@ -147,6 +159,7 @@ const (
 //	container terminated non-zero                   OOMKilled, ContainerFailed
 //	Warning event ProviderCreateFailed (Pending)    NoStock, ProviderFailed
 //	condition PodScheduled=False Unschedulable      Unschedulable
+//	  for longer than DefaultUnschedulableGrace
 //	Pending for longer than PendingTimeout          PendingTimeout
 //	Running, not connected after ConnectTimeout     AgentNeverConnected
 func Classify(pod *corev1.Pod, events []corev1.Event, o ClassifyOptions) Failure {
@@ -186,7 +199,17 @@ func Classify(pod *corev1.Pod, events []corev1.Event, o ClassifyOptions) Failure
 		}
 	}
 	if c := condition(pod, corev1.PodScheduled); c != nil && c.Status == corev1.ConditionFalse && c.Reason == corev1.PodReasonUnschedulable {
-		return fail(ReasonUnschedulable, true, false, join("no node can take the pod", c.Message))
+		// The scheduler keeps trying an unschedulable pod, and many causes
+		// pass by themselves (a node not ready yet, capacity freed by a
+		// finishing pod): only an unschedulable state that lasts is a
+		// failure. Replacing the pod at once would only churn.
+		since := c.LastTransitionTime.Time
+		if since.IsZero() {
+			since = pod.CreationTimestamp.Time
+		}
+		if grace := unschedulableGrace(o); !since.IsZero() && o.Now.Sub(since) > grace {
+			return fail(ReasonUnschedulable, true, false, join(fmt.Sprintf("no node could take the pod for %s", round(o.Now.Sub(since))), c.Message))
+		}
 	}
 	created := pod.CreationTimestamp.Time
 	if st.Phase == corev1.PodPending && o.PendingTimeout > 0 && !created.IsZero() && o.Now.Sub(created) > o.PendingTimeout {

@@ -201,7 +201,18 @@ conditions:
   reason: Unschedulable
   message: '0/3 nodes are available: 3 node(s) didn''t match Pod''s node affinity/selector.'
   lastTransitionTime: "2026-03-01T10:00:00Z"
-`), opts: opts(later(time.Second), false), want: ReasonUnschedulable, retryable: true, msg: "no node can take the pod: 0/3 nodes are available"},
+`), opts: opts(later(2*time.Minute), false), want: ReasonUnschedulable, retryable: true, msg: "no node could take the pod for 2m0s: 0/3 nodes are available"},
+		// A passing state (a node not ready yet) is not a failure: the
+		// scheduler retries it.
+		{name: "Unschedulable for a moment", pod: fixturePod(t, "", `
+phase: Pending
+conditions:
+- type: PodScheduled
+  status: "False"
+  reason: Unschedulable
+  message: '0/2 nodes are available: 2 node(s) had untolerated taint {node.kubernetes.io/not-ready: }.'
+  lastTransitionTime: "2026-03-01T10:00:00Z"
+`), opts: opts(later(5*time.Second), false), want: ReasonNone},
 		{name: "pending too long", pod: fixturePod(t, vnode, stPending+`
 - {type: ContainerInstanceCreated, status: "False", reason: Creating, message: "waiting for the container group", lastTransitionTime: "2026-03-01T10:00:01Z"}
 `), opts: opts(later(5*time.Minute+time.Second), false), want: ReasonPendingTimeout, retryable: true, fallback: true,
