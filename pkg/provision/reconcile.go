@@ -608,6 +608,15 @@ func (p *Provisioner) plan(ctx context.Context, now time.Time, comps []jenkins.C
 			if queued {
 				tr.fresh = true
 				tr.goneSince = time.Time{}
+			} else if tr.firstSeen.Equal(now) {
+				// First look at it (e.g. after a restart) and its own item
+				// has left the queue: the running and ran-a-build cases
+				// above exclude agents that run or ran a build (ferry marks
+				// agents offline as their build starts), so it ran none and
+				// may serve another waiting item of its template. Without
+				// this a restarted provisioner created a second agent for
+				// an item whose build Jenkins gave to another agent.
+				tr.fresh = true
 			}
 			if a.pod != nil && a.pod.DeletionTimestamp == nil {
 				// Events count here as the pod's status does. A spot
