@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # build-tools.sh builds the test bed's binaries into test/tools/bin/:
-# etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl and
-# kwok (plus kwok's default node stages, in bin/kwok-stages/), at
-# the versions pinned in test/tools/versions.env, from the Go module proxy.
+# etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl,
+# kwok (plus kwok's default node stages, in bin/kwok-stages/) and helm (for
+# the chart's tests, test/chart), at the versions pinned in
+# test/tools/versions.env, from the Go module proxy.
 #
-#   test/bed/build-tools.sh [kube|etcd|kwok]...   (default: all)
+#   test/bed/build-tools.sh [kube|etcd|kwok|helm]...   (default: all)
 #
 # Each tool is rebuilt only when its stamp (pinned version, tool module's
 # go.mod/go.sum, Go version, build flags) changes. When versions.env names a
@@ -24,6 +25,7 @@ build_rev=1
 # shellcheck source=../tools/versions.env
 source "$tools/versions.env"
 : "${ETCD_VERSION:?missing in versions.env}" "${KUBERNETES_VERSION:?missing in versions.env}" "${KWOK_VERSION:?missing in versions.env}"
+: "${HELM_VERSION:?missing in versions.env}"
 # k8s.io/kubernetes v1.X.Y goes with staging modules v0.X.Y.
 kube_staging_version="v0.${KUBERNETES_VERSION#v1.}"
 
@@ -212,6 +214,31 @@ build_kwok() {
 	chmod -R u+w "$bin/kwok-stages"
 }
 
+build_helm() {
+	local dir="$tools/helm"
+	sync_module "$dir" helm.sh/helm/v3 "$HELM_VERSION" "" ""
+	# As helm's own Makefile: the version it reports, and the Kubernetes
+	# version that `helm template` and `helm lint` assume without a cluster
+	# (the client-go it is built with, v0.X.Y -> 1.X).
+	local kv major minor
+	kv=$(cd "$dir" && go list -m -f '{{.Version}}' k8s.io/client-go) || die "reading helm's client-go version failed"
+	kv=${kv#v}
+	major=$((${kv%%.*} + 1))
+	minor=${kv#*.}
+	minor=${minor%%.*}
+	local ld="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean" p
+	for p in helm.sh/helm/v3/pkg/lint/rules helm.sh/helm/v3/pkg/chartutil; do
+		ld+=" -X $p.k8sVersionMajor=$major -X $p.k8sVersionMinor=$minor"
+	done
+	local stamp
+	stamp=$(stamp_of "$dir" "$HELM_VERSION $ld")
+	if fresh helm "$stamp" helm; then
+		log "helm $HELM_VERSION: up to date"
+		return
+	fi
+	build helm "$dir" "$stamp" "$ld" helm:helm.sh/helm/v3/cmd/helm
+}
+
 main() {
 	command -v go >/dev/null || die "go is not installed"
 	mkdir -p "$bin"
@@ -222,12 +249,12 @@ main() {
 		flock 9
 	fi
 	local targets=("$@") t start
-	((${#targets[@]})) || targets=(etcd kwok kube)
+	((${#targets[@]})) || targets=(etcd kwok helm kube)
 	start=$(now)
 	for t in "${targets[@]}"; do
 		case $t in
-		kube | etcd | kwok) "build_$t" ;;
-		*) die "unknown tool $t (want kube, etcd or kwok)" ;;
+		kube | etcd | kwok | helm) "build_$t" ;;
+		*) die "unknown tool $t (want kube, etcd, kwok or helm)" ;;
 		esac
 	done
 	log "tools ready in $bin ($(($(now) - start))s)"
