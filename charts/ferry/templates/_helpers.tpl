@@ -121,8 +121,8 @@ another cluster), and rbac.extraNamespaces; sorted, without repeats.
 
 {{/*
 ferry.config renders ferry's configuration file from .Values.config with
-the settings the chart owns. Secret values are refused: a ConfigMap is no
-place for them.
+the settings the chart owns. Secret values are refused (empty ones, as in
+examples/ferry.yaml, pass): a ConfigMap is no place for them.
 */}}
 {{- define "ferry.config" -}}
 {{- $cfg := deepCopy (.Values.config | default dict) -}}
@@ -134,12 +134,12 @@ place for them.
 -}}
 {{- range $section, $fields := $forbidden -}}
 {{- range $f := $fields -}}
-{{- if hasKey (get $cfg $section | default dict) (index $f 0) -}}
+{{- if get (get $cfg $section | default dict) (index $f 0) -}}
 {{- fail (printf "config.%s.%s: a secret does not belong in config (it is rendered into a ConfigMap); set %s, or the key %s of secrets.existingSecret" $section (index $f 0) (index $f 1) (index $f 2)) -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
-{{- if hasKey (dig "store" "redis" dict $cfg) "password" -}}
+{{- if get (dig "store" "redis" dict $cfg) "password" -}}
 {{- fail "config.store.redis.password: a secret does not belong in config (it is rendered into a ConfigMap); set secrets.redisPassword, or the key redis-password of secrets.existingSecret" -}}
 {{- end -}}
 {{- if hasKey (get $cfg "server" | default dict) "listen" -}}
