@@ -72,14 +72,13 @@ func toolsBin(t testing.TB) string {
 // tool returns the path of a bed tool, or skips (-short) or fails the test.
 func tool(t testing.TB, name, envVar string) string {
 	t.Helper()
-	if envVar != "" {
-		if p := os.Getenv(envVar); p != "" {
-			return p
-		}
-	}
 	p := filepath.Join(toolsBin(t), name)
+	from := "build it with `test/bed/build-tools.sh " + buildTarget(name) + "` (make testbed-tools)"
+	if v := os.Getenv(envVar); envVar != "" && v != "" {
+		p, from = v, "set by "+envVar
+	}
 	if fi, err := os.Stat(p); err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
-		testbed.Unavailable(t, "%s: no executable at %s; build it with `test/bed/build-tools.sh %s` (make testbed-tools)", name, p, buildTarget(name))
+		testbed.Unavailable(t, "%s: no executable at %s; %s", name, p, from)
 	}
 	return p
 }
