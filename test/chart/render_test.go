@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
@@ -726,4 +727,89 @@ func loadRendered(t testing.TB, m *manifest) (config.Config, error) {
 		v, ok := env[k]
 		return v, ok
 	}})
+}
+
+// TestToggles: what each switch adds or removes.
+func TestToggles(t *testing.T) {
+	cases := []struct {
+		name       string
+		set        []string
+		present    []string // "Kind namespace/name"
+		absent     []string // kinds
+		saName     string
+		namespace  bool // the agents Namespace is rendered
+		noAffinity bool
+	}{
+		{
+			name:    "agents in the release namespace",
+			set:     []string{"config.agents.namespace=" + releaseNamespace},
+			present: []string{"RoleBinding " + releaseNamespace + "/" + releaseNamespace + "-ferry-workloads"},
+			absent:  []string{"Namespace"}, saName: "ferry",
+		},
+		{
+			name:   "no namespace creation",
+			set:    []string{"agentsNamespace.create=false"},
+			absent: []string{"Namespace"}, saName: "ferry",
+			present: []string{"RoleBinding ferry-agents/" + releaseNamespace + "-ferry-workloads"},
+		},
+		{
+			name:   "no RBAC",
+			set:    []string{"rbac.create=false"},
+			absent: []string{"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"}, saName: "ferry", namespace: true,
+		},
+		{
+			name:   "existing service account",
+			set:    []string{"serviceAccount.create=false", "serviceAccount.name=ci-bot"},
+			absent: []string{"ServiceAccount"}, saName: "ci-bot", namespace: true,
+		},
+		{
+			name:   "no disruption budget, no anti-affinity",
+			set:    []string{"podDisruptionBudget.enabled=false", "podAntiAffinity="},
+			absent: []string{"PodDisruptionBudget"}, saName: "ferry", namespace: true, noAffinity: true,
+		},
+		{
+			name:   "service monitor without its API",
+			set:    []string{"metrics.serviceMonitor.enabled=true"},
+			absent: []string{"ServiceMonitor"}, saName: "ferry", namespace: true,
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var args []string
+			for _, s := range tc.set {
+				args = append(args, "--set", s)
+			}
+			m := render(t, nil, args...)
+			got := kindsNamed(m)
+			for _, p := range tc.present {
+				if !slices.Contains(got, p) {
+					t.Errorf("%s not rendered; rendered: %v", p, got)
+				}
+			}
+			for _, kind := range tc.absent {
+				for _, g := range got {
+					if strings.HasPrefix(g, kind+" ") {
+						t.Errorf("%s rendered", g)
+					}
+				}
+			}
+			dep := one[*appsv1.Deployment](t, m)
+			if sa := dep.Spec.Template.Spec.ServiceAccountName; sa != tc.saName {
+				t.Errorf("pods run as %q, want %q", sa, tc.saName)
+			}
+			for _, rb := range all[*rbacv1.RoleBinding](m) {
+				for _, s := range rb.Subjects {
+					if s.Name != tc.saName {
+						t.Errorf("RoleBinding %s/%s binds %q, want %q", rb.Namespace, rb.Name, s.Name, tc.saName)
+					}
+				}
+			}
+			if n := len(all[*corev1.Namespace](m)); tc.namespace && n != 1 {
+				t.Errorf("%d agents Namespaces rendered, want 1", n)
+			}
+			if tc.noAffinity && dep.Spec.Template.Spec.Affinity != nil {
+				t.Errorf("affinity %+v rendered with podAntiAffinity empty", dep.Spec.Template.Spec.Affinity)
+			}
+		})
+	}
 }
