@@ -336,8 +336,9 @@ func (s *Server) advanceLocked() time.Time {
 		if !ok || t.After(now) {
 			break
 		}
-		s.applyEventsLocked(t)
-		s.scheduleLocked(t)
+		if s.applyEventsLocked(t) {
+			s.scheduleLocked(t)
+		}
 	}
 	s.scheduleLocked(now)
 	return now
@@ -367,11 +368,16 @@ func (s *Server) nextEventLocked() (time.Time, bool) {
 	return best, found
 }
 
-func (s *Server) applyEventsLocked(t time.Time) {
+// applyEventsLocked applies the events due at t and reports whether any
+// can change what the scheduler does (an item's quiet period ended, a build
+// ended); a left item expiring cannot.
+func (s *Server) applyEventsLocked(t time.Time) bool {
+	changed := false
 	for _, q := range s.queue {
 		if q.state == stateWaiting && !q.due.After(t) {
 			q.state = stateBuildable
 			q.buildableSince = q.due
+			changed = true
 		}
 	}
 	var due []*build
@@ -389,12 +395,14 @@ func (s *Server) applyEventsLocked(t time.Time) {
 	})
 	for _, b := range due {
 		s.completeLocked(b, b.plannedResult, b.end)
+		changed = true
 	}
 	for id, q := range s.left {
 		if !q.leftAt.Add(s.opts.LeftItemTTL).After(t) {
 			delete(s.left, id)
 		}
 	}
+	return changed
 }
 
 // blockedLocked reports whether a non-concurrent job already builds, which
@@ -415,6 +423,15 @@ func (s *Server) blockedLocked(q *queueItem, startedNow map[*job]bool) bool {
 // consistent hash of the task; with one candidate the outcome is the same.
 func (s *Server) scheduleLocked(t time.Time) {
 	startedNow := map[*job]bool{}
+	// Only online nodes with an idle executor can take an item: with many
+	// agents starting or busy, few are, so each item is matched against
+	// those alone (in the same order).
+	var free []*node
+	for _, n := range s.nodes {
+		if n.online() && n.freeExecutor() >= 0 {
+			free = append(free, n)
+		}
+	}
 	for _, q := range s.queue {
 		switch q.state {
 		case stateBlocked:
@@ -439,15 +456,16 @@ func (s *Server) scheduleLocked(t time.Time) {
 		if q.state != stateBuildable {
 			continue
 		}
-		for _, n := range s.nodes {
-			if !n.online() || n.freeExecutor() < 0 || !n.canTake(q.label()) {
+		for k, n := range free {
+			if !n.canTake(q.label()) {
 				continue
 			}
-			if i := n.freeExecutor(); i >= 0 {
-				s.startLocked(q, n, i, t)
-				startedNow[q.job] = true
-				break
+			s.startLocked(q, n, n.freeExecutor(), t)
+			startedNow[q.job] = true
+			if n.freeExecutor() < 0 {
+				free = slices.Delete(free, k, k+1)
 			}
+			break
 		}
 	}
 	live := s.queue[:0]
