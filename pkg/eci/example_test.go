@@ -13,8 +13,8 @@ import (
 )
 
 // The provisioner's path for one attempt: resolve the templates once, then
-// render, create the Secret, create the pod, hand the Secret to the pod and
-// later classify the pod.
+// create the Secret of the batch's JNLP secrets, render and create the pod,
+// hand the Secret to the pod and later classify the pod.
 func Example() {
 	ctx := context.Background()
 	templates, err := eci.Resolve([]eci.Template{
@@ -26,11 +26,9 @@ func Example() {
 		return
 	}
 	t := templates["linux"]
-	a := eci.Agent{
-		Name: eci.AgentName(42, 1), Namespace: "ci", QueueID: 42, Attempt: 1,
-		JenkinsURL: "http://jenkins:8080/", Secret: "from computer/NAME/jenkins-agent.jnlp",
-	}
-	pod, secret := eci.Render(t, a)
+	a := eci.Agent{Name: eci.AgentName(42, 1), Namespace: "ci", QueueID: 42, Attempt: 1, JenkinsURL: "http://jenkins:8080/"}
+	secret := eci.RenderSecret(a.Namespace, nil, map[string]string{a.Name: "from computer/NAME/jenkins-agent.jnlp"})
+	secret.Name = "ferry-agent-secrets-1" // the API server generates it; the fake does not
 
 	kube := fake.NewClientset()
 	secret, err = kube.CoreV1().Secrets(a.Namespace).Create(ctx, secret, metav1.CreateOptions{})
@@ -38,7 +36,8 @@ func Example() {
 		fmt.Println(err)
 		return
 	}
-	pod, err = kube.CoreV1().Pods(a.Namespace).Create(ctx, pod, metav1.CreateOptions{})
+	a.SecretName = secret.Name
+	pod, err := kube.CoreV1().Pods(a.Namespace).Create(ctx, eci.Render(t, a), metav1.CreateOptions{})
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -69,7 +68,7 @@ func Example() {
 		if f.Fallback {
 			next.Fallback++
 		}
-		pod, _ := eci.Render(t, next)
+		pod := eci.Render(t, next)
 		fmt.Println(pod.Name, pod.Annotations["k8s.aliyun.com/eci-spot-strategy"] == "", t.Retry.Delay(next.Attempt))
 	}
 	// Output:

@@ -1,7 +1,6 @@
 package eci
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -52,8 +51,6 @@ const (
 	ContainerName   = "jnlp"
 	VolumeWorkspace = "workspace"
 	VolumeTmp       = "tmp"
-	// SecretKey holds the JNLP secret in the agent's Secret.
-	SecretKey = "secret"
 
 	defaultWorkspaceMount = AgentHome
 	defaultTmpMount       = "/tmp"
@@ -97,10 +94,11 @@ const (
 	EnvTraceParent = "TRACEPARENT"
 )
 
-// Agent is one attempt at serving one Jenkins queue item: one Jenkins node,
-// one pod and one Secret, all of the same name.
+// Agent is one attempt at serving one Jenkins queue item: one Jenkins node
+// and one pod of the same name. Its JNLP secret lives in a Secret (see
+// RenderSecret) that may hold the secrets of other agents created with it.
 type Agent struct {
-	// Name names the Jenkins node, the pod and the Secret; see AgentName.
+	// Name names the Jenkins node and the pod; see AgentName.
 	Name      string
 	Namespace string
 	// QueueID is the Jenkins queue item the agent serves.
@@ -111,9 +109,10 @@ type Agent struct {
 	Fallback int
 	// JenkinsURL is the controller the agent connects to over WebSocket.
 	JenkinsURL string
-	// Secret is the node's JNLP secret. It goes into the Secret only and
-	// never into the pod, a log line or an error.
-	Secret string
+	// SecretName names the Secret holding the node's JNLP secret under the
+	// key Name (see RenderSecret); the pod reads it from there, so the
+	// secret never appears in the pod, a log line or an error.
+	SecretName string
 	// TraceParent is the W3C trace context of the build, when known.
 	TraceParent string
 	// Job is the Jenkins job path of the queue item, for people reading
@@ -131,15 +130,15 @@ func AgentName(queueID int64, attempt int) string {
 	return fmt.Sprintf("ferry-agent-%d-%d", queueID, attempt)
 }
 
-// String describes the agent without its secret.
+// String describes the agent.
 func (a Agent) String() string {
 	return fmt.Sprintf("agent %s (queue item %d, attempt %d)", a.Name, a.QueueID, a.Attempt)
 }
 
-// GoString keeps %#v from printing the secret.
+// GoString keeps %#v short.
 func (a Agent) GoString() string { return a.String() }
 
-// LogValue keeps the secret out of structured logs.
+// LogValue is what structured logs show of an agent.
 func (a Agent) LogValue() slog.Value {
 	return slog.GroupValue(
 		slog.String("name", a.Name),
@@ -150,8 +149,7 @@ func (a Agent) LogValue() slog.Value {
 	)
 }
 
-// Labels returns the labels ferry puts on everything it creates for agent
-// a of template t.
+// Labels returns the labels ferry puts on agent a's pod (template t).
 func Labels(t Template, a Agent) map[string]string {
 	l := maps.Clone(a.Labels)
 	if l == nil {
@@ -165,14 +163,14 @@ func Labels(t Template, a Agent) map[string]string {
 	return l
 }
 
-// Render returns the pod and the Secret of agent a from template t at the
-// agent's fallback level. t should come from Resolve; defaults are applied
-// again here, so a template that was never resolved renders the same way.
+// Render returns the pod of agent a from template t at the agent's fallback
+// level. t should come from Resolve; defaults are applied again here, so a
+// template that was never resolved renders the same way.
 //
-// Create the Secret before the pod (the pod reads JENKINS_SECRET from it),
-// then hand it to the pod with OwnSecret so that it goes when the pod
-// goes.
-func Render(t Template, a Agent) (*corev1.Pod, *corev1.Secret) {
+// The pod reads JENKINS_SECRET from key a.Name of Secret a.SecretName:
+// create that Secret (RenderSecret) before the pod, then hand it to the pod
+// with OwnSecret so that it goes when the pod goes.
+func Render(t Template, a Agent) *corev1.Pod {
 	t = t.WithDefaults().AtFallback(a.Fallback)
 	labels := Labels(t, a)
 
@@ -214,8 +212,8 @@ func Render(t Template, a Agent) (*corev1.Pod, *corev1.Secret) {
 		{Name: EnvJenkinsURL, Value: a.JenkinsURL},
 		{Name: EnvAgentName, Value: a.Name},
 		{Name: EnvSecret, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
-			LocalObjectReference: corev1.LocalObjectReference{Name: a.Name},
-			Key:                  SecretKey,
+			LocalObjectReference: corev1.LocalObjectReference{Name: a.SecretName},
+			Key:                  a.Name,
 		}}},
 		{Name: EnvWebSocket, Value: "true"},
 		{Name: EnvWorkDir, Value: t.WorkDir},
@@ -290,20 +288,7 @@ func Render(t Template, a Agent) (*corev1.Pod, *corev1.Secret) {
 		},
 	}
 
-	secret := &corev1.Secret{
-		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
-		ObjectMeta: metav1.ObjectMeta{
-			Name:      a.Name,
-			Namespace: a.Namespace,
-			Labels:    maps.Clone(labels),
-		},
-		Type: corev1.SecretTypeOpaque,
-		// Immutable: the secret of a node never changes, and the kubelet
-		// need not watch immutable Secrets.
-		Immutable: ptr(true),
-		Data:      map[string][]byte{SecretKey: []byte(a.Secret)},
-	}
-	return pod, secret
+	return pod
 }
 
 func coreVolumes(in []Volume) []corev1.Volume {
@@ -356,33 +341,4 @@ func (e ECI) annotations() map[string]string {
 	set(annotationACRInstance, e.ACRInstanceID)
 	setBool(annotationWithEIP, e.WithEIP)
 	return a
-}
-
-// OwnSecret makes pod the owner of secret, so that Kubernetes' garbage
-// collector deletes the Secret with the pod. Call it once the pod exists
-// (it needs the pod's UID), then update the Secret. Until then the Secret
-// carries the agent's labels, so ferry's own collector finds it if ferry
-// stops in between.
-func OwnSecret(secret *corev1.Secret, pod *corev1.Pod) error {
-	if pod.UID == "" {
-		return errors.New("own agent secret: the pod has no UID yet; create it first")
-	}
-	if secret.Namespace != pod.Namespace {
-		return fmt.Errorf("own agent secret %s: pod %s is in namespace %q, the Secret in %q; owners must share a namespace", secret.Name, pod.Name, pod.Namespace, secret.Namespace)
-	}
-	ref := metav1.OwnerReference{
-		APIVersion: "v1",
-		Kind:       "Pod",
-		Name:       pod.Name,
-		UID:        pod.UID,
-		Controller: ptr(true),
-	}
-	for i, r := range secret.OwnerReferences {
-		if r.UID == pod.UID {
-			secret.OwnerReferences[i] = ref
-			return nil
-		}
-	}
-	secret.OwnerReferences = append(secret.OwnerReferences, ref)
-	return nil
 }

@@ -22,6 +22,9 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 // testSecret has the shape of a real JNLP secret (HMAC-SHA256, hex).
 const testSecret = "5e0c2b7d4f1a9e3c8b6d2a0f7e4c1b9d3a5f8e2c6b0d4a7f1e9c3b5d8a2f6e0c"
 
+// testSecretName is the Secret the test agents read their secret from.
+const testSecretName = "ferry-agent-secrets-x7k2p"
+
 func testAgent(queueID int64, attempt, fallback int) Agent {
 	return Agent{
 		Name:        AgentName(queueID, attempt),
@@ -30,7 +33,7 @@ func testAgent(queueID int64, attempt, fallback int) Agent {
 		Attempt:     attempt,
 		Fallback:    fallback,
 		JenkinsURL:  "http://jenkins.ci.svc:8080/",
-		Secret:      testSecret,
+		SecretName:  testSecretName,
 		TraceParent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
 		Job:         "acme/app",
 		Labels:      map[string]string{"app.kubernetes.io/instance": "ferry-prod"},
@@ -59,7 +62,8 @@ func TestRenderGolden(t *testing.T) {
 				t.Fatalf("no template %q", tt.template)
 			}
 			a := testAgent(4711, tt.fallback+1, tt.fallback)
-			pod, secret := Render(tp, a)
+			pod := Render(tp, a)
+			secret := RenderSecret(a.Namespace, a.Labels, map[string]string{a.Name: testSecret})
 			podYAML, err := yaml.Marshal(pod)
 			if err != nil {
 				t.Fatal(err)
@@ -124,29 +128,22 @@ func TestRenderContract(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			tp := m[name]
 			a := testAgent(99, 2, 1)
-			pod, secret := Render(tp, a)
+			pod := Render(tp, a)
 
-			if pod.Name != a.Name || secret.Name != a.Name || pod.Namespace != "ci" || secret.Namespace != "ci" {
-				t.Errorf("names = pod %s/%s secret %s/%s, want ci/%s", pod.Namespace, pod.Name, secret.Namespace, secret.Name, a.Name)
+			if pod.Name != a.Name || pod.Namespace != "ci" {
+				t.Errorf("name = %s/%s, want ci/%s", pod.Namespace, pod.Name, a.Name)
 			}
 			wantLabels := map[string]string{
 				LabelManagedBy: ManagedBy, LabelAgent: "ferry-agent-99-2", LabelQueueID: "99",
 				LabelTemplate: name, LabelAttempt: "2", "app.kubernetes.io/instance": "ferry-prod",
 			}
 			for k, v := range wantLabels {
-				if pod.Labels[k] != v || secret.Labels[k] != v {
-					t.Errorf("label %s = pod %q secret %q, want %q", k, pod.Labels[k], secret.Labels[k], v)
+				if pod.Labels[k] != v {
+					t.Errorf("label %s = %q, want %q", k, pod.Labels[k], v)
 				}
 			}
 			if pod.Annotations[AnnotationJob] != "acme/app" || pod.Annotations[AnnotationTraceParent] != a.TraceParent {
 				t.Errorf("annotations = %v, want job and traceparent", pod.Annotations)
-			}
-
-			if got := string(secret.Data[SecretKey]); got != testSecret {
-				t.Errorf("secret data %q = %q, want the JNLP secret", SecretKey, got)
-			}
-			if secret.Immutable == nil || !*secret.Immutable {
-				t.Error("secret is not immutable")
 			}
 
 			spec := pod.Spec
@@ -171,8 +168,11 @@ func TestRenderContract(t *testing.T) {
 			}
 			s := env[EnvSecret]
 			if s.Value != "" || s.ValueFrom == nil || s.ValueFrom.SecretKeyRef == nil ||
-				s.ValueFrom.SecretKeyRef.Name != secret.Name || s.ValueFrom.SecretKeyRef.Key != SecretKey {
-				t.Errorf("env %s = %+v, want a secretKeyRef to %s/%s", EnvSecret, s, secret.Name, SecretKey)
+				s.ValueFrom.SecretKeyRef.Name != testSecretName || s.ValueFrom.SecretKeyRef.Key != a.Name {
+				t.Errorf("env %s = %+v, want a secretKeyRef to %s/%s", EnvSecret, s, testSecretName, a.Name)
+			}
+			if got := SecretNameOf(pod); got != testSecretName {
+				t.Errorf("SecretNameOf = %q, want %q", got, testSecretName)
 			}
 
 			if spec.RestartPolicy != corev1.RestartPolicyNever {
@@ -231,7 +231,7 @@ func containsToleration(ts []corev1.Toleration, want corev1.Toleration) bool {
 
 func TestRenderOptions(t *testing.T) {
 	t.Run("virtual node off", func(t *testing.T) {
-		pod, _ := Render(Template{Name: "plain", VirtualNode: ptr(false), NodeSelector: map[string]string{"pool": "ci"}}, testAgent(1, 1, 0))
+		pod := Render(Template{Name: "plain", VirtualNode: ptr(false), NodeSelector: map[string]string{"pool": "ci"}}, testAgent(1, 1, 0))
 		if _, ok := pod.Labels[LabelECI]; ok {
 			t.Errorf("labels = %v, want no %s", pod.Labels, LabelECI)
 		}
@@ -241,7 +241,7 @@ func TestRenderOptions(t *testing.T) {
 	})
 	t.Run("template toleration equal to the default is not doubled", func(t *testing.T) {
 		vk := corev1.Toleration{Key: VirtualNodeTaintKey, Operator: corev1.TolerationOpEqual, Value: VirtualNodeTaintValue, Effect: corev1.TaintEffectNoSchedule}
-		pod, _ := Render(Template{Name: "a", Tolerations: []corev1.Toleration{vk}}, testAgent(1, 1, 0))
+		pod := Render(Template{Name: "a", Tolerations: []corev1.Toleration{vk}}, testAgent(1, 1, 0))
 		if len(pod.Spec.Tolerations) != 1 {
 			t.Errorf("tolerations = %+v, want one", pod.Spec.Tolerations)
 		}
@@ -253,7 +253,7 @@ func TestRenderOptions(t *testing.T) {
 		if err := tp.Validate(); err != nil {
 			t.Fatal(err)
 		}
-		pod, _ := Render(tp, testAgent(1, 1, 0))
+		pod := Render(tp, testAgent(1, 1, 0))
 		if n := len(pod.Spec.Volumes); n != 2 || pod.Spec.Volumes[0].Ephemeral == nil || pod.Spec.Volumes[0].EmptyDir != nil {
 			t.Errorf("volumes = %+v, want the template's workspace in place of the emptyDir", pod.Spec.Volumes)
 		}
@@ -261,7 +261,7 @@ func TestRenderOptions(t *testing.T) {
 	t.Run("no trace parent, no job", func(t *testing.T) {
 		a := testAgent(1, 1, 0)
 		a.TraceParent, a.Job = "", ""
-		pod, _ := Render(Template{Name: "a"}, a)
+		pod := Render(Template{Name: "a"}, a)
 		for _, e := range pod.Spec.Containers[0].Env {
 			if e.Name == EnvTraceParent {
 				t.Errorf("env %s set without a trace parent", EnvTraceParent)
@@ -276,7 +276,7 @@ func TestRenderOptions(t *testing.T) {
 	})
 	t.Run("fallback level beyond the list is clamped", func(t *testing.T) {
 		tp := Template{Name: "a", ECI: ECI{Specs: []string{"2-4Gi", "4-8Gi"}}, Fallbacks: []Fallback{{DropSpecs: 1}}}
-		pod, _ := Render(tp, testAgent(1, 5, 7))
+		pod := Render(tp, testAgent(1, 5, 7))
 		if got := pod.Annotations[AnnotationFallback]; got != "1" {
 			t.Errorf("fallback annotation = %q, want 1", got)
 		}
@@ -287,14 +287,15 @@ func TestRenderOptions(t *testing.T) {
 	t.Run("owner labels cannot override ferry's", func(t *testing.T) {
 		a := testAgent(1, 1, 0)
 		a.Labels = map[string]string{LabelQueueID: "666", LabelManagedBy: "someone"}
-		pod, secret := Render(Template{Name: "a"}, a)
-		if pod.Labels[LabelQueueID] != "1" || secret.Labels[LabelManagedBy] != ManagedBy {
+		pod := Render(Template{Name: "a"}, a)
+		secret := RenderSecret("ci", a.Labels, nil)
+		if pod.Labels[LabelQueueID] != "1" || pod.Labels[LabelManagedBy] != ManagedBy || secret.Labels[LabelManagedBy] != ManagedBy {
 			t.Errorf("labels = %v, want ferry's values", pod.Labels)
 		}
 	})
 	t.Run("render does not modify the template", func(t *testing.T) {
 		tp := Template{Name: "a", PodLabels: map[string]string{"x": "y"}, NodeSelector: map[string]string{"a": "b"}, Env: []corev1.EnvVar{{Name: "A", Value: "1"}}}
-		pod, _ := Render(tp, testAgent(1, 1, 0))
+		pod := Render(tp, testAgent(1, 1, 0))
 		pod.Spec.Containers[0].Env[len(pod.Spec.Containers[0].Env)-1].Value = "changed"
 		if len(tp.PodLabels) != 1 || len(tp.NodeSelector) != 1 || tp.Env[0].Value != "1" {
 			t.Errorf("template modified: %+v", tp)
@@ -342,42 +343,65 @@ func TestECIAnnotations(t *testing.T) {
 	}
 }
 
+func TestRenderSecret(t *testing.T) {
+	secrets := map[string]string{AgentName(1, 1): "s-1", AgentName(2, 1): "s-2"}
+	s := RenderSecret("ci", map[string]string{"app.kubernetes.io/instance": "ferry-prod", LabelManagedBy: "someone"}, secrets)
+	if s.Name != "" || s.GenerateName != SecretGenerateName || s.Namespace != "ci" {
+		t.Errorf("name = %q/%q generate %q, want a generated name in ci", s.Namespace, s.Name, s.GenerateName)
+	}
+	for k, v := range map[string]string{LabelManagedBy: ManagedBy, LabelRole: RoleAgentSecrets, "app.kubernetes.io/instance": "ferry-prod"} {
+		if s.Labels[k] != v {
+			t.Errorf("label %s = %q, want %q", k, s.Labels[k], v)
+		}
+	}
+	if len(s.Data) != 2 || string(s.Data[AgentName(1, 1)]) != "s-1" || string(s.Data[AgentName(2, 1)]) != "s-2" {
+		t.Errorf("data = %v, want one key per agent", s.Data)
+	}
+	if s.Immutable == nil || !*s.Immutable {
+		t.Error("secret is not immutable")
+	}
+}
+
 func TestOwnSecret(t *testing.T) {
-	pod, secret := Render(Template{Name: "a"}, testAgent(3, 1, 0))
-	if err := OwnSecret(secret, pod); err == nil {
+	a1, a2 := testAgent(3, 1, 0), testAgent(4, 1, 0)
+	p1, p2 := Render(Template{Name: "a"}, a1), Render(Template{Name: "a"}, a2)
+	secret := RenderSecret("ci", nil, map[string]string{a1.Name: "x", a2.Name: "y"})
+	if err := OwnSecret(secret, p1); err == nil {
 		t.Fatal("OwnSecret accepted a pod without UID")
 	}
-	pod.UID = types.UID("0b7c5d1e-uid")
+	p1.UID, p2.UID = types.UID("0b7c5d1e-uid"), types.UID("9f3a-uid")
 	for range 2 { // idempotent
-		if err := OwnSecret(secret, pod); err != nil {
+		if err := OwnSecret(secret, p1, p2); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if len(secret.OwnerReferences) != 1 {
-		t.Fatalf("ownerReferences = %+v, want one", secret.OwnerReferences)
+	if len(secret.OwnerReferences) != 2 {
+		t.Fatalf("ownerReferences = %+v, want two", secret.OwnerReferences)
 	}
-	r := secret.OwnerReferences[0]
-	if r.APIVersion != "v1" || r.Kind != "Pod" || r.Name != pod.Name || r.UID != pod.UID || r.Controller == nil || !*r.Controller {
-		t.Errorf("ownerReference = %+v", r)
+	for i, p := range []*corev1.Pod{p1, p2} {
+		r := secret.OwnerReferences[i]
+		if r.APIVersion != "v1" || r.Kind != "Pod" || r.Name != p.Name || r.UID != p.UID || r.Controller != nil {
+			t.Errorf("ownerReference %d = %+v, want pod %s, not the controller", i, r, p.Name)
+		}
 	}
-	other := pod.DeepCopy()
+	other := p1.DeepCopy()
 	other.Namespace = "elsewhere"
 	if err := OwnSecret(secret, other); err == nil || !strings.Contains(err.Error(), "namespace") {
 		t.Errorf("OwnSecret across namespaces = %v, want an error", err)
 	}
 }
 
-func TestAgentNeverShowsSecret(t *testing.T) {
+func TestAgentLogValue(t *testing.T) {
 	a := testAgent(12, 1, 0)
 	var logs bytes.Buffer
 	slog.New(slog.NewJSONHandler(&logs, nil)).Info("creating", "agent", a)
-	for _, s := range []string{fmt.Sprint(a), fmt.Sprintf("%v %+v %#v %s", a, a, a, a), logs.String()} {
-		if strings.Contains(s, testSecret) {
-			t.Errorf("secret leaked: %s", s)
+	for _, want := range []string{`"queue_id":12`, `"name":"ferry-agent-12-1"`} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("log = %s, want %s", logs.String(), want)
 		}
 	}
-	if !strings.Contains(logs.String(), `"queue_id":12`) {
-		t.Errorf("log = %s, want the queue id", logs.String())
+	if got, want := fmt.Sprintf("%#v", a), "agent ferry-agent-12-1 (queue item 12, attempt 1)"; got != want {
+		t.Errorf("%%#v = %q, want %q", got, want)
 	}
 	if got, want := AgentName(12, 3), "ferry-agent-12-3"; got != want {
 		t.Errorf("AgentName = %q, want %q", got, want)

@@ -14,7 +14,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/ferryci/ferry/pkg/eci"
 	"github.com/ferryci/ferry/pkg/jenkins"
@@ -83,20 +82,30 @@ func (p *Provisioner) deleteNodeOnly(name, kind string) action {
 	}
 }
 
-// createAgent creates attempt attempt of an agent for item: its node, then
-// its Secret and pod.
-func (p *Provisioner) createAgent(it jenkins.QueueItem, template string, attempt, fallback int) action {
+// createAgent creates attempt attempt of an agent for item: its node and
+// JNLP secret in the create lane (run), then its Secret and pod in a batch
+// (then).
+func (p *Provisioner) createAgent(it jenkins.QueueItem, template string, attempt, fallback int) (run, then action) {
 	node := p.createNode(it, template, attempt)
-	pod := p.createPod(eci.AgentName(it.ID, attempt), it.ID, attempt, template, fallback, it)
-	return func(ctx context.Context) error {
+	fetch, create := p.createPod(eci.AgentName(it.ID, attempt), it.ID, attempt, template, fallback, it)
+	paused := false
+	run = func(ctx context.Context) error {
 		if err := node(ctx); err != nil {
 			return err
 		}
 		if d := p.kubePaused(p.clock.Now()); d > 0 {
+			paused = true
 			return nil // the node waits; a later cycle creates the pod
 		}
-		return pod(ctx)
+		return fetch(ctx)
 	}
+	then = func(ctx context.Context) error {
+		if paused {
+			return nil
+		}
+		return create(ctx)
+	}
+	return run, then
 }
 
 func (p *Provisioner) createNode(it jenkins.QueueItem, template string, attempt int) action {
@@ -124,73 +133,43 @@ func isQuota(err error) bool {
 		(apierrors.IsForbidden(err) && strings.Contains(err.Error(), "exceeded quota"))
 }
 
-// createPod creates the Secret holding the node's JNLP secret, the pod
-// reading it, and then hands the Secret to the pod so that it goes with
-// it.
-func (p *Provisioner) createPod(name string, queueID int64, attempt int, template string, fallback int, it jenkins.QueueItem) action {
-	return func(ctx context.Context) (err error) {
-		ctx, span := p.startSpan(ctx, "provision.create_pod", it,
-			attrAgent.String(name), attrQueueID.Int64(queueID), attrTemplate.String(template))
-		defer func() { endSpan(span, err) }()
-		secret, err := p.cfg.Jenkins.NodeSecret(ctx, name)
-		if err != nil {
-			return fmt.Errorf("create agent pod %s: %w", name, err)
-		}
-		tmpl := p.cfg.Templates[template]
-		agent := eci.Agent{
+// createPod returns the two steps of making an agent's pod once its node
+// exists: fetch reads the node's JNLP secret from Jenkins (in the create
+// lane); create hands the agent to the batcher, which creates the Secret
+// holding the secret, then the pod reading it, and hands the Secret to the
+// pod so that it goes with it (see secrets.go). create runs only after
+// fetch succeeded.
+func (p *Provisioner) createPod(name string, queueID int64, attempt int, template string, fallback int, it jenkins.QueueItem) (fetch, create action) {
+	r := &podReq{
+		agent: eci.Agent{
 			Name:        name,
 			Namespace:   p.cfg.Namespace,
 			QueueID:     queueID,
 			Attempt:     attempt,
 			Fallback:    fallback,
 			JenkinsURL:  p.cfg.JenkinsURL,
-			Secret:      secret,
 			TraceParent: it.Params[traceParentParam],
 			Job:         it.TaskName,
 			Labels:      p.cfg.PodLabels,
-		}
-		pod, sec := eci.Render(tmpl, agent)
-		pods := p.cfg.Kube.CoreV1().Pods(p.cfg.Namespace)
-		secrets := p.cfg.Kube.CoreV1().Secrets(p.cfg.Namespace)
-		if _, err := secrets.Create(ctx, sec, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-			if isQuota(err) {
-				p.pauseKube(err)
-			}
-			return fmt.Errorf("create agent secret %s: %w", name, err)
-		}
-		created, err := pods.Create(ctx, pod, metav1.CreateOptions{})
-		if err == nil || apierrors.IsAlreadyExists(err) {
-			p.podMadeNow(name)
-		}
-		switch {
-		case apierrors.IsAlreadyExists(err):
-			if created, err = pods.Get(ctx, name, metav1.GetOptions{}); err != nil {
-				return fmt.Errorf("read agent pod %s: %w", name, err)
-			}
-		case err != nil:
-			if isQuota(err) {
-				p.pauseKube(err)
-			}
+		},
+		template: template,
+		item:     it,
+	}
+	attrs := []attribute.KeyValue{attrAgent.String(name), attrQueueID.Int64(queueID), attrTemplate.String(template)}
+	fetch = func(ctx context.Context) (err error) {
+		ctx, span := p.startSpan(ctx, "provision.read_node_secret", it, attrs...)
+		defer func() { endSpan(span, err) }()
+		if r.secret, err = p.cfg.Jenkins.NodeSecret(ctx, name); err != nil {
 			return fmt.Errorf("create agent pod %s: %w", name, err)
-		default:
-			p.kubeOK()
-			p.m.created.Add(ctx, 1, metric.WithAttributes(attribute.String("template", template)))
-			if !it.InQueueSince.IsZero() {
-				p.m.step.Record(ctx, max(0, p.clock.Since(it.InQueueSince).Seconds()), metric.WithAttributes(
-					attribute.String("template", template), attribute.String("step", stepPodCreated)))
-			}
-			p.log.Debug("agent pod created", "agent", agent, "template", template)
-		}
-		if err := eci.OwnSecret(sec, created); err != nil {
-			return err
-		}
-		patch := fmt.Sprintf(`{"metadata":{"ownerReferences":[{"apiVersion":"v1","kind":"Pod","name":%q,"uid":%q,"controller":true}]}}`,
-			created.Name, created.UID)
-		if _, err := secrets.Patch(ctx, name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
-			return fmt.Errorf("hand agent secret %s to its pod: %w", name, err)
 		}
 		return nil
 	}
+	create = func(ctx context.Context) (err error) {
+		ctx, span := p.startSpan(ctx, "provision.create_pod", it, attrs...)
+		defer func() { endSpan(span, err) }()
+		return p.batch.submit(ctx, r)
+	}
+	return fetch, create
 }
 
 // markOffline takes an agent's node temporarily offline as its build
@@ -251,16 +230,8 @@ func (p *Provisioner) deleteObjects(ctx context.Context, a *agentView) error {
 		err := p.cfg.Kube.CoreV1().Pods(p.cfg.Namespace).Delete(ctx, a.name, opts)
 		if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
 			errs = append(errs, fmt.Errorf("delete agent pod %s: %w", a.name, err))
-		}
-	}
-	// A Secret handed to its pod goes with it (the garbage collector
-	// follows the owner reference, also when the pod is gone already):
-	// only one not handed over is deleted here, or one the collector left
-	// alone (plan collects those after GCGrace).
-	if a.secret != nil && (len(a.secret.OwnerReferences) == 0 || (a.node == nil && a.pod == nil)) {
-		err := p.cfg.Kube.CoreV1().Secrets(p.cfg.Namespace).Delete(ctx, a.name, metav1.DeleteOptions{})
-		if err != nil && !apierrors.IsNotFound(err) {
-			errs = append(errs, fmt.Errorf("delete agent secret %s: %w", a.name, err))
+		} else if len(errs) == 0 {
+			p.podDeletedNow(a.name)
 		}
 	}
 	return errors.Join(errs...)
@@ -273,12 +244,12 @@ func (p *Provisioner) collect(a *agentView, tr *track) action {
 		if err := del(ctx); err != nil {
 			return err
 		}
-		for kind, present := range map[string]bool{"node": a.node != nil, "pod": a.pod != nil, "secret": a.secret != nil} {
+		for kind, present := range map[string]bool{"node": a.node != nil, "pod": a.pod != nil} {
 			if present {
 				p.m.gc.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", kind)))
 			}
 		}
-		p.log.Info("collected orphan agent", "agent", a.name, "node", a.node != nil, "pod", a.pod != nil, "secret", a.secret != nil)
+		p.log.Info("collected orphan agent", "agent", a.name, "node", a.node != nil, "pod", a.pod != nil)
 		return nil
 	}
 }

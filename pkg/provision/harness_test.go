@@ -2,6 +2,7 @@ package provision
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -65,23 +66,34 @@ func newEnv(t *testing.T, kube kubernetes.Interface) *env {
 	}
 	e := &env{t: t, emu: emu, jc: jc, rec: record.NewFakeRecorder(1000)}
 	if kube == nil {
-		cs := fake.NewClientset()
-		// The fake clientset sets neither UIDs nor creation times.
-		cs.PrependReactor("create", "*", func(a k8stesting.Action) (bool, runtime.Object, error) {
-			obj := a.(k8stesting.CreateAction).GetObject()
-			if m, ok := obj.(metav1.Object); ok {
-				e.mu.Lock()
-				e.uid++
-				m.SetUID(types.UID("uid-" + strconv.Itoa(e.uid)))
-				e.mu.Unlock()
-				m.SetCreationTimestamp(metav1.Now())
-			}
-			return false, nil, nil
-		})
-		kube = cs
+		kube = newFakeKube()
 	}
 	e.kube = kube
 	return e
+}
+
+// newFakeKube returns a fake clientset that, like an API server, gives
+// created objects a UID, a creation time and, for a generateName, a name.
+func newFakeKube() *fake.Clientset {
+	cs := fake.NewClientset()
+	var mu sync.Mutex
+	n := 0
+	cs.PrependReactor("create", "*", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		obj := a.(k8stesting.CreateAction).GetObject()
+		if m, ok := obj.(metav1.Object); ok {
+			mu.Lock()
+			n++
+			id := strconv.Itoa(n)
+			mu.Unlock()
+			m.SetUID(types.UID("uid-" + id))
+			m.SetCreationTimestamp(metav1.Now())
+			if m.GetName() == "" && m.GetGenerateName() != "" {
+				m.SetName(m.GetGenerateName() + id)
+			}
+		}
+		return false, nil, nil
+	})
+	return cs
 }
 
 func testTemplate(mut func(*eci.Template)) map[string]eci.Template {
@@ -254,18 +266,36 @@ func (k *kubelet) run(ctx context.Context) {
 				continue
 			}
 			if connect {
-				s, err := k.e.kube.CoreV1().Secrets(testNS).Get(ctx, pod.Name, metav1.GetOptions{})
+				secret, err := agentSecret(ctx, k.e.kube, pod)
 				if err != nil {
-					k.e.t.Errorf("agent %s has no Secret: %v", pod.Name, err)
+					k.e.t.Errorf("agent %s: %v", pod.Name, err)
 					continue
 				}
-				if err := k.e.emu.ConnectAgent(pod.Name, string(s.Data[eci.SecretKey])); err != nil {
+				if err := k.e.emu.ConnectAgent(pod.Name, secret); err != nil {
 					k.e.t.Errorf("connect agent %s: %v", pod.Name, err)
 				}
 			}
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// agentSecret reads an agent pod's JNLP secret as the kubelet would: from
+// the key named like the pod in the Secret its env refers to.
+func agentSecret(ctx context.Context, kube kubernetes.Interface, pod *corev1.Pod) (string, error) {
+	name := eci.SecretNameOf(pod)
+	if name == "" {
+		return "", errors.New("the pod reads JENKINS_SECRET from no Secret")
+	}
+	s, err := kube.CoreV1().Secrets(pod.Namespace).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return "", fmt.Errorf("read Secret %s: %w", name, err)
+	}
+	v, ok := s.Data[pod.Name]
+	if !ok {
+		return "", fmt.Errorf("Secret %s has no key %s", name, pod.Name)
+	}
+	return string(v), nil
 }
 
 func (e *env) startKubelet(k *kubelet) {

@@ -75,12 +75,12 @@ func (b *bed) playAgents() {
 				if done[string(p.UID)] || p.Status.Phase != corev1.PodRunning || p.DeletionTimestamp != nil {
 					continue
 				}
-				s, err := b.admin.CoreV1().Secrets(b.ns).Get(ctx, p.Name, metav1.GetOptions{})
+				secret, err := agentSecret(ctx, b.admin, &p)
 				if err != nil {
 					continue
 				}
 				done[string(p.UID)] = true
-				if err := b.emu.ConnectAgent(p.Name, string(s.Data[eci.SecretKey])); err != nil {
+				if err := b.emu.ConnectAgent(p.Name, secret); err != nil {
 					b.t.Errorf("connect agent %s: %v", p.Name, err)
 				}
 			}
@@ -151,7 +151,7 @@ func TestBedBuildGetsAnAgentOnAVirtualNodeAndItGoesWithTheBuild(t *testing.T) {
 		t.Errorf("pod and node went %s after the build ended, want within 5s", took)
 	}
 	waitFor(t, "the Secret to go with its pod", func() bool {
-		_, err := b.admin.CoreV1().Secrets(b.ns).Get(context.Background(), pod.Name, metav1.GetOptions{})
+		_, err := b.admin.CoreV1().Secrets(b.ns).Get(context.Background(), eci.SecretNameOf(&pod), metav1.GetOptions{})
 		return apierrors.IsNotFound(err)
 	})
 }
@@ -309,7 +309,7 @@ func TestBedOrphansAreCollected(t *testing.T) {
 	b := newBed(t)
 	ctx := context.Background()
 	tmpl := bedTemplate(nil)
-	pod, _ := eci.Render(tmpl["linux"], eci.Agent{Name: eci.AgentName(900, 1), Namespace: b.ns, QueueID: 900, Attempt: 1, JenkinsURL: "http://j/", Secret: "s"})
+	pod := eci.Render(tmpl["linux"], eci.Agent{Name: eci.AgentName(900, 1), Namespace: b.ns, QueueID: 900, Attempt: 1, JenkinsURL: "http://j/", SecretName: "gone"})
 	if _, err := b.admin.CoreV1().Pods(b.ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}

@@ -237,8 +237,17 @@ type Provisioner struct {
 	inflight map[string]task
 	done     map[string]doneTask
 	// podMade remembers the pods created recently, until the informer
-	// shows them, so that no cycle creates one twice.
-	podMade map[string]time.Time
+	// shows them, so that no cycle creates one twice; podDeleted those
+	// deleted recently, until the informer shows them terminating, so that
+	// no cycle deletes one twice.
+	podMade    map[string]time.Time
+	podDeleted map[string]time.Time
+
+	// batch makes agents' Secrets and pods (see secrets.go).
+	batch *batcher
+	// unread holds since when each agent Secret no pod reads from has been
+	// seen so (see planSecrets); plan's alone.
+	unread map[string]time.Time
 }
 
 const queueKey = "reconcile"
@@ -296,10 +305,13 @@ func New(cfg Config) (*Provisioner, error) {
 		items:  map[int64]*itemTrack{},
 		events: newEventIndex(),
 
-		inflight: map[string]task{},
-		done:     map[string]doneTask{},
-		podMade:  map[string]time.Time{},
+		inflight:   map[string]task{},
+		done:       map[string]doneTask{},
+		podMade:    map[string]time.Time{},
+		podDeleted: map[string]time.Time{},
+		unread:     map[string]time.Time{},
 	}
+	p.batch = newBatcher(p)
 	for i := range p.lanes {
 		p.lanes[i] = make(chan struct{}, cfg.Parallelism)
 	}

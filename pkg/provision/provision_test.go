@@ -15,7 +15,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
@@ -55,11 +54,14 @@ func TestQueuedBuildGetsOneAgentThatGoesWithItsBuild(t *testing.T) {
 			if pod.Labels[eci.LabelManagedBy] != eci.ManagedBy || pod.Labels[eci.LabelTemplate] != "linux" {
 				t.Errorf("pod labels = %v", pod.Labels)
 			}
-			// The Secret is handed to its pod.
+			// The Secret holds the agent's secret and is handed to its pod.
 			waitFor(t, "the Secret to be owned by its pod", func() bool {
-				s, err := e.kube.CoreV1().Secrets(testNS).Get(context.Background(), pod.Name, metav1.GetOptions{})
+				s, err := e.kube.CoreV1().Secrets(testNS).Get(context.Background(), eci.SecretNameOf(&pod), metav1.GetOptions{})
 				return err == nil && len(s.OwnerReferences) == 1 && s.OwnerReferences[0].UID == pod.UID
 			})
+			if got, err := agentSecret(context.Background(), e.kube, &pod); err != nil || got != e.emu.AgentSecret(pod.Name) {
+				t.Errorf("the pod's JNLP secret is not the node's (err %v)", err)
+			}
 
 			e.startKubelet(&kubelet{})
 			waitFor(t, "the build to start on the agent", func() bool {
@@ -311,9 +313,9 @@ func TestShortBuildsAllRunOnFerryAgents(t *testing.T) {
 
 // TestCallsPerBuild pins what one build costs in writes: in Jenkins create
 // node, read its secret, mark it offline, delete it; in Kubernetes create
-// the Secret and the pod, hand the Secret to the pod, delete the pod. The
-// polls (computers and queue, once a cycle) are shared by every agent and
-// not counted.
+// the Secret and the pod, hand the Secret to the pod, delete the pod (one
+// build at a time: each is a batch of one). The polls (computers and
+// queue, once a cycle) are shared by every agent and not counted.
 func TestCallsPerBuild(t *testing.T) {
 	e := newEnv(t, nil)
 	cs := e.kube.(*fake.Clientset)
@@ -437,17 +439,19 @@ func TestOrphansAreCollected(t *testing.T) {
 	e := newEnv(t, nil)
 	e.addJob(jenkinsemu.JobSpec{Duration: jenkinsemu.Forever})
 	ctx := context.Background()
-	// A pod and Secret without a node, and a node without a pod or item.
+	// A pod and its Secret without a node, a Secret no pod reads, and a
+	// node without a pod or item.
 	tmpl := testTemplate(nil)["linux"]
-	pod, sec := eci.Render(tmpl, eci.Agent{Name: eci.AgentName(900, 1), Namespace: testNS, QueueID: 900, Attempt: 1, JenkinsURL: "http://j/", Secret: "s"})
-	if _, err := e.kube.CoreV1().Pods(testNS).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+	a := eci.Agent{Name: eci.AgentName(900, 1), Namespace: testNS, QueueID: 900, Attempt: 1, JenkinsURL: "http://j/"}
+	sec, err := e.kube.CoreV1().Secrets(testNS).Create(ctx, eci.RenderSecret(testNS, nil, map[string]string{a.Name: "s"}), metav1.CreateOptions{})
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.kube.CoreV1().Secrets(testNS).Create(ctx, sec, metav1.CreateOptions{}); err != nil {
+	a.SecretName = sec.Name
+	if _, err := e.kube.CoreV1().Pods(testNS).Create(ctx, eci.Render(tmpl, a), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	_, sec2 := eci.Render(tmpl, eci.Agent{Name: eci.AgentName(901, 1), Namespace: testNS, QueueID: 901, Attempt: 1, JenkinsURL: "http://j/", Secret: "s"})
-	if _, err := e.kube.CoreV1().Secrets(testNS).Create(ctx, sec2, metav1.CreateOptions{}); err != nil {
+	if _, err := e.kube.CoreV1().Secrets(testNS).Create(ctx, eci.RenderSecret(testNS, nil, map[string]string{eci.AgentName(901, 1): "s"}), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.jc.CreateNode(ctx, jenkins.NodeSpec{Name: eci.AgentName(902, 1), Labels: []string{testLabel}, WebSocket: true}); err != nil {
@@ -471,7 +475,7 @@ func TestOrphansAreCollected(t *testing.T) {
 }
 
 func TestQuotaErrorsBackOffWithoutChurn(t *testing.T) {
-	cs := fake.NewClientset()
+	cs := newFakeKube()
 	var mu sync.Mutex
 	refused := 0
 	cs.PrependReactor("create", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
@@ -481,12 +485,6 @@ func TestQuotaErrorsBackOffWithoutChurn(t *testing.T) {
 			refused++
 			return true, nil, apierrors.NewForbidden(schema.GroupResource{Resource: "pods"}, "x",
 				errorString(`exceeded quota: agents, requested: pods=1, used: pods=10, limited: pods=10`))
-		}
-		return false, nil, nil
-	})
-	cs.PrependReactor("create", "*", func(a k8stesting.Action) (bool, runtime.Object, error) {
-		if m, ok := a.(k8stesting.CreateAction).GetObject().(metav1.Object); ok {
-			m.SetUID(types.UID("uid-" + m.GetName()))
 		}
 		return false, nil, nil
 	})

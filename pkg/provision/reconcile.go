@@ -30,8 +30,6 @@ type track struct {
 	ranSince  time.Time
 	build     jenkins.Executable
 	goneSince time.Time
-	// leftoverSince: only the agent's Secret, owned by its pod, is left.
-	leftoverSince time.Time
 	// offlineSince: the agent disconnected while running a build.
 	offlineSince time.Time
 	queuedAt     time.Time
@@ -58,7 +56,6 @@ type agentView struct {
 	template string
 	node     *jenkins.Computer
 	pod      *corev1.Pod
-	secret   *corev1.Secret
 }
 
 // waitingItem is a buildable queue item a template serves.
@@ -94,9 +91,12 @@ const (
 // which item they serve, so that later cycles count them before their
 // node shows.
 type task struct {
-	key      string
-	lane     lane
-	run      action
+	key  string
+	lane lane
+	run  action
+	// then, when set, runs once run succeeded, outside the lanes (what it
+	// waits for bounds it), with the key still in flight.
+	then     action
 	queueID  int64
 	template string
 }
@@ -169,12 +169,18 @@ func (p *Provisioner) reconcile(ctx context.Context) (time.Duration, error) {
 // dispatch starts the tasks whose key is not in flight, each in its lane,
 // and returns without waiting: a cycle lasts as long as its two polls and
 // the plan, however many creations are pending, so a build that starts is
-// seen, and its agent taken offline, within a cycle. Failed actions are
-// logged; a later cycle sees what is left to do.
+// seen, and its agent taken offline, within a cycle. A task that succeeded
+// after the cycle's polls began is not started again: its effect may not
+// show in them yet. Failed actions are logged; a later cycle sees what is
+// left to do.
 func (p *Provisioner) dispatch(ctx context.Context, tasks []task) {
 	for _, t := range tasks {
 		p.mu.Lock()
-		if _, busy := p.inflight[t.key]; busy {
+		_, busy := p.inflight[t.key]
+		if d, ok := p.done[t.key]; ok && !d.at.Before(p.polledAt) {
+			busy = true
+		}
+		if busy {
 			p.mu.Unlock()
 			continue
 		}
@@ -193,8 +199,11 @@ func (p *Provisioner) dispatch(ctx context.Context, tasks []task) {
 			case <-ctx.Done():
 				return
 			}
-			defer func() { <-p.lanes[t.lane] }()
 			err := t.run(ctx)
+			<-p.lanes[t.lane]
+			if err == nil && t.then != nil {
+				err = t.then(ctx)
+			}
 			if err != nil && ctx.Err() == nil {
 				p.log.Warn("provisioning action failed; the next cycle retries", "error", err)
 			}
@@ -224,7 +233,7 @@ type doneTask struct {
 // inFlight returns the tasks in flight, by key, with those that succeeded
 // after the cycle's polls began (which may not show their effect yet), and
 // a copy of the pods created recently.
-func (p *Provisioner) inFlight(polledAt time.Time) (map[string]task, map[string]time.Time) {
+func (p *Provisioner) inFlight(polledAt time.Time) (map[string]task, map[string]time.Time, map[string]time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	flight := maps.Clone(p.inflight)
@@ -235,7 +244,7 @@ func (p *Provisioner) inFlight(polledAt time.Time) (map[string]task, map[string]
 		}
 		flight[k] = d.task
 	}
-	return flight, maps.Clone(p.podMade)
+	return flight, maps.Clone(p.podMade), maps.Clone(p.podDeleted)
 }
 
 // podMadeNow records that an agent's pod was just created.
@@ -252,8 +261,23 @@ func (p *Provisioner) podSeen(name string) {
 	delete(p.podMade, name)
 }
 
-// observe joins Jenkins nodes, pods and Secrets by agent name.
-func (p *Provisioner) observe(comps []jenkins.Computer, pods []*corev1.Pod, secrets []*corev1.Secret) (map[string]*agentView, map[string]string, map[string]bool) {
+// podDeletedNow records that an agent's pod was just deleted.
+func (p *Provisioner) podDeletedNow(name string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.podDeleted[name] = p.clock.Now()
+}
+
+// podGoing forgets a deleted pod once the informer shows it terminating
+// or gone.
+func (p *Provisioner) podGoing(name string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.podDeleted, name)
+}
+
+// observe joins Jenkins nodes and pods by agent name.
+func (p *Provisioner) observe(comps []jenkins.Computer, pods []*corev1.Pod) (map[string]*agentView, map[string]string, map[string]bool) {
 	agents := map[string]*agentView{}
 	get := func(name string) *agentView {
 		a := agents[name]
@@ -282,14 +306,6 @@ func (p *Provisioner) observe(comps []jenkins.Computer, pods []*corev1.Pod, secr
 		if a := get(pod.Name); a != nil {
 			a.pod = pod
 			a.template = pod.Labels[eci.LabelTemplate]
-		}
-	}
-	for _, s := range secrets {
-		if a := get(s.Name); a != nil {
-			a.secret = s
-			if a.template == "" {
-				a.template = s.Labels[eci.LabelTemplate]
-			}
 		}
 	}
 	// nodeTemplate maps ferry's node names to their template, for why
@@ -387,7 +403,7 @@ func (p *Provisioner) itemOf(q int64) *itemTrack {
 // It updates the provisioner's memory; the actions do not.
 func (p *Provisioner) plan(ctx context.Context, now time.Time, comps []jenkins.Computer, items []jenkins.QueueItem, pods []*corev1.Pod, secrets []*corev1.Secret) *plan {
 	pl := &plan{perTmpl: map[string]int{}, states: map[[2]string]int64{}, waiting: map[[2]string]int64{}}
-	agents, nodeTemplate, anchors := p.observe(comps, pods, secrets)
+	agents, nodeTemplate, anchors := p.observe(comps, pods)
 
 	inQueue := make(map[int64]jenkins.QueueItem, len(items))
 	var waiting []waitingItem
@@ -432,7 +448,7 @@ func (p *Provisioner) plan(ctx context.Context, now time.Time, comps []jenkins.C
 
 	// Creations in flight serve their item and count against the caps
 	// before their node shows.
-	flight, made := p.inFlight(p.polledAt)
+	flight, made, deleted := p.inFlight(p.polledAt)
 	pendingCreates := 0
 	for _, t := range flight {
 		if t.lane != laneCreate {
@@ -469,28 +485,15 @@ func (p *Provisioner) plan(ctx context.Context, now time.Time, comps []jenkins.C
 		if a.pod != nil {
 			p.podSeen(name)
 		}
-		if a.node == nil && a.pod == nil && a.secret != nil && len(a.secret.OwnerReferences) > 0 {
-			// Only the Secret is left, and it is its pod's: the garbage
-			// collector removes it with the pod, so a delete would be a
-			// wasted call. It holds no instance and counts against no
-			// cap. Should it outlive GCGrace (a cluster without the
-			// collector), it is collected.
-			if tr.leftoverSince.IsZero() {
-				tr.leftoverSince = now
-			}
-			if !p.cfg.DisableGC && now.Sub(tr.leftoverSince) >= p.cfg.GCGrace {
-				pl.add(laneDelete, deleteKey(name), p.collect(a, tr))
-			}
-			continue
+		if a.pod != nil && a.pod.DeletionTimestamp != nil {
+			p.podGoing(name)
 		}
-		tr.leftoverSince = time.Time{}
-
-		if a.node == nil && a.pod != nil && a.pod.DeletionTimestamp != nil &&
-			(a.secret == nil || len(a.secret.OwnerReferences) > 0) {
-			// Deleted already: the pod is terminating and its Secret goes
-			// with it. Nothing to do, and asking again costs a call each
-			// cycle; it still holds an instance, so it counts against the
-			// caps until it is gone.
+		if a.node == nil && a.pod != nil && (a.pod.DeletionTimestamp != nil ||
+			(!deleted[name].IsZero() && now.Sub(deleted[name]) < podMadeWait)) {
+			// Deleted already: the pod is terminating (or the informer has
+			// not shown the delete yet). Nothing to do, and asking again
+			// costs a call each cycle; it still holds an instance, so it
+			// counts against the caps until it is gone.
 			pl.keep(a, "terminating")
 			continue
 		}
@@ -579,8 +582,6 @@ func (p *Provisioner) plan(ctx context.Context, now time.Time, comps []jenkins.C
 			created := now
 			if a.pod != nil {
 				created = a.pod.CreationTimestamp.Time
-			} else if a.secret != nil {
-				created = a.secret.CreationTimestamp.Time
 			}
 			if created.IsZero() || created.After(tr.firstSeen) {
 				created = tr.firstSeen
@@ -702,9 +703,9 @@ func (p *Provisioner) plan(ctx context.Context, now time.Time, comps []jenkins.C
 		case now.Before(itr.notBefore):
 			pl.after(itr.notBefore.Sub(now))
 		default:
-			w := inQueue[a.queueID]
+			fetch, create := p.createPod(a.name, a.queueID, a.attempt, a.template, p.fallbackOf(a), inQueue[a.queueID])
 			pl.acts = append(pl.acts, task{key: createKey(a.name), lane: laneCreate, queueID: a.queueID, template: a.template,
-				run: p.createPod(a.name, a.queueID, a.attempt, a.template, p.fallbackOf(a), w)})
+				run: fetch, then: create})
 		}
 	}
 
@@ -756,9 +757,12 @@ func (p *Provisioner) plan(ctx context.Context, now time.Time, comps []jenkins.C
 		pl.live++
 		pl.perTmpl[w.template]++
 		pl.states[[2]string{w.template, "creating"}]++
+		run, then := p.createAgent(w.item, w.template, attempt, fallback)
 		pl.acts = append(pl.acts, task{key: createKey(eci.AgentName(q, attempt)), lane: laneCreate, queueID: q, template: w.template,
-			run: p.createAgent(w.item, w.template, attempt, fallback)})
+			run: run, then: then})
 	}
+
+	p.planSecrets(pl, now, pods, secrets)
 
 	// Forget what no longer exists, with its events.
 	for name, tr := range p.agents {
@@ -766,6 +770,7 @@ func (p *Provisioner) plan(ctx context.Context, now time.Time, comps []jenkins.C
 			delete(p.agents, name)
 			p.events.forget(name)
 			p.podSeen(name)
+			p.podGoing(name)
 		}
 	}
 	p.events.prune(func(name string) bool { return p.agents[name] != nil }, now)

@@ -211,8 +211,8 @@ func runBare(ctx context.Context, b *bed, o Options, n int, t eci.Template) (res
 	pods := make([]podJob, n)
 	for i := range pods {
 		q := int64(i + 1)
-		pods[i].pod, _ = eci.Render(t, eci.Agent{Name: eci.AgentName(q, 1), Namespace: ns, QueueID: q, Attempt: 1,
-			JenkinsURL: "http://127.0.0.1:8080/", Secret: "bare-loop"})
+		pods[i].pod = eci.Render(t, eci.Agent{Name: eci.AgentName(q, 1), Namespace: ns, QueueID: q, Attempt: 1,
+			JenkinsURL: "http://127.0.0.1:8080/", SecretName: "bare-loop"})
 	}
 
 	t0 := time.Now()
