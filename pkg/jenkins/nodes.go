@@ -226,6 +226,8 @@ func (c *Client) MarkOffline(ctx context.Context, name, reason string) error {
 type Computer struct {
 	// Name is the node name ("Built-In Node" for the controller).
 	Name string
+	// Description is the node's description.
+	Description string
 	// Offline: Jenkins gives it no build, because no agent is connected or
 	// because it is temporarily offline (or both).
 	Offline bool
@@ -254,7 +256,7 @@ func (cp Computer) Connected() bool {
 	return !cp.Offline || cp.TemporarilyOffline && cp.RemotePath != ""
 }
 
-const computersTree = "computer[displayName,offline,temporarilyOffline,absoluteRemotePath,idle,numExecutors,offlineCauseReason," +
+const computersTree = "computer[displayName,description,offline,temporarilyOffline,absoluteRemotePath,idle,numExecutors,offlineCauseReason," +
 	"executors[currentExecutable[url,number]],assignedLabels[name]]"
 
 // Computers lists every node in one call (GET /computer/api/json with a
@@ -268,6 +270,7 @@ func (c *Client) Computers(ctx context.Context) ([]Computer, error) {
 		var v struct {
 			Computer []struct {
 				DisplayName        string `json:"displayName"`
+				Description        string `json:"description"`
 				Offline            bool   `json:"offline"`
 				TemporarilyOffline bool   `json:"temporarilyOffline"`
 				AbsoluteRemotePath string `json:"absoluteRemotePath"`
@@ -289,6 +292,7 @@ func (c *Client) Computers(ctx context.Context) ([]Computer, error) {
 		for _, j := range v.Computer {
 			cp := Computer{
 				Name:               j.DisplayName,
+				Description:        j.Description,
 				Offline:            j.Offline,
 				TemporarilyOffline: j.TemporarilyOffline,
 				RemotePath:         j.AbsoluteRemotePath,

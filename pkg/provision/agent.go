@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
+	"strconv"
 	"strings"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -82,11 +84,30 @@ func (p *Provisioner) deleteNodeOnly(name, kind string) action {
 	}
 }
 
+// nodeWhat describes an agent's node; the fallback level it names lets a
+// restarted provisioner render the agent's pod at the same level.
+func nodeWhat(queueID int64, attempt, fallback int) string {
+	return fmt.Sprintf("agent for queue item %d, attempt %d, fallback level %d", queueID, attempt, fallback)
+}
+
+var fallbackInDescription = regexp.MustCompile(`, fallback level (\d+) \(`)
+
+// descriptionFallback returns the fallback level a node's description
+// names.
+func descriptionFallback(desc string) (int, bool) {
+	m := fallbackInDescription.FindStringSubmatch(desc)
+	if m == nil {
+		return 0, false
+	}
+	v, err := strconv.Atoi(m[1])
+	return v, err == nil
+}
+
 // createAgent creates attempt attempt of an agent for item: its node and
 // JNLP secret in the create lane (run), then its Secret and pod in a batch
 // (then).
 func (p *Provisioner) createAgent(it jenkins.QueueItem, template string, attempt, fallback int) (run, then action) {
-	node := p.createNode(it, template, attempt)
+	node := p.createNode(it, template, attempt, fallback)
 	fetch, create := p.createPod(eci.AgentName(it.ID, attempt), it.ID, attempt, template, fallback, it)
 	paused := false
 	run = func(ctx context.Context) error {
@@ -108,13 +129,13 @@ func (p *Provisioner) createAgent(it jenkins.QueueItem, template string, attempt
 	return run, then
 }
 
-func (p *Provisioner) createNode(it jenkins.QueueItem, template string, attempt int) action {
+func (p *Provisioner) createNode(it jenkins.QueueItem, template string, attempt, fallback int) action {
 	name := eci.AgentName(it.ID, attempt)
 	return func(ctx context.Context) (err error) {
 		ctx, span := p.startSpan(ctx, "provision.create_node", it,
 			attrAgent.String(name), attrQueueID.Int64(it.ID), attrTemplate.String(template))
 		defer func() { endSpan(span, err) }()
-		err = p.cfg.Jenkins.CreateNode(ctx, p.nodeSpec(name, template, fmt.Sprintf("agent for queue item %d, attempt %d", it.ID, attempt)))
+		err = p.cfg.Jenkins.CreateNode(ctx, p.nodeSpec(name, template, nodeWhat(it.ID, attempt, fallback)))
 		if err != nil && !errors.Is(err, jenkins.ErrExists) {
 			return fmt.Errorf("create agent node %s: %w", name, err)
 		}

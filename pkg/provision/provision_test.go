@@ -579,3 +579,63 @@ func TestNewChecksConfig(t *testing.T) {
 		})
 	}
 }
+
+// TestRestartKeepsFallbackLevels starts a provisioner on what another left:
+// the node of a retry, whose pod was still to come, gets its pod at the
+// level the node's description names; an item whose first agent ran a
+// build (Jenkins gave it another item) gets a new attempt at the same
+// level, not one fallback level up, since nothing failed.
+func TestRestartKeepsFallbackLevels(t *testing.T) {
+	e := newEnv(t, nil)
+	e.addJob(jenkinsemu.JobSpec{Duration: jenkinsemu.Forever})
+	tmpl := testTemplate(func(t *eci.Template) {
+		t.ECI.Specs = []string{"2-4Gi", "4-8Gi"}
+		t.ECI.SpotStrategy = eci.SpotAsPriceGo
+		t.Fallbacks = []eci.Fallback{{OnDemand: true}, {DropSpecs: 1}}
+	})
+	ctx := context.Background()
+	retried, spent := e.trigger(1), e.trigger(2)
+	p, err := New(e.config(func(c *Config) { c.Templates = tmpl }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What the earlier provisioner left.
+	for _, n := range []struct {
+		q        int64
+		attempt  int
+		fallback int
+	}{{retried, 2, 1}, {spent, 1, 0}} {
+		spec := p.nodeSpec(eci.AgentName(n.q, n.attempt), "linux", nodeWhat(n.q, n.attempt, n.fallback))
+		if err := e.jc.CreateNode(ctx, spec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.jc.MarkOffline(ctx, eci.AgentName(spent, 1), OneBuildReason); err != nil {
+		t.Fatal(err)
+	}
+
+	e.start(e.config(func(c *Config) { c.Templates = tmpl }))
+	want := map[string]string{eci.AgentName(retried, 2): "1", eci.AgentName(spent, 2): ""}
+	waitFor(t, "the pods of both items", func() bool {
+		n := 0
+		for _, pod := range e.pods() {
+			if _, ok := want[pod.Name]; ok {
+				n++
+			}
+		}
+		return n == len(want)
+	})
+	for _, pod := range e.pods() {
+		w, ok := want[pod.Name]
+		if !ok {
+			t.Errorf("unexpected pod %s", pod.Name)
+			continue
+		}
+		if got := pod.Annotations[eci.AnnotationFallback]; got != w {
+			t.Errorf("pod %s at fallback level %q, want %q", pod.Name, got, w)
+		}
+	}
+	if _, ok := e.emu.Node(eci.AgentName(spent, 1)); ok {
+		t.Errorf("the spent agent %s was not deleted", eci.AgentName(spent, 1))
+	}
+}

@@ -440,9 +440,11 @@ func (p *Provisioner) plan(ctx context.Context, now time.Time, comps []jenkins.C
 	spares := map[string][]*agentView{}
 	var needPod []*agentView
 	names := make([]string, 0, len(agents))
+	levels := map[int64]int{}
 	for n, a := range agents {
 		names = append(names, n)
 		maxAttempt[a.queueID] = max(maxAttempt[a.queueID], a.attempt)
+		levels[a.queueID] = max(levels[a.queueID], p.fallbackOf(a))
 	}
 	sort.Strings(names)
 
@@ -750,9 +752,13 @@ func (p *Provisioner) plan(ctx context.Context, now time.Time, comps []jenkins.C
 			continue
 		}
 		pendingCreates++
-		fallback := itr.fallback
-		if itr.nextAttempt == 0 {
-			fallback = attempt - 1
+		// A retry after a failure ferry saw uses the level it chose then;
+		// any other new attempt (its item's earlier agent served another
+		// item, or a restart lost the memory) keeps the highest level the
+		// item's agents have, since nothing new failed.
+		fallback := levels[q]
+		if itr.nextAttempt == attempt {
+			fallback = itr.fallback
 		}
 		pl.live++
 		pl.perTmpl[w.template]++
@@ -789,18 +795,24 @@ func ranBuild(n *jenkins.Computer) bool {
 }
 
 // fallbackOf returns the fallback level of an existing agent: what its pod
-// says, else what ferry remembers of its item, else one level per earlier
-// attempt.
+// says, else what its node's description says, else what ferry remembers
+// of its item, else 0.
 func (p *Provisioner) fallbackOf(a *agentView) int {
 	if a.pod != nil {
 		if v, err := strconv.Atoi(a.pod.Annotations[eci.AnnotationFallback]); err == nil {
+			return v
+		}
+		return 0
+	}
+	if a.node != nil {
+		if v, ok := descriptionFallback(a.node.Description); ok {
 			return v
 		}
 	}
 	if it := p.items[a.queueID]; it != nil && it.nextAttempt == a.attempt {
 		return it.fallback
 	}
-	return a.attempt - 1
+	return 0
 }
 
 // deadUnderBuild reports whether a running build has lost its agent: the
@@ -877,7 +889,7 @@ func (p *Provisioner) fail(ctx context.Context, pl *plan, a *agentView, tr *trac
 	// Jenkins, so a restarted provisioner continues the count. Its pod
 	// follows after the backoff.
 	pl.acts = append(pl.acts, task{key: createKey(eci.AgentName(a.queueID, next)), lane: laneCreate, queueID: a.queueID,
-		template: a.template, run: p.createNode(it, a.template, next)})
+		template: a.template, run: p.createNode(it, a.template, next, level)})
 }
 
 // kubePaused returns how long creations still wait after a quota or
