@@ -341,6 +341,22 @@ func (s *Server) QueueItems() []QueueItem {
 	return out
 }
 
+// CancelledItems returns the ids of the cancelled items still known to
+// /queue/item/ID/ (left within LeftItemTTL), in one look.
+func (s *Server) CancelledItems() []int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.advanceLocked()
+	var out []int64
+	for id, q := range s.left {
+		if q.cancelled {
+			out = append(out, id)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
 // QueueItem returns any item still known to /queue/item/ID/ (live or left
 // within LeftItemTTL).
 func (s *Server) QueueItem(id int64) (QueueItem, bool) {

@@ -327,8 +327,9 @@ func (n *node) canTake(l labelExpr) bool {
 }
 
 // advanceLocked brings the model to the clock's present, processing every
-// timed event (quiet period expiry, build end, left item expiry) in time
-// order, so what clients observe does not depend on how often they look.
+// timed event (quiet period expiry, build end) in time order, then
+// forgetting left items past LeftItemTTL, so what clients observe does not
+// depend on how often they look.
 func (s *Server) advanceLocked() time.Time {
 	now := s.clock.Now()
 	for range 100000 {
@@ -341,6 +342,13 @@ func (s *Server) advanceLocked() time.Time {
 		}
 	}
 	s.scheduleLocked(now)
+	// Left items expire from Queue.leftItems without changing anything
+	// else, so not as events: every reader advances first.
+	for id, q := range s.left {
+		if !q.leftAt.Add(s.opts.LeftItemTTL).After(now) {
+			delete(s.left, id)
+		}
+	}
 	return now
 }
 
@@ -362,15 +370,11 @@ func (s *Server) nextEventLocked() (time.Time, bool) {
 			consider(b.end)
 		}
 	}
-	for _, q := range s.left {
-		consider(q.leftAt.Add(s.opts.LeftItemTTL))
-	}
 	return best, found
 }
 
-// applyEventsLocked applies the events due at t and reports whether any
-// can change what the scheduler does (an item's quiet period ended, a build
-// ended); a left item expiring cannot.
+// applyEventsLocked applies the events due at t (an item's quiet period
+// ended, a build ended) and reports whether there were any.
 func (s *Server) applyEventsLocked(t time.Time) bool {
 	changed := false
 	for _, q := range s.queue {
@@ -396,11 +400,6 @@ func (s *Server) applyEventsLocked(t time.Time) bool {
 	for _, b := range due {
 		s.completeLocked(b, b.plannedResult, b.end)
 		changed = true
-	}
-	for id, q := range s.left {
-		if !q.leftAt.Add(s.opts.LeftItemTTL).After(t) {
-			delete(s.left, id)
-		}
 	}
 	return changed
 }

@@ -467,6 +467,10 @@ func runFerry(ctx context.Context, b *bed, o Options, n int, tmpl map[string]eci
 	// item to whichever agent of the label connects first, so an item can
 	// leave the queue on another item's agent before its own is made.
 	{
+		mine := make(map[int64]bool, len(ids))
+		for _, id := range ids {
+			mine[id] = true
+		}
 		err = waitUntil(ctx, "every build to end", func() bool {
 			done := 0
 			for _, bl := range emu.Builds(benchJob) {
@@ -474,9 +478,11 @@ func runFerry(ctx context.Context, b *bed, o Options, n int, tmpl map[string]eci
 					done++
 				}
 			}
+			// One look at the emulator, not one per item: the bench
+			// shares the machine with what it measures.
 			cancelled := 0
-			for _, id := range ids {
-				if it, ok := emu.QueueItem(id); ok && it.Cancelled {
+			for _, id := range emu.CancelledItems() {
+				if mine[id] {
 					cancelled++
 				}
 			}
