@@ -7,7 +7,7 @@ TESTBED_MK_DIR := $(patsubst %/,%,$(dir $(lastword $(MAKEFILE_LIST))))
 
 .PHONY: testbed-tools testbed-up testbed-down testbed-status
 
-testbed-tools: ## Build the test bed's binaries (etcd, Kubernetes, kwok) into test/tools/bin
+testbed-tools: ## Build the test bed's binaries (etcd, Kubernetes, kwok, helm) into test/tools/bin
 	$(TESTBED_MK_DIR)/build-tools.sh
 
 testbed-up: testbed-tools ## Start the local test bed (Kubernetes + virtual nodes, Redis, registry); idempotent
