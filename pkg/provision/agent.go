@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"regexp"
 	"strconv"
+	"time"
 	"strings"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -84,13 +85,21 @@ func (p *Provisioner) deleteNodeOnly(name, kind string) action {
 	}
 }
 
-// nodeWhat describes an agent's node; the fallback level it names lets a
-// restarted provisioner render the agent's pod at the same level.
-func nodeWhat(queueID int64, attempt, fallback int) string {
-	return fmt.Sprintf("agent for queue item %d, attempt %d, fallback level %d", queueID, attempt, fallback)
+// nodeWhat describes an agent's node. The fallback level and the end of
+// the retry's backoff it names let a restarted provisioner make the
+// agent's pod at the same level and not before that time.
+func nodeWhat(queueID int64, attempt, fallback int, notBefore time.Time) string {
+	w := fmt.Sprintf("agent for queue item %d, attempt %d, fallback level %d", queueID, attempt, fallback)
+	if !notBefore.IsZero() {
+		w += ", pod not before " + notBefore.UTC().Format(time.RFC3339)
+	}
+	return w
 }
 
-var fallbackInDescription = regexp.MustCompile(`, fallback level (\d+) \(`)
+var (
+	fallbackInDescription  = regexp.MustCompile(`, fallback level (\d+)[,( ]`)
+	notBeforeInDescription = regexp.MustCompile(`, pod not before (\S+) \(`)
+)
 
 // descriptionFallback returns the fallback level a node's description
 // names.
@@ -103,11 +112,25 @@ func descriptionFallback(desc string) (int, bool) {
 	return v, err == nil
 }
 
+// descriptionNotBefore returns the end of the backoff a node's
+// description names, or the zero time.
+func descriptionNotBefore(desc string) time.Time {
+	m := notBeforeInDescription.FindStringSubmatch(desc)
+	if m == nil {
+		return time.Time{}
+	}
+	t, err := time.Parse(time.RFC3339, m[1])
+	if err != nil {
+		return time.Time{}
+	}
+	return t
+}
+
 // createAgent creates attempt attempt of an agent for item: its node and
 // JNLP secret in the create lane (run), then its Secret and pod in a batch
 // (then).
 func (p *Provisioner) createAgent(it jenkins.QueueItem, template string, attempt, fallback int) (run, then action) {
-	node := p.createNode(it, template, attempt, fallback)
+	node := p.createNode(it, template, attempt, fallback, time.Time{})
 	fetch, create := p.createPod(eci.AgentName(it.ID, attempt), it.ID, attempt, template, fallback, it)
 	paused := false
 	run = func(ctx context.Context) error {
@@ -129,13 +152,13 @@ func (p *Provisioner) createAgent(it jenkins.QueueItem, template string, attempt
 	return run, then
 }
 
-func (p *Provisioner) createNode(it jenkins.QueueItem, template string, attempt, fallback int) action {
+func (p *Provisioner) createNode(it jenkins.QueueItem, template string, attempt, fallback int, notBefore time.Time) action {
 	name := eci.AgentName(it.ID, attempt)
 	return func(ctx context.Context) (err error) {
 		ctx, span := p.startSpan(ctx, "provision.create_node", it,
 			attrAgent.String(name), attrQueueID.Int64(it.ID), attrTemplate.String(template))
 		defer func() { endSpan(span, err) }()
-		err = p.cfg.Jenkins.CreateNode(ctx, p.nodeSpec(name, template, nodeWhat(it.ID, attempt, fallback)))
+		err = p.cfg.Jenkins.CreateNode(ctx, p.nodeSpec(name, template, nodeWhat(it.ID, attempt, fallback, notBefore)))
 		if err != nil && !errors.Is(err, jenkins.ErrExists) {
 			return fmt.Errorf("create agent node %s: %w", name, err)
 		}

@@ -582,9 +582,10 @@ func TestNewChecksConfig(t *testing.T) {
 
 // TestRestartKeepsFallbackLevels starts a provisioner on what another left:
 // the node of a retry, whose pod was still to come, gets its pod at the
-// level the node's description names; an item whose first agent ran a
-// build (Jenkins gave it another item) gets a new attempt at the same
-// level, not one fallback level up, since nothing failed.
+// level the node's description names, once the backoff it names is over;
+// an item whose first agent ran a build (Jenkins gave it another item)
+// gets a new attempt at the same level, not one fallback level up, since
+// nothing failed.
 func TestRestartKeepsFallbackLevels(t *testing.T) {
 	e := newEnv(t, nil)
 	e.addJob(jenkinsemu.JobSpec{Duration: jenkinsemu.Forever})
@@ -594,18 +595,19 @@ func TestRestartKeepsFallbackLevels(t *testing.T) {
 		t.Fallbacks = []eci.Fallback{{OnDemand: true}, {DropSpecs: 1}}
 	})
 	ctx := context.Background()
-	retried, spent := e.trigger(1), e.trigger(2)
+	retried, spent, waiting := e.trigger(1), e.trigger(2), e.trigger(3)
 	p, err := New(e.config(func(c *Config) { c.Templates = tmpl }))
 	if err != nil {
 		t.Fatal(err)
 	}
 	// What the earlier provisioner left.
 	for _, n := range []struct {
-		q        int64
-		attempt  int
-		fallback int
-	}{{retried, 2, 1}, {spent, 1, 0}} {
-		spec := p.nodeSpec(eci.AgentName(n.q, n.attempt), "linux", nodeWhat(n.q, n.attempt, n.fallback))
+		q         int64
+		attempt   int
+		fallback  int
+		notBefore time.Time
+	}{{retried, 2, 1, time.Now().Add(-time.Second)}, {spent, 1, 0, time.Time{}}, {waiting, 2, 1, time.Now().Add(time.Hour)}} {
+		spec := p.nodeSpec(eci.AgentName(n.q, n.attempt), "linux", nodeWhat(n.q, n.attempt, n.fallback, n.notBefore))
 		if err := e.jc.CreateNode(ctx, spec); err != nil {
 			t.Fatal(err)
 		}
@@ -637,5 +639,12 @@ func TestRestartKeepsFallbackLevels(t *testing.T) {
 	}
 	if _, ok := e.emu.Node(eci.AgentName(spent, 1)); ok {
 		t.Errorf("the spent agent %s was not deleted", eci.AgentName(spent, 1))
+	}
+	// The retry still in its backoff waits for it.
+	time.Sleep(300 * time.Millisecond)
+	for _, pod := range e.pods() {
+		if pod.Name == eci.AgentName(waiting, 2) {
+			t.Errorf("pod %s made before its retry's backoff ended", pod.Name)
+		}
 	}
 }

@@ -697,6 +697,11 @@ func (p *Provisioner) plan(ctx context.Context, now time.Time, comps []jenkins.C
 	kubePaused := p.kubePaused(now)
 	for _, a := range needPod {
 		itr := p.itemOf(a.queueID)
+		if itr.notBefore.IsZero() && itr.nextAttempt == 0 {
+			// A retry whose backoff a restarted provisioner did not see
+			// begin: its node says when it ends.
+			itr.notBefore = descriptionNotBefore(a.node.Description)
+		}
 		switch {
 		case !made[a.name].IsZero() && now.Sub(made[a.name]) < podMadeWait:
 			// Created already; the informer has not shown it yet.
@@ -889,7 +894,7 @@ func (p *Provisioner) fail(ctx context.Context, pl *plan, a *agentView, tr *trac
 	// Jenkins, so a restarted provisioner continues the count. Its pod
 	// follows after the backoff.
 	pl.acts = append(pl.acts, task{key: createKey(eci.AgentName(a.queueID, next)), lane: laneCreate, queueID: a.queueID,
-		template: a.template, run: p.createNode(it, a.template, next, level)})
+		template: a.template, run: p.createNode(it, a.template, next, level, itr.notBefore)})
 }
 
 // kubePaused returns how long creations still wait after a quota or
