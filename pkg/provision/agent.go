@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"regexp"
 	"strconv"
-	"time"
 	"strings"
+	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
