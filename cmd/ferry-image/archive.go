@@ -34,7 +34,7 @@ func bytesBlob(d v1.Hash, b []byte) blob {
 // temporary file, so a failed build leaves no half archive).
 func writeArchiveFile(path string, idx v1.ImageIndex, imageName string, mtime time.Time) (err error) {
 	if dir := filepath.Dir(path); dir != "" {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
+		if err := os.MkdirAll(dir, 0o755); err != nil { //nolint:gosec // an output directory like bin/, readable as the build tree is
 			return fmt.Errorf("write OCI archive: %w", err)
 		}
 	}
@@ -54,7 +54,7 @@ func writeArchiveFile(path string, idx v1.ImageIndex, imageName string, mtime ti
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("write OCI archive %s: %w", path, err)
 	}
-	if err := os.Chmod(f.Name(), 0o644); err != nil {
+	if err := os.Chmod(f.Name(), 0o644); err != nil { //nolint:gosec // an image archive is meant to be read by ctr, skopeo, docker
 		return fmt.Errorf("write OCI archive %s: %w", path, err)
 	}
 	if err := os.Rename(f.Name(), path); err != nil {

@@ -66,14 +66,17 @@ func readSource(ctx context.Context, goCmd, version string) (source, error) {
 // compile builds a static ferry for p into dir and returns the binary's
 // path. -trimpath keeps the build machine's paths out; the ldflags are the
 // Makefile's build target's.
-func compile(ctx context.Context, goCmd string, src source, p v1.Platform, dir string) (string, error) {
+func compile(ctx context.Context, goCmd string, strip bool, src source, p v1.Platform, dir string) (string, error) {
 	env, err := goEnv(p)
 	if err != nil {
 		return "", err
 	}
 	out := filepath.Join(dir, "ferry-"+strings.ReplaceAll(p.String(), "/", "-"))
-	cmd := exec.CommandContext(ctx, goCmd, "build", "-trimpath",
-		"-ldflags", "-X main.version="+src.Version, "-o", out, ferryPkg)
+	ldflags := "-X main.version=" + src.Version
+	if strip {
+		ldflags = "-s -w " + ldflags
+	}
+	cmd := exec.CommandContext(ctx, goCmd, "build", "-trimpath", "-ldflags", ldflags, "-o", out, ferryPkg) //nolint:gosec // the user names the go command (--go)
 	cmd.Dir = src.Dir
 	cmd.Env = append(os.Environ(), env...)
 	var stderr bytes.Buffer
@@ -87,7 +90,7 @@ func compile(ctx context.Context, goCmd string, src source, p v1.Platform, dir s
 
 // output runs a command and returns its trimmed stdout.
 func output(ctx context.Context, dir, name string, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, name, args...)
+	cmd := exec.CommandContext(ctx, name, args...) //nolint:gosec // go and git, with fixed arguments
 	cmd.Dir = dir
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout = &stdout

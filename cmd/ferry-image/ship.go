@@ -92,7 +92,7 @@ func buildIndex(ctx context.Context, opts options, m meta, log *slog.Logger) (v1
 		go func() {
 			defer wg.Done()
 			start := time.Now()
-			img, err := buildImage(ctx, opts.goCmd, m, p, caCerts, dir)
+			img, err := buildImage(ctx, opts.goCmd, opts.strip, m, p, caCerts, dir)
 			if err != nil {
 				errs[i] = err
 				return
@@ -110,12 +110,12 @@ func buildIndex(ctx context.Context, opts options, m meta, log *slog.Logger) (v1
 }
 
 // buildImage compiles ferry for p and assembles its image.
-func buildImage(ctx context.Context, goCmd string, m meta, p v1.Platform, caCerts []byte, dir string) (v1.Image, error) {
-	bin, err := compile(ctx, goCmd, m.source, p, dir)
+func buildImage(ctx context.Context, goCmd string, strip bool, m meta, p v1.Platform, caCerts []byte, dir string) (v1.Image, error) {
+	bin, err := compile(ctx, goCmd, strip, m.source, p, dir)
 	if err != nil {
 		return nil, err
 	}
-	binary, err := os.ReadFile(bin)
+	binary, err := os.ReadFile(bin) //nolint:gosec // the binary just compiled into our temporary directory
 	if err != nil {
 		return nil, fmt.Errorf("read the %s binary: %w", p, err)
 	}
