@@ -238,6 +238,9 @@ type kubelet struct {
 	status func(pod *corev1.Pod) *corev1.PodStatus
 	// observe is called with the pod list on every pass.
 	observe func(pods []corev1.Pod)
+	// connectDelay, if set, says how long after its pod runs an agent
+	// connects (a JVM starting).
+	connectDelay func(pod *corev1.Pod) time.Duration
 }
 
 func (k *kubelet) run(ctx context.Context) {
@@ -271,8 +274,16 @@ func (k *kubelet) run(ctx context.Context) {
 					k.e.t.Errorf("agent %s: %v", pod.Name, err)
 					continue
 				}
-				if err := k.e.emu.ConnectAgent(pod.Name, secret); err != nil {
-					k.e.t.Errorf("connect agent %s: %v", pod.Name, err)
+				name := pod.Name
+				connectAgent := func() {
+					if err := k.e.emu.ConnectAgent(name, secret); err != nil && ctx.Err() == nil {
+						k.e.t.Errorf("connect agent %s: %v", name, err)
+					}
+				}
+				if k.connectDelay != nil {
+					time.AfterFunc(k.connectDelay(pod), connectAgent)
+				} else {
+					connectAgent()
 				}
 			}
 		}

@@ -285,6 +285,48 @@ func TestEveryBuildRunsOnItsOwnAgent(t *testing.T) {
 	}
 }
 
+// TestLateAgentsTakeOneBuildEach: agents connect a while after their pod
+// runs (the JVM starts), the first two well before the others, and builds
+// are shorter than the resync, so no pod event comes between the first
+// builds' start and their end while the other items still wait. Cycles
+// come faster while agents are about to take their build and other items
+// wait (awaitBuildPoll), so each build is seen and its agent taken
+// offline before it could take another item.
+func TestLateAgentsTakeOneBuildEach(t *testing.T) {
+	e := newEnv(t, nil)
+	e.addJob(jenkinsemu.JobSpec{Duration: time.Second})
+	var mu sync.Mutex
+	started := 0
+	e.startKubelet(&kubelet{connectDelay: func(*corev1.Pod) time.Duration {
+		mu.Lock()
+		defer mu.Unlock()
+		started++
+		if started <= 2 {
+			return 200 * time.Millisecond
+		}
+		return 2500 * time.Millisecond
+	}})
+	e.start(e.config(func(c *Config) { c.Resync = 3 * time.Second }))
+	const n = 6
+	for i := range n {
+		e.trigger(i)
+	}
+	waitFor(t, "every build to finish", func() bool {
+		b := e.emu.Builds(testJob)
+		return len(b) == n && !slices.ContainsFunc(b, func(b jenkinsemu.Build) bool { return b.Building })
+	})
+	ranOn := map[string][]int{}
+	for _, b := range e.emu.Builds(testJob) {
+		ranOn[b.Node] = append(ranOn[b.Node], b.Number)
+	}
+	for node, nums := range ranOn {
+		if len(nums) != 1 {
+			t.Errorf("agent %s ran builds %v, want one", node, nums)
+		}
+	}
+	waitFor(t, "every agent to go", func() bool { return len(e.pods()) == 0 && len(e.agentNodes()) == 0 })
+}
+
 // TestShortBuildsAllRunOnFerryAgents runs a burst of builds shorter than a
 // cycle. A build that starts and ends between two looks at Jenkins is
 // never seen, so its agent cannot be marked in time and may take a second

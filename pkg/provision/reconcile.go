@@ -417,6 +417,10 @@ func (p *Provisioner) plan(ctx context.Context, now time.Time, comps []jenkins.C
 		}
 	}
 	sort.SliceStable(waiting, func(i, j int) bool { return waiting[i].item.ID < waiting[j].item.ID })
+	waitingOf := map[string]int{}
+	for _, w := range waiting {
+		waitingOf[w.template]++
+	}
 
 	// Anchors keep every template's labels known to Jenkins.
 	if !p.cfg.DisableAnchors {
@@ -641,8 +645,12 @@ func (p *Provisioner) plan(ctx context.Context, now time.Time, comps []jenkins.C
 					pl.keep(a, "creating")
 				case !a.node.Connected():
 					pl.keep(a, "starting")
+					if a.pod.Status.Phase == corev1.PodRunning {
+						p.awaitBuild(pl, waitingOf[a.template])
+					}
 				default:
 					pl.keep(a, "idle")
+					p.awaitBuild(pl, waitingOf[a.template])
 				}
 				continue
 			}
@@ -680,6 +688,7 @@ func (p *Provisioner) plan(ctx context.Context, now time.Time, comps []jenkins.C
 					state = "starting"
 				}
 				pl.keep(a, state)
+				p.awaitBuild(pl, waitingOf[a.template])
 				continue
 			}
 			tr := p.agents[a.name]
@@ -791,6 +800,20 @@ func (p *Provisioner) plan(ctx context.Context, now time.Time, comps []jenkins.C
 		}
 	}
 	return pl
+}
+
+// awaitBuildPoll is how soon the next cycle looks at Jenkins while an agent
+// is about to take its build (its pod runs, or it is connected and idle)
+// and other items of its template wait: a build that started and ended
+// between two looks would leave its agent online, free to take one of
+// them, so those looks come faster than the resync. With no other item
+// waiting there is nothing to take, and an item that comes is a kick.
+const awaitBuildPoll = 500 * time.Millisecond
+
+func (p *Provisioner) awaitBuild(pl *plan, waiting int) {
+	if waiting > 1 {
+		pl.after(min(awaitBuildPoll, p.cfg.Resync))
+	}
 }
 
 // ranBuild reports an idle node ferry took offline as its build started:
