@@ -30,6 +30,23 @@ func skipSlow(t *testing.T) {
 	}
 }
 
+// cleanCheckout clones the committed tree into a temporary directory and
+// makes it the working directory: the builds must not see edits made in
+// the checkout meanwhile (a shared checkout changes under a running test).
+func cleanCheckout(t *testing.T) string {
+	t.Helper()
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "ferry")
+	if out, err := exec.Command("git", "clone", "--quiet", root, dir).CombinedOutput(); err != nil {
+		t.Fatalf("clone the committed tree: %v\n%s", err, out)
+	}
+	t.Chdir(dir)
+	return dir
+}
+
 // runCLI runs ferry-image as a user would and returns what it printed.
 func runCLI(t *testing.T, args ...string) string {
 	t.Helper()
@@ -46,6 +63,7 @@ func runCLI(t *testing.T, args ...string) string {
 // the digests and the archives must be the same.
 func TestBuildIsReproducible(t *testing.T) {
 	skipSlow(t)
+	cleanCheckout(t)
 	dir := t.TempDir()
 	first := runCLI(t, "--tarball", filepath.Join(dir, "a.tar"), "--version", "v0.0.0-test")
 	second := runCLI(t, "--tarball", filepath.Join(dir, "b.tar"), "--version", "v0.0.0-test")
@@ -70,6 +88,7 @@ func TestBuildIsReproducible(t *testing.T) {
 func TestImageOnTestBed(t *testing.T) {
 	addr := testbed.RegistryAddr(t)
 	skipSlow(t)
+	src := cleanCheckout(t)
 	tag := "t" + time.Now().UTC().Format("20060102t150405")
 	out := runCLI(t, "--push", addr+"/ferry-image-test:"+tag, "--insecure")
 
@@ -132,11 +151,7 @@ func TestImageOnTestBed(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		root, err := filepath.Abs("../..")
-		if err != nil {
-			t.Fatal(err)
-		}
-		leaks := []string{root + "/", filepath.Join(os.Getenv("HOME"), "go", "pkg", "mod")}
+		leaks := []string{src + "/", filepath.Join(os.Getenv("HOME"), "go", "pkg", "mod")}
 		if gomodcache, err := exec.Command("go", "env", "GOMODCACHE").Output(); err == nil {
 			leaks = append(leaks, strings.TrimSpace(string(gomodcache)))
 		}
@@ -155,7 +170,7 @@ func TestImageOnTestBed(t *testing.T) {
 		want string
 	}{
 		{"version", []string{"version"}, "ferry " + version + "\n"},
-		{"check-config", []string{"check-config", "--config", "../../examples/local.yaml"}, "configuration is valid: store memory"},
+		{"check-config", []string{"check-config", "--config", filepath.Join(src, "examples", "local.yaml")}, "configuration is valid: store memory"},
 	}
 	for _, tt := range cases {
 		t.Run(tt.name, func(t *testing.T) {
