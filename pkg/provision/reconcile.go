@@ -46,6 +46,14 @@ type itemTrack struct {
 	fallback    int
 	notBefore   time.Time
 	gaveUp      bool
+	// maxSeen is the highest attempt of the item's agents seen: a new
+	// attempt is never given an earlier one's name, even once that agent
+	// is gone (its pod may still be terminating).
+	maxSeen int
+	// swapped counts the attempts that replaced an agent Jenkins gave
+	// another item's build, not a failure: they do not count against
+	// Retry.MaxAttempts.
+	swapped int
 }
 
 // agentView is one agent name as Jenkins and Kubernetes show it now.
@@ -449,6 +457,10 @@ func (p *Provisioner) plan(ctx context.Context, now time.Time, comps []jenkins.C
 		names = append(names, n)
 		maxAttempt[a.queueID] = max(maxAttempt[a.queueID], a.attempt)
 		levels[a.queueID] = max(levels[a.queueID], p.fallbackOf(a))
+		if _, ok := inQueue[a.queueID]; ok {
+			itr := p.itemOf(a.queueID)
+			itr.maxSeen = max(itr.maxSeen, a.attempt)
+		}
 	}
 	sort.Strings(names)
 
@@ -736,8 +748,9 @@ func (p *Provisioner) plan(ctx context.Context, now time.Time, comps []jenkins.C
 			continue
 		}
 		t := p.cfg.Templates[w.template]
-		attempt := max(itr.nextAttempt, maxAttempt[q]+1, 1)
-		if attempt > t.Retry.MaxAttempts && maxAttempt[q] > 0 {
+		base := max(itr.nextAttempt, maxAttempt[q]+1, 1)
+		attempt := max(base, itr.maxSeen+1)
+		if base-itr.swapped > t.Retry.MaxAttempts && maxAttempt[q] > 0 {
 			// Earlier attempts are gone and the memory of why is lost (a
 			// restart): the limit still holds.
 			itr.gaveUp = true
@@ -766,6 +779,11 @@ func (p *Provisioner) plan(ctx context.Context, now time.Time, comps []jenkins.C
 			continue
 		}
 		pendingCreates++
+		if attempt > 1 && itr.nextAttempt != attempt {
+			// Not a retry after a failure: the item's earlier agent ran
+			// another item's build, or is going.
+			itr.swapped++
+		}
 		// A retry after a failure ferry saw uses the level it chose then;
 		// any other new attempt (its item's earlier agent served another
 		// item, or a restart lost the memory) keeps the highest level the
@@ -892,7 +910,7 @@ func (p *Provisioner) fail(ctx context.Context, pl *plan, a *agentView, tr *trac
 		return
 	}
 	t = t.WithDefaults()
-	if !f.Retryable || a.attempt >= t.Retry.MaxAttempts {
+	if !f.Retryable || a.attempt-itr.swapped >= t.Retry.MaxAttempts {
 		itr.gaveUp = true
 		p.m.failures.Add(ctx, 1, attrs("gave_up"))
 		pl.add(laneDelete, fmt.Sprintf("giveup/%d", a.queueID), p.giveUp(a.pod, it, a.template, a.name, f))
