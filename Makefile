@@ -15,7 +15,7 @@ PKGS ?= ./...
 FERRY_PARAMS := FERRY_GIT_SHA,FERRY_GIT_REF,FERRY_GIT_URL,FERRY_EVENT_ID,FERRY_TRIGGER_ID,FERRY_PIPELINE,TRACEPARENT
 
 .DEFAULT_GOAL := help
-.PHONY: help deps build run test test-short test-unit lint fmt vet fuzz bench bench-webhook bench-promote bench-provision test-chart emulator clean tools
+.PHONY: help deps build run test test-short test-unit lint fmt vet fuzz bench bench-webhook bench-promote bench-provision test-chart image emulator clean tools
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -67,6 +67,9 @@ bench-webhook: ## Receiver benchmark: ferry+Redis vs a bare HMAC handler, side b
 
 bench-promote: ## Promotion benchmark: ferry's copy by digest vs pull-then-push of a 5-layer 50 MiB image (needs the test bed)
 	$(GO) run ./test/cmd/promote-bench
+
+image: ## Build ferry's image (linux/amd64+arm64) without Docker into bin/ferry-image.tar; IMAGE=REGISTRY/REPO:TAG pushes it instead
+	$(GO) run ./cmd/ferry-image --strip --version $(VERSION) $(if $(IMAGE),--push $(IMAGE),--tarball $(BIN)/ferry-image.tar)
 
 test-chart: ## Lint, render and install-test the Helm chart (charts/ferry; the install needs the test bed)
 	$(GO) test -count=1 ./test/chart
