@@ -411,12 +411,17 @@ func handleStopBuild(s *Server, w http.ResponseWriter, r *http.Request, p princi
 
 func handleQueue(s *Server, w http.ResponseWriter, r *http.Request, p principal, a routeArgs) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	now := s.advanceLocked()
 	items := []any{}
+	// Items waiting for the same label wait for the same reason: work it
+	// out once per answer, not once per item against every node.
+	s.whyMemo = map[string]string{}
 	for _, q := range s.queueOrder() {
 		items = append(items, s.itemJSON(q, now))
 	}
+	s.whyMemo = nil
+	// The answer is a snapshot: encode it without holding up the model.
+	s.mu.Unlock()
 	writeJSON(w, r, map[string]any{
 		"_class":            "hudson.model.Queue",
 		"discoverableItems": []any{},
@@ -485,7 +490,6 @@ func handleHTMLComputers(s *Server, w http.ResponseWriter, r *http.Request, p pr
 
 func handleComputers(s *Server, w http.ResponseWriter, r *http.Request, p principal, a routeArgs) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.advanceLocked()
 	comps := []any{}
 	busy, total := 0, 0
@@ -496,6 +500,8 @@ func handleComputers(s *Server, w http.ResponseWriter, r *http.Request, p princi
 			busy += n.busy()
 		}
 	}
+	// The answer is a snapshot: encode it without holding up the model.
+	s.mu.Unlock()
 	writeJSON(w, r, map[string]any{
 		"_class":         "hudson.model.ComputerSet",
 		"busyExecutors":  busy,

@@ -622,6 +622,23 @@ func (s *Server) whyLocked(q *queueItem, now time.Time) any {
 		return "Build #" + itoa(b.number) + " is already in progress (ETA: " + eta + ")"
 	}
 	l := q.label()
+	key := ""
+	if l != nil {
+		key = l.name()
+	}
+	if w, ok := s.whyMemo[key]; ok {
+		return w
+	}
+	w := s.labelWhyLocked(l)
+	if s.whyMemo != nil {
+		s.whyMemo[key] = w
+	}
+	return w
+}
+
+// labelWhyLocked is why an item waiting for label l (nil: any node) is
+// not running; it depends only on l and the nodes.
+func (s *Server) labelWhyLocked(l labelExpr) string {
 	agents := 0
 	for _, n := range s.nodes {
 		if !n.builtIn {

@@ -1,12 +1,13 @@
 package jenkinsemu
 
 import (
-	"encoding/json"
 	"net/http"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+
+	json "github.com/goccy/go-json"
 )
 
 // writeJSON sends an exported object the way Stapler's api/json does:

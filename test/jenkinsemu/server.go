@@ -115,12 +115,15 @@ type Server struct {
 	left        map[int64]*queueItem
 	nextQueueID int64
 	nodes       []*node // built-in first, then agents by name
-	sessions    map[string]string
-	overrides   map[overrideKey]BuildOverride
-	running     map[*build]bool
-	calls       map[string]int
-	latency     time.Duration
-	down        DownMode
+	// whyMemo, while set (during one queue answer), holds the why of each
+	// label.
+	whyMemo   map[string]string
+	sessions  map[string]string
+	overrides map[overrideKey]BuildOverride
+	running   map[*build]bool
+	calls     map[string]int
+	latency   time.Duration
+	down      DownMode
 
 	createMu sync.Mutex
 
