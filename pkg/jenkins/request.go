@@ -3,7 +3,6 @@ package jenkins
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +12,7 @@ import (
 	"sync"
 
 	"github.com/bndr/gojenkins"
+	json "github.com/goccy/go-json"
 	"go.opentelemetry.io/otel/trace"
 )
 
