@@ -3,6 +3,7 @@ package jenkins
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,7 +13,6 @@ import (
 	"sync"
 
 	"github.com/bndr/gojenkins"
-	json "github.com/goccy/go-json"
 	"go.opentelemetry.io/otel/trace"
 )
 
