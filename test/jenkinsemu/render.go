@@ -1,13 +1,12 @@
 package jenkinsemu
 
 import (
+	"encoding/json"
 	"net/http"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
-
-	json "github.com/goccy/go-json"
 )
 
 // writeJSON sends an exported object the way Stapler's api/json does:
