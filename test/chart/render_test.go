@@ -61,7 +61,7 @@ func renderCases(t testing.TB) []renderCase {
 			image:    "registry.example.com/platform/ferry@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
 			agentsNS: "ci-agents",
 			// web-dr has a kubeconfig context: another cluster, no RBAC here.
-			workloadNS:   []string{"ci-agents", "web-extra", "web-prod", "web-test"},
+			workloadNS:   []string{"ci-agents", "web-extra", "web-test"},
 			serviceMon:   true,
 			ingressPaths: []string{"/api/v1", "/hooks"},
 			antiAffinity: "hard", serviceAcct: "ferry-controller", pdbMin: &two,
@@ -599,6 +599,36 @@ func TestExampleConfigPassesThrough(t *testing.T) {
 	}
 }
 
+// TestExampleHelmValues: examples/helm-values.yaml, the ready starting
+// point for ACK, passes lint, renders, and ferry accepts the configuration
+// it renders once the Secret it names holds every key.
+func TestExampleHelmValues(t *testing.T) {
+	values := filepath.Join(repoRoot(t), "examples", "helm-values.yaml")
+	if out, stderr, err := helm(t, "lint", "--strict", chartDir(t), "-f", values); err != nil || strings.Contains(out, "Fail:") {
+		t.Fatalf("helm lint: %v\n%s%s", err, out, stderr)
+	}
+	m := render(t, []string{values})
+	if n := len(all[*corev1.Secret](m)); n != 0 {
+		t.Errorf("%d Secrets rendered, want none (the example names an existing one)", n)
+	}
+	keys := map[string]string{}
+	for _, k := range []string{"jenkins-api-token", "github-webhook-secrets", "github-token", "gitlab-webhook-tokens",
+		"gitlab-token", "redis-password", "promotion-api-token"} {
+		keys[k] = "example-" + k
+	}
+	cfg, err := loadRenderedWith(t, m, keys)
+	if err != nil {
+		t.Fatalf("ferry refuses the example's configuration: %v", err)
+	}
+	if !cfg.Agents.Enabled || !cfg.Promotion.Enabled || len(cfg.Pipelines) == 0 {
+		t.Errorf("the example lost its provisioner, promoter or pipelines: agents %v, promotion %v, %d pipelines",
+			cfg.Agents.Enabled, cfg.Promotion.Enabled, len(cfg.Pipelines))
+	}
+	if got := bindingNamespaces(m, workloadRole(t, m).Name); !slices.Equal(got, []string{"ferry-agents", "web-prod", "web-test"}) {
+		t.Errorf("ferry's rights are bound in %v, want the agents' and both environments' namespaces", got)
+	}
+}
+
 // TestRefusesMemoryStoreWithReplicas: replicas cannot share the in-memory
 // store; one replica may use it.
 func TestRefusesMemoryStoreWithReplicas(t *testing.T) {
@@ -707,11 +737,16 @@ func ferryConfig(t testing.TB, m *manifest) config.Config {
 // in the chart's Secret.
 func loadRendered(t testing.TB, m *manifest) (config.Config, error) {
 	t.Helper()
+	return loadRenderedWith(t, m, secretData(t, m))
+}
+
+// loadRenderedWith is loadRendered with the Secret's keys given.
+func loadRenderedWith(t testing.TB, m *manifest, data map[string]string) (config.Config, error) {
+	t.Helper()
 	file := filepath.Join(t.TempDir(), "ferry.yaml")
 	if err := os.WriteFile(file, []byte(configMapFile(t, m)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	data := secretData(t, m)
 	env := map[string]string{}
 	for _, e := range container(t, one[*appsv1.Deployment](t, m).Spec.Template.Spec).Env {
 		switch {
