@@ -19,9 +19,35 @@ import (
 	"k8s.io/client-go/rest"
 )
 
-// FerryClusterRole is the ClusterRole holding ferry's namespaced rights;
-// Namespace binds it to the ferry identity in every namespace it creates.
-const FerryClusterRole = "ferry"
+// Role names a ClusterRole of test/bed/rbac-ferry.yaml holding the rights
+// of one part of ferry in the namespaces it works in.
+type Role string
+
+// ferry's parts, each with the rights its code uses (test/bed/rbac-ferry.yaml).
+const (
+	// AgentsRole is the provisioner's: agent pods, their Secrets and
+	// Events, its Lease.
+	AgentsRole Role = "ferry-agents"
+	// PromotionRole is the promoter's: Deployments and verification Jobs
+	// of an environment.
+	PromotionRole Role = "ferry-promotion"
+	// PromotionLeaseRole is the promoter's Lease, in its lease namespace.
+	PromotionLeaseRole Role = "ferry-promotion-lease"
+)
+
+// FerryClusterRole is the provisioner's ClusterRole.
+//
+// Deprecated: ferry's rights are split by part; use AgentsRole (or
+// Namespace with the roles a test needs).
+const FerryClusterRole = string(AgentsRole)
+
+// probes holds, per Role, one right it grants: Namespace waits until the
+// RBAC authorizer grants it, i.e. has seen the RoleBinding.
+var probes = map[Role]authorizationv1.ResourceAttributes{
+	AgentsRole:         {Verb: "create", Resource: "pods"},
+	PromotionRole:      {Verb: "update", Group: "apps", Resource: "deployments"},
+	PromotionLeaseRole: {Verb: "create", Group: "coordination.k8s.io", Resource: "leases"},
+}
 
 // readyAPIServers remembers the apiserver URLs that answered /readyz in this
 // process, so each test does not ask again.
@@ -62,10 +88,10 @@ func RESTConfig(t testing.TB) *rest.Config {
 	return mustRESTConfig(t, KeyAdminToken)
 }
 
-// FerryRESTConfig returns a client config for ferry's own identity: it may
-// manage pods, secrets, configmaps, events, leases and deployments in the
-// namespaces bound to ClusterRole "ferry" (the bed's FERRY_NAMESPACE and each
-// namespace made by Namespace), and read namespaces and nodes.
+// FerryRESTConfig returns a client config for ferry's own identity: it has
+// the rights of the Roles bound in a namespace (all of them in the bed's
+// FERRY_NAMESPACE, those Namespace was given in a test's namespace) and
+// none cluster-wide.
 func FerryRESTConfig(t testing.TB) *rest.Config {
 	t.Helper()
 	return mustRESTConfig(t, KeyFerryToken)
@@ -118,12 +144,21 @@ func restConfig(env *Env, tokenKey string) (*rest.Config, error) {
 	}, nil
 }
 
-// Namespace creates a namespace unique to this test, binds ferry's
-// ClusterRole to the ferry identity in it, waits until its default
-// ServiceAccount exists and ferry's rights are in effect, and deletes it when
-// the test ends.
-func Namespace(t testing.TB) string {
+// Namespace creates a namespace unique to this test, binds ferry's roles to
+// the ferry identity in it (AgentsRole and PromotionRole when none are
+// given: most tests run a part of ferry in one namespace), waits until its
+// default ServiceAccount exists and ferry's rights are in effect, and
+// deletes it when the test ends.
+func Namespace(t testing.TB, roles ...Role) string {
 	t.Helper()
+	if len(roles) == 0 {
+		roles = []Role{AgentsRole, PromotionRole}
+	}
+	for _, r := range roles {
+		if _, ok := probes[r]; !ok {
+			t.Fatalf("testbed.Namespace: unknown role %q", r)
+		}
+	}
 	cs := Clientset(t)
 	env := Kube(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -152,13 +187,15 @@ func Namespace(t testing.TB) string {
 	if ferryUser == "" {
 		ferryUser = "ferry"
 	}
-	_, err = cs.RbacV1().RoleBindings(name).Create(ctx, &rbacv1.RoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: FerryClusterRole},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: FerryClusterRole},
-		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: ferryUser}},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatalf("bind ClusterRole %s to %s in namespace %s: %v", FerryClusterRole, ferryUser, name, err)
+	for _, r := range roles {
+		_, err = cs.RbacV1().RoleBindings(name).Create(ctx, &rbacv1.RoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: string(r)},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: string(r)},
+			Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: ferryUser}},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatalf("bind ClusterRole %s to %s in namespace %s: %v", r, ferryUser, name, err)
+		}
 	}
 
 	// The ServiceAccount admission plugin refuses pods until the namespace's
@@ -172,18 +209,23 @@ func Namespace(t testing.TB) string {
 			}
 			return false, err
 		}
-		review, err := ferry.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
-			Spec: authorizationv1.SelfSubjectAccessReviewSpec{
-				ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: name, Verb: "create", Resource: "pods"},
-			},
-		}, metav1.CreateOptions{})
-		if err != nil {
-			return false, err
+		for _, r := range roles {
+			attrs := probes[r]
+			attrs.Namespace = name
+			review, err := ferry.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
+				Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &attrs},
+			}, metav1.CreateOptions{})
+			if err != nil {
+				return false, err
+			}
+			if !review.Status.Allowed {
+				return false, nil
+			}
 		}
-		return review.Status.Allowed, nil
+		return true, nil
 	})
 	if err != nil {
-		t.Fatalf("wait for test namespace %s (default ServiceAccount, ferry's RoleBinding): %v", name, err)
+		t.Fatalf("wait for test namespace %s (default ServiceAccount, ferry's RoleBindings %v): %v", name, roles, err)
 	}
 	return name
 }

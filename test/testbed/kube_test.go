@@ -111,9 +111,10 @@ func TestPodsSpreadOverBothZones(t *testing.T) {
 		WaitForPod(t, cs, ns, name, podTimeout, func(p *corev1.Pod) bool { return p.Spec.NodeName != "" })
 	}
 	nodeZone := map[string]string{}
-	nodes, err := cs.CoreV1().Nodes().List(context.Background(), metav1.ListOptions{LabelSelector: labels.SelectorFromSet(VirtualNodeSelector()).String()})
+	// ferry reads no nodes: the admin does.
+	nodes, err := Clientset(t).CoreV1().Nodes().List(context.Background(), metav1.ListOptions{LabelSelector: labels.SelectorFromSet(VirtualNodeSelector()).String()})
 	if err != nil {
-		t.Fatalf("list virtual nodes as ferry: %v", err)
+		t.Fatalf("list virtual nodes: %v", err)
 	}
 	for _, n := range nodes.Items {
 		nodeZone[n.Name] = n.Labels[ZoneLabel]
@@ -130,7 +131,9 @@ func TestPodsSpreadOverBothZones(t *testing.T) {
 
 func TestDeploymentRollsOutAndRollsAgain(t *testing.T) {
 	ns := Namespace(t)
-	cs := FerryClientset(t)
+	// The bed's controllers are under test, not ferry's rights (ferry
+	// neither creates Deployments nor reads ReplicaSets): act as the admin.
+	cs := Clientset(t)
 	ctx := context.Background()
 
 	replicas := int32(3)
@@ -235,13 +238,18 @@ func summarizeDeployment(d *appsv1.Deployment) string {
 		d.Generation, st.ObservedGeneration, st.Replicas, st.UpdatedReplicas, st.AvailableReplicas)
 }
 
+// TestFerryIdentityIsConfinedToItsNamespaces checks on the real apiserver
+// that ferry's identity has a part's rights only where that part's Role is
+// bound, and nothing cluster-wide.
 func TestFerryIdentityIsConfinedToItsNamespaces(t *testing.T) {
-	ns := Namespace(t)
+	both := Namespace(t)
+	agents := Namespace(t, AgentsRole)
+	promotion := Namespace(t, PromotionRole)
 	admin := Clientset(t)
 	ferry := FerryClientset(t)
 	ctx := context.Background()
 
-	// A namespace without ferry's RoleBinding.
+	// A namespace without ferry's RoleBindings.
 	other, err := admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{
 		ObjectMeta: metav1.ObjectMeta{GenerateName: "tb-unbound-"},
 	}, metav1.CreateOptions{})
@@ -252,22 +260,43 @@ func TestFerryIdentityIsConfinedToItsNamespaces(t *testing.T) {
 		_ = admin.CoreV1().Namespaces().Delete(context.Background(), other.Name, metav1.DeleteOptions{})
 	})
 
-	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "agent-secret"}, StringData: map[string]string{"k": "v"}}
+	createSecret := func(ns string) func() error {
+		return func() error {
+			_, err := ferry.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{
+				ObjectMeta: metav1.ObjectMeta{GenerateName: "agent-secret-"}, StringData: map[string]string{"k": "v"},
+			}, metav1.CreateOptions{})
+			return err
+		}
+	}
+	// Deployments ferry has not made: the right is decided before the
+	// object is looked for, so NotFound means allowed.
+	getDeployment := func(ns string) func() error {
+		return func() error {
+			_, err := ferry.AppsV1().Deployments(ns).Get(ctx, "web", metav1.GetOptions{})
+			if apierrors.IsNotFound(err) {
+				return nil
+			}
+			return err
+		}
+	}
 	tests := []struct {
 		name      string
 		do        func() error
 		forbidden bool
 	}{
-		{"create a secret in its namespace", func() error {
-			_, err := ferry.CoreV1().Secrets(ns).Create(ctx, secret, metav1.CreateOptions{})
-			return err
-		}, false},
+		{"create a secret where both parts work", createSecret(both), false},
+		{"read a deployment where both parts work", getDeployment(both), false},
+		{"create a secret in the agents namespace", createSecret(agents), false},
+		{"read a deployment in the agents namespace", getDeployment(agents), true},
+		{"create a secret in an environment namespace", createSecret(promotion), true},
+		{"read a deployment in an environment namespace", getDeployment(promotion), false},
+		{"create a secret in an unbound namespace", createSecret(other.Name), true},
 		{"list nodes", func() error {
 			_, err := ferry.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 			return err
-		}, false},
-		{"create a secret in an unbound namespace", func() error {
-			_, err := ferry.CoreV1().Secrets(other.Name).Create(ctx, secret, metav1.CreateOptions{})
+		}, true},
+		{"list namespaces", func() error {
+			_, err := ferry.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
 			return err
 		}, true},
 		{"list secrets cluster-wide", func() error {
