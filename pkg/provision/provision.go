@@ -107,6 +107,11 @@ const (
 	DefaultGCGrace     = 30 * time.Second
 	DefaultParallelism = 16
 	DefaultMinInterval = 100 * time.Millisecond
+	// pollSpacing times the duration of a cycle's two polls is the least
+	// time from one cycle's start to the next: ferry keeps Jenkins busy
+	// answering its polls at most a quarter of the time, however big the
+	// queue and the node list grow.
+	pollSpacing = 4
 	// settle is how long an idle agent whose queue item has left the queue
 	// is kept before it is deleted, when ferry never saw it run a build:
 	// Jenkins removes an item from the queue a moment before the executor
@@ -132,7 +137,9 @@ type Config struct {
 	// bounds how long an agent outlives its build.
 	Resync time.Duration
 	// MinInterval spaces cycles that events would otherwise run back to
-	// back; default DefaultMinInterval.
+	// back; default DefaultMinInterval. Cycles are also spaced by four
+	// times their polls' duration, so a slow Jenkins (a big queue) is
+	// polled less often.
 	MinInterval time.Duration
 	// GCGrace is how long a ferry pod without a Jenkins node, a ferry node
 	// without a pod that no queue item needs, or an unowned agent Secret is
@@ -222,8 +229,10 @@ type Provisioner struct {
 	// kubeBackoff pauses creations after a quota or throttling answer.
 	kubeBackoff      time.Time
 	kubeBackoffDelay time.Duration
-	// polledAt is when the current cycle's polls began.
+	// polledAt is when the current cycle's polls began; lastPoll how long
+	// the last cycle's polls took.
 	polledAt time.Time
+	lastPoll time.Duration
 
 	// lanes bound the concurrent actions of each lane; tasks counts the
 	// actions running, which Run waits for before it returns.
@@ -419,7 +428,7 @@ func (p *Provisioner) Run(ctx context.Context) error {
 		if quit {
 			return nil
 		}
-		if wait := p.cfg.MinInterval - p.clock.Since(last); wait > 0 && !last.IsZero() {
+		if wait := max(p.cfg.MinInterval, pollSpacing*p.lastPoll) - p.clock.Since(last); wait > 0 && !last.IsZero() {
 			select {
 			case <-ctx.Done():
 			case <-p.clock.After(wait):

@@ -690,3 +690,27 @@ func TestRestartKeepsFallbackLevels(t *testing.T) {
 		}
 	}
 }
+
+// TestSlowJenkinsIsPolledLess: when Jenkins takes long to answer (a big
+// queue, a loaded controller), cycles are spaced by four times their polls'
+// duration, whatever wakes them, so ferry never keeps Jenkins busy more
+// than a quarter of the time.
+func TestSlowJenkinsIsPolledLess(t *testing.T) {
+	e := newEnv(t, nil)
+	e.addJob(jenkinsemu.JobSpec{Duration: jenkinsemu.Forever})
+	e.start(e.config(func(c *Config) { c.Resync = 20 * time.Millisecond }))
+	waitFor(t, "the anchor node", func() bool { _, ok := e.emu.Node(anchorName("linux")); return ok })
+	e.emu.SetLatency(100 * time.Millisecond)
+	e.emu.ResetCalls()
+	const window = 3 * time.Second
+	time.Sleep(window)
+	polls := e.emu.Calls()[jenkinsemu.RouteQueue]
+	e.emu.SetLatency(0)
+	// Each cycle's two polls take at least 200 ms, so cycles start at
+	// least 800 ms apart: at most 4 in the window, one more for a poll in
+	// flight at its start. Back to back (a cycle every resync, 20 ms) it
+	// would be about 14.
+	if polls == 0 || polls > 5 {
+		t.Errorf("%d queue polls in %s with Jenkins answering in 100 ms, want 1..5", polls, window)
+	}
+}

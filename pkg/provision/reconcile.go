@@ -163,6 +163,7 @@ func (p *Provisioner) reconcile(ctx context.Context) (time.Duration, error) {
 		return 0, fmt.Errorf("reconcile: %w", err)
 	}
 	now := p.clock.Now()
+	p.lastPoll = now.Sub(p.polledAt)
 	pl := p.plan(ctx, now, comps, items, p.listPods(), p.listSecrets())
 	p.dispatch(ctx, pl.acts)
 	for k, v := range pl.states {
