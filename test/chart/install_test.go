@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -26,9 +27,12 @@ import (
 // TestInstallOnBed installs the chart into a fresh namespace of the test
 // bed's real apiserver (which validates every object), checks with
 // `kubectl auth can-i` that ferry's ServiceAccount holds every right the
-// provisioner and the promoter need, where they need it, and no more, and
-// that `helm uninstall` removes everything. The bed has no container
-// runtime: ferry's pods never run, and the test does not wait for them.
+// provisioner and the promoter need, where they need it, and no more: no
+// part's rights where only another part works (no pods or Secrets in an
+// environment's namespace, no Deployments in the agents namespace),
+// nothing cluster-wide; and that `helm uninstall` removes everything. The
+// bed has no container runtime: ferry's pods never run, and the test does
+// not wait for them.
 func TestInstallOnBed(t *testing.T) {
 	if testing.Short() {
 		t.Skip("installs the chart on the test bed (Kubernetes); skipped under -short")
@@ -108,40 +112,60 @@ secrets:
 		return kubectlCanI(ctx, kubectl, kubeconfig, sa, args...)
 	}
 
+	// Where each part of ferry must get its rights (and no other part's).
+	where := map[string][]string{
+		agentsNS: {partAgents},
+		testNS:   {partPromotion},
+		prodNS:   {partPromotion},
+		ns:       {partLease},
+	}
+	bed := bedRBAC(t)
+
 	// The RBAC authorizer sees new bindings through an informer: wait until
-	// the first right is in effect.
-	err = pollUntil(ctx, 200*time.Millisecond, func() (bool, error) { return canI("create", "pods", "-n", agentsNS) })
-	if err != nil {
-		t.Fatalf("ferry's rights never took effect in %s: %v", agentsNS, err)
+	// a right of each binding is in effect.
+	for n, ps := range where {
+		a := expand(bed[ps[0]])[0]
+		err = pollUntil(ctx, 200*time.Millisecond, func() (bool, error) { return canI(append(canIArgs(a), "-n", n)...) })
+		if err != nil {
+			t.Fatalf("ferry's rights never took effect in %s (%s): %v", n, a, err)
+		}
 	}
 
-	namespaced, cluster := bedRBAC(t)
 	type check struct {
 		what string
 		args []string
 		want bool
 	}
 	var checks []check
-	for _, n := range []string{agentsNS, testNS, prodNS} {
-		for _, a := range expand(namespaced) {
-			checks = append(checks, check{fmt.Sprintf("%s in %s", a, n), append(canIArgs(a), "-n", n), true})
+	// Every right of every part, in every namespace: granted where that
+	// part works, refused elsewhere.
+	var every []access
+	for _, p := range parts {
+		for _, a := range expand(bed[p]) {
+			if !slices.Contains(every, a) {
+				every = append(every, a)
+			}
 		}
 	}
-	for _, v := range []string{"get", "list", "watch", "create", "update", "patch", "delete"} {
-		a := access{"coordination.k8s.io", "leases", v}
-		checks = append(checks, check{fmt.Sprintf("%s in the release namespace", a), append(canIArgs(a), "-n", ns), true})
+	for n, ps := range where {
+		own := rulesOf(bed, ps)
+		for _, a := range every {
+			want := allows(own, a)
+			checks = append(checks, check{fmt.Sprintf("%s in %s (%v)", a, n, ps), append(canIArgs(a), "-n", n), want})
+		}
 	}
-	for _, a := range expand(cluster) {
-		checks = append(checks, check{fmt.Sprintf("%s cluster-wide", a), canIArgs(a), true})
-	}
-	// What ferry must not be able to do.
+	// What ferry must not be able to do anywhere.
 	checks = append(checks, []check{
+		{"update another Lease in the agents namespace", []string{"update", "leases.coordination.k8s.io/other", "-n", agentsNS}, false},
+		{"update another Lease in the release namespace", []string{"update", "leases.coordination.k8s.io/other", "-n", ns}, false},
 		{"create pods in the release namespace", []string{"create", "pods", "-n", ns}, false},
 		{"read secrets in the release namespace", []string{"get", "secrets", "-n", ns}, false},
 		{"read secrets in kube-system", []string{"get", "secrets", "-n", "kube-system"}, false},
 		{"list secrets cluster-wide", []string{"list", "secrets", "--all-namespaces"}, false},
 		{"create pods in default", []string{"create", "pods", "-n", "default"}, false},
 		{"update deployments in default", []string{"update", "deployments.apps", "-n", "default"}, false},
+		{"list nodes", []string{"list", "nodes"}, false},
+		{"list namespaces", []string{"list", "namespaces"}, false},
 		{"delete namespaces", []string{"delete", "namespaces"}, false},
 		{"create nodes", []string{"create", "nodes"}, false},
 		{"create clusterrolebindings", []string{"create", "clusterrolebindings.rbac.authorization.k8s.io"}, false},
@@ -210,6 +234,9 @@ func canIArgs(a access) []string {
 	res, sub, _ := strings.Cut(a.resource, "/")
 	if a.group != "" {
 		res += "." + a.group
+	}
+	if a.name != "" {
+		res += "/" + a.name
 	}
 	args := []string{a.verb, res}
 	if sub != "" {

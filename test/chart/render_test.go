@@ -37,7 +37,7 @@ type renderCase struct {
 	port          int32
 	image         string
 	agentsNS      string
-	workloadNS    []string // namespaces where ferry gets its namespaced rights
+	rbac          map[string][]string // namespace → ferry's parts getting their rights there (rbac_test.go)
 	serviceMon    bool
 	ingressPaths  []string
 	antiAffinity  string // soft or hard
@@ -52,7 +52,8 @@ func renderCases(t testing.TB) []renderCase {
 	return []renderCase{
 		{
 			name: "defaults", replicas: 3, port: 8080, image: "ferryci/ferry:" + appVersion(t),
-			agentsNS: "ferry-agents", workloadNS: []string{"ferry-agents"},
+			// Neither the provisioner nor the promoter is on: no rights.
+			agentsNS: "ferry-agents", rbac: map[string][]string{},
 			antiAffinity: "soft", serviceAcct: "ferry", pdbMaxUnavail: &one,
 		},
 		{
@@ -60,8 +61,14 @@ func renderCases(t testing.TB) []renderCase {
 			replicas: 4, port: 8081,
 			image:    "registry.example.com/platform/ferry@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
 			agentsNS: "ci-agents",
-			// web-dr has a kubeconfig context: another cluster, no RBAC here.
-			workloadNS:   []string{"ci-agents", "web-extra", "web-test"},
+			// web-dr has a kubeconfig context: another cluster, no RBAC
+			// here; web-extra is in rbac.extraNamespaces.
+			rbac: map[string][]string{
+				"ci-agents": {partAgents},
+				"web-test":  {partPromotion}, "web-prod": {partPromotion},
+				"web-extra":      {partAgents, partPromotion},
+				releaseNamespace: {partLease},
+			},
 			serviceMon:   true,
 			ingressPaths: []string{"/api/v1", "/hooks"},
 			antiAffinity: "hard", serviceAcct: "ferry-controller", pdbMin: &two,
@@ -299,13 +306,6 @@ func TestRender(t *testing.T) {
 				ns := one[*corev1.Namespace](t, m)
 				if ns.Name != tc.agentsNS {
 					t.Errorf("created namespace %q, want %q", ns.Name, tc.agentsNS)
-				}
-			})
-
-			t.Run("rbac namespaces", func(t *testing.T) {
-				got := bindingNamespaces(m, workloadRole(t, m).Name)
-				if !slices.Equal(got, tc.workloadNS) {
-					t.Errorf("ferry's namespaced rights are bound in %v, want %v", got, tc.workloadNS)
 				}
 			})
 
@@ -624,8 +624,11 @@ func TestExampleHelmValues(t *testing.T) {
 		t.Errorf("the example lost its provisioner, promoter or pipelines: agents %v, promotion %v, %d pipelines",
 			cfg.Agents.Enabled, cfg.Promotion.Enabled, len(cfg.Pipelines))
 	}
-	if got := bindingNamespaces(m, workloadRole(t, m).Name); !slices.Equal(got, []string{"ferry-agents", "web-prod", "web-test"}) {
-		t.Errorf("ferry's rights are bound in %v, want the agents' and both environments' namespaces", got)
+	if got := bindingNamespaces(m, chartRole(t, m, "agents").Name); !slices.Equal(got, []string{"ferry-agents"}) {
+		t.Errorf("the provisioner's rights are bound in %v, want the agents namespace", got)
+	}
+	if got := bindingNamespaces(m, chartRole(t, m, "promotion").Name); !slices.Equal(got, []string{"web-prod", "web-test"}) {
+		t.Errorf("the promoter's rights are bound in %v, want both environments' namespaces", got)
 	}
 }
 
@@ -777,15 +780,15 @@ func TestToggles(t *testing.T) {
 	}{
 		{
 			name:    "agents in the release namespace",
-			set:     []string{"config.agents.namespace=" + releaseNamespace},
-			present: []string{"RoleBinding " + releaseNamespace + "/" + releaseNamespace + "-ferry-workloads"},
+			set:     []string{"config.agents.enabled=true", "config.agents.namespace=" + releaseNamespace},
+			present: []string{"RoleBinding " + releaseNamespace + "/" + releaseNamespace + "-ferry-agents"},
 			absent:  []string{"Namespace"}, saName: "ferry",
 		},
 		{
 			name:   "no namespace creation",
-			set:    []string{"agentsNamespace.create=false"},
+			set:    []string{"config.agents.enabled=true", "agentsNamespace.create=false"},
 			absent: []string{"Namespace"}, saName: "ferry",
-			present: []string{"RoleBinding ferry-agents/" + releaseNamespace + "-ferry-workloads"},
+			present: []string{"RoleBinding ferry-agents/" + releaseNamespace + "-ferry-agents"},
 		},
 		{
 			name:   "no RBAC",

@@ -94,13 +94,30 @@ app.kubernetes.io/part-of: ferry
 {{- end -}}
 
 {{/*
-ferry.workloadNamespaces is a JSON list of the namespaces where ferry gets
-its namespaced rights: the agents namespace, every promotion environment's
-namespace in this cluster (an environment with a kubeconfig context is in
-another cluster), and rbac.extraNamespaces; sorted, without repeats.
+ferry.agentsRBACNamespaces is a JSON list of the namespaces where ferry
+gets the provisioner's rights: the agents namespace when the provisioner
+is on, and rbac.extraNamespaces; sorted, without repeats.
 */}}
-{{- define "ferry.workloadNamespaces" -}}
-{{- $out := list (include "ferry.agentsNamespace" .) -}}
+{{- define "ferry.agentsRBACNamespaces" -}}
+{{- $out := list -}}
+{{- if dig "agents" "enabled" false .Values.config -}}
+{{- $out = append $out (include "ferry.agentsNamespace" .) -}}
+{{- end -}}
+{{- range .Values.rbac.extraNamespaces -}}
+{{- $out = append $out . -}}
+{{- end -}}
+{{- $out | uniq | sortAlpha | toJson -}}
+{{- end -}}
+
+{{/*
+ferry.promotionRBACNamespaces is a JSON list of the namespaces where ferry
+gets the promoter's rights: every promotion environment's namespace in
+this cluster (an environment with a kubeconfig context is in another
+cluster) when the promoter is on, and rbac.extraNamespaces; sorted,
+without repeats.
+*/}}
+{{- define "ferry.promotionRBACNamespaces" -}}
+{{- $out := list -}}
 {{- if dig "promotion" "enabled" false .Values.config -}}
 {{- range $app := (dig "promotion" "apps" list .Values.config) -}}
 {{- range $env := (get $app "environments" | default list) -}}
