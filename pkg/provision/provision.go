@@ -161,7 +161,7 @@ type Config struct {
 	// report it on the commit status. It must not block for long.
 	OnFailure func(context.Context, Failure)
 	// Parallelism bounds the concurrent actions of each kind (creations;
-	// deletions; taking agents offline), and four times it bounds the
+	// deletions; taking agents offline), and eight times it bounds the
 	// creations queued; default DefaultParallelism.
 	Parallelism int
 	// Recorder emits Kubernetes Events; default one writing to Kube.

@@ -227,7 +227,7 @@ func (p *Provisioner) dispatch(ctx context.Context, tasks []task) {
 
 const (
 	// maxPendingCreates times Parallelism bounds the creations in flight.
-	maxPendingCreates = 4
+	maxPendingCreates = 8
 	// podMadeWait is how long a pod ferry created may take to show in the
 	// informer before a cycle creates it again.
 	podMadeWait = 10 * time.Second
