@@ -240,7 +240,7 @@ func (b *bed) deploy(ns string, mutateFn func(*appsv1.Deployment)) {
 		mutateFn(d)
 	}
 	ctx := context.Background()
-	if _, err := b.kube.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{}); err != nil {
+	if _, err := b.admin.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{}); err != nil {
 		b.t.Fatalf("create deployment %s/web: %v", ns, err)
 	}
 	b.waitDeployment(ns, oldImage)

@@ -117,12 +117,12 @@ func (b *bed) namespace(ctx context.Context, prefix string) (string, error) {
 	}
 	name := ns.Name
 	_, err = b.admin.RbacV1().RoleBindings(name).Create(ctx, &rbacv1.RoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: testbed.FerryClusterRole},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: testbed.FerryClusterRole},
+		ObjectMeta: metav1.ObjectMeta{Name: string(testbed.AgentsRole)},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: string(testbed.AgentsRole)},
 		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: b.ferryUser}},
 	}, metav1.CreateOptions{})
 	if err != nil {
-		return name, fmt.Errorf("bind ClusterRole %s in %s: %w", testbed.FerryClusterRole, name, err)
+		return name, fmt.Errorf("bind ClusterRole %s in %s: %w", string(testbed.AgentsRole), name, err)
 	}
 	ferry, _, err := b.ferryClient(50, 100)
 	if err != nil {
