@@ -7,14 +7,17 @@
 // (read by ferry's YAML loader). Templates may inherit from one another;
 // Resolve merges them, applies defaults and validates the result. Render
 // turns a resolved template and an Agent (one attempt at serving one Jenkins
-// queue item) into a Pod and the Secret holding the agent's JNLP secret.
+// queue item) into a Pod; RenderSecret makes the Secret holding the JNLP
+// secrets of the agents created together, which the pods read their own
+// key of.
 // Classify reads a pod's status, conditions and events and says what went
 // wrong, whether another attempt may help and whether a fallback should be
 // used for it.
 //
 // Retries and fallbacks work together. Each queue item gets at most
-// Retry.MaxAttempts agents, named AgentName(queueID, attempt) and spaced by
-// Retry.Delay. An attempt whose predecessor failed with Failure.Fallback set
+// Retry.MaxAttempts attempts (the provisioner does not count an agent whose
+// build Jenkins gave to another item), named AgentName(queueID, attempt)
+// and spaced by Retry.Delay. An attempt whose predecessor failed with Failure.Fallback set
 // goes one fallback level up: level N applies Template.Fallbacks[0..N-1]
 // in order (drop or replace specs, go on-demand, rotate or replace
 // vSwitches), so a template says in its config what "try something else"
