@@ -52,8 +52,9 @@ type itemTrack struct {
 	maxSeen int
 	// swapped counts the attempts that replaced an agent Jenkins gave
 	// another item's build, not a failure: they do not count against
-	// Retry.MaxAttempts.
-	swapped int
+	// Retry.MaxAttempts. swapAttempt is the last one counted.
+	swapped     int
+	swapAttempt int
 }
 
 // agentView is one agent name as Jenkins and Kubernetes show it now.
@@ -780,10 +781,12 @@ func (p *Provisioner) plan(ctx context.Context, now time.Time, comps []jenkins.C
 			continue
 		}
 		pendingCreates++
-		if attempt > 1 && itr.nextAttempt != attempt {
+		if attempt > 1 && itr.nextAttempt != attempt && itr.swapAttempt != attempt {
 			// Not a retry after a failure: the item's earlier agent ran
-			// another item's build, or is going.
+			// another item's build, or is going. Counted once, however
+			// often making it has to be tried again.
 			itr.swapped++
+			itr.swapAttempt = attempt
 		}
 		// A retry after a failure ferry saw uses the level it chose then;
 		// any other new attempt (its item's earlier agent served another

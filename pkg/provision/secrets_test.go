@@ -95,3 +95,36 @@ func TestSecretsAreBatched(t *testing.T) {
 		}
 	}
 }
+
+// TestSwapIsCountedOnce: an item whose agent ran another item's build gets
+// a new attempt under a new name, counted once against nothing however
+// often making it has to be tried again (here: its node never appears).
+func TestSwapIsCountedOnce(t *testing.T) {
+	p, err := New(Config{Jenkins: &jenkins.Client{}, Kube: newFakeKube(), Namespace: testNS, Templates: testTemplate(nil), JenkinsURL: "http://j/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	item := jenkins.QueueItem{ID: 5, TaskName: "app", Buildable: true, Why: "Waiting for next available executor on ‘" + testLabel + "’"}
+	spent := jenkins.Computer{Name: eci.AgentName(5, 1), Labels: []string{testLabel}, TemporarilyOffline: true, OfflineReason: OneBuildReason}
+	creates := func(pl *plan) []string {
+		var keys []string
+		for _, a := range pl.acts {
+			if a.lane == laneCreate {
+				keys = append(keys, a.key)
+			}
+		}
+		return keys
+	}
+	now := time.Now()
+	for i, comps := range [][]jenkins.Computer{{spent}, nil, nil} {
+		pl := p.plan(ctx, now, comps, []jenkins.QueueItem{item}, nil, nil)
+		if got, want := creates(pl), []string{createKey(eci.AgentName(5, 2))}; !slices.Equal(got, want) {
+			t.Fatalf("cycle %d creates %v, want %v", i+1, got, want)
+		}
+		now = now.Add(time.Second)
+	}
+	if got := p.items[5].swapped; got != 1 {
+		t.Errorf("swapped = %d after three cycles planning the same attempt, want 1", got)
+	}
+}
