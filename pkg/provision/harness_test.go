@@ -276,7 +276,13 @@ func (k *kubelet) run(ctx context.Context) {
 				}
 				name := pod.Name
 				connectAgent := func() {
-					if err := k.e.emu.ConnectAgent(name, secret); err != nil && ctx.Err() == nil {
+					err := k.e.emu.ConnectAgent(name, secret)
+					if err != nil && k.connectDelay != nil && errors.Is(err, jenkinsemu.ErrNoSuchNode) {
+						// Deleted while its JVM started (e.g. its item went
+						// to another agent): a real agent fails the same way.
+						return
+					}
+					if err != nil && ctx.Err() == nil {
 						k.e.t.Errorf("connect agent %s: %v", name, err)
 					}
 				}
