@@ -168,7 +168,8 @@ type Agents struct {
 	// build.
 	Resync Duration `json:"resync"`
 	// GCGrace is how long an orphan (a pod without a Jenkins node, a node
-	// without a pod) is left before it is collected.
+	// without a pod, an agent Secret no pod reads) is left before it is
+	// collected.
 	GCGrace Duration `json:"gcGrace"`
 	// DisableGC turns orphan collection off.
 	DisableGC bool `json:"disableGC"`

@@ -231,8 +231,9 @@ func (p *Provisioner) markOffline(a *agentView, build jenkins.Executable) action
 	}
 }
 
-// deleteAgent deletes an agent's node, then its pod (the Secret goes with
-// the pod; one not handed over yet is deleted too).
+// deleteAgent deletes an agent's node, then its pod (its Secret goes with
+// the last pod of its batch, or is collected once no pod reads it; see
+// planSecrets).
 func (p *Provisioner) deleteAgent(a *agentView, tr *track, cause string) action {
 	// The plan owns tr; the action reads what it needs now.
 	ranSince := tr.ranSince

@@ -142,8 +142,8 @@ type Config struct {
 	// polled less often.
 	MinInterval time.Duration
 	// GCGrace is how long a ferry pod without a Jenkins node, a ferry node
-	// without a pod that no queue item needs, or an unowned agent Secret is
-	// left alone before it is collected; default DefaultGCGrace.
+	// without a pod that no queue item needs, or an agent Secret no pod
+	// reads is left alone before it is collected; default DefaultGCGrace.
 	GCGrace time.Duration
 	// DisableGC turns garbage collection of orphans off (it is on by
 	// default). Agents whose build ended are deleted regardless.
