@@ -59,8 +59,15 @@ type Build struct {
 	Event    event.Event `json:"event"`
 	Pipeline string      `json:"pipeline"`
 	Job      string      `json:"job"`
-	// QueueID is Jenkins' queue item id returned by the trigger.
+	// QueueID is Jenkins' queue item id returned by the trigger; 0 while
+	// the record only says that a trigger is being attempted (see
+	// Attempted).
 	QueueID int64 `json:"queue_id"`
+	// Attempted is when ferry first tried to trigger this build. The
+	// dispatcher writes a record with Attempted and no QueueID before it
+	// first calls Jenkins, so whoever finishes the event knows that a
+	// build may exist and searches Jenkins back to that time.
+	Attempted time.Time `json:"attempted_at,omitzero"`
 	// Number and URL are set once the queue item became a build.
 	Number int64  `json:"number,omitempty"`
 	URL    string `json:"url,omitempty"`
@@ -69,6 +76,10 @@ type Build struct {
 	TriggeredAt time.Time `json:"triggered_at"`
 	UpdatedAt   time.Time `json:"updated_at"`
 }
+
+// Pending reports whether the record only marks a trigger attempt: Jenkins
+// may or may not have queued the build, and no queue item is known yet.
+func (b Build) Pending() bool { return b.QueueID == 0 }
 
 // Store is the durable state ferry's parts share.
 type Store interface {
@@ -85,6 +96,14 @@ type Store interface {
 	// does not wait. It returns no entries and a nil error when block
 	// passed without any, and ctx's error when ctx ended first.
 	Claim(ctx context.Context, consumer string, max int, minIdle, block time.Duration) ([]Entry, error)
+	// Held hands consumer once more the entries it already holds: handed
+	// to it and neither acknowledged nor taken over by another consumer.
+	// A replica restarted under the same consumer name calls it at start
+	// to resume its unfinished work at once, instead of leaving it for
+	// another consumer to reclaim after minIdle. Entries come in queue
+	// order, up to max of them, starting after the entry id after ("" for
+	// the first); each counts as a new delivery and resets its idle time.
+	Held(ctx context.Context, consumer, after string, max int) ([]Entry, error)
 	// Touch tells the queue that consumer still works on the entries, so
 	// they are not reclaimed by others. Entries the consumer no longer holds
 	// are left alone and reported with an error wrapping ErrNotOwned.

@@ -181,6 +181,44 @@ func (s *Store) Claim(ctx context.Context, consumer string, max int, minIdle, bl
 	}
 }
 
+// Held implements store.Store.
+func (s *Store) Held(ctx context.Context, consumer, after string, max int) ([]store.Entry, error) {
+	if consumer == "" {
+		return nil, errors.New("list held entries: empty consumer name")
+	}
+	if max < 1 {
+		return nil, fmt.Errorf("list held entries: max %d, want at least 1", max)
+	}
+	if err := s.lock(ctx); err != nil {
+		return nil, fmt.Errorf("list entries held by %s: %w", consumer, err)
+	}
+	var from uint64
+	if e, ok := s.entries[after]; ok {
+		from = e.seq
+	} else if after != "" {
+		seq, _, _ := strings.Cut(after, "-")
+		if n, err := strconv.ParseUint(seq, 10, 64); err == nil {
+			from = n
+		}
+	}
+	var held []*entry
+	for _, e := range s.entries {
+		if e.consumer == consumer && e.seq > from {
+			held = append(held, e)
+		}
+	}
+	slices.SortFunc(held, func(a, b *entry) int { return cmp.Compare(a.seq, b.seq) })
+	now := s.now()
+	var got []claimedEntry
+	for _, e := range held[:min(len(held), max)] {
+		e.deliveries++
+		e.delivered = now
+		got = append(got, claimedEntry{id: e.id, payload: e.payload, deliveries: e.deliveries})
+	}
+	s.mu.Unlock()
+	return decode(got)
+}
+
 // claimedEntry is an entry's state copied under the lock.
 type claimedEntry struct {
 	id         string

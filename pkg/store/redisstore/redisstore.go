@@ -516,8 +516,60 @@ func (s *Store) reclaim(ctx context.Context, consumer string, max int, minIdle t
 		return nil, err
 	}
 	// XAUTOCLAIM counted this delivery; XPENDING tells the count.
+	deliveries, err := s.deliveryCounts(ctx, msgs)
+	if err != nil {
+		// The entries are claimed; without the count they would be
+		// handed out as first deliveries, so let them be reclaimed again.
+		return nil, err
+	}
+	return s.decode(ctx, consumer, msgs, deliveries), nil
+}
+
+// Held implements store.Store with XREADGROUP from an explicit id, which
+// reads the consumer's own pending entries and counts a delivery of each.
+func (s *Store) Held(ctx context.Context, consumer, after string, max int) ([]store.Entry, error) {
+	if consumer == "" {
+		return nil, errors.New("list held entries: empty consumer name")
+	}
+	if max < 1 {
+		return nil, fmt.Errorf("list held entries: max %d, want at least 1", max)
+	}
+	if after == "" {
+		after = "0"
+	}
+	doing := "list entries held by " + consumer
+	var msgs []redis.XMessage
+	err := s.withGroup(ctx, func() error {
+		streams, err := s.client.XReadGroup(ctx, &redis.XReadGroupArgs{
+			Group: s.group, Consumer: consumer, Streams: []string{s.stream, after}, Count: int64(max), Block: -1,
+		}).Result()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return err
+		}
+		msgs = msgs[:0]
+		for _, st := range streams {
+			msgs = append(msgs, st.Messages...)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, wrap(doing, err)
+	}
+	if len(msgs) == 0 {
+		return nil, nil
+	}
+	deliveries, err := s.deliveryCounts(ctx, msgs)
+	if err != nil {
+		return nil, wrap(doing, err)
+	}
+	return s.decode(ctx, consumer, msgs, deliveries), nil
+}
+
+// deliveryCounts reads how often each message was delivered (at least 2:
+// they were all handed out before).
+func (s *Store) deliveryCounts(ctx context.Context, msgs []redis.XMessage) ([]int64, error) {
 	counts := make([]*redis.XPendingExtCmd, len(msgs))
-	_, err = s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+	_, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, m := range msgs {
 			counts[i] = p.XPendingExt(ctx, &redis.XPendingExtArgs{
 				Stream: s.stream, Group: s.group, Start: m.ID, End: m.ID, Count: 1,
@@ -526,18 +578,16 @@ func (s *Store) reclaim(ctx context.Context, consumer string, max int, minIdle t
 		return nil
 	})
 	if err != nil {
-		// The entries are claimed; without the count they would be
-		// handed out as first deliveries, so let them be reclaimed again.
 		return nil, fmt.Errorf("read delivery counts: %w", err)
 	}
 	deliveries := make([]int64, len(msgs))
 	for i, c := range counts {
-		deliveries[i] = 2 // at least: it was reclaimed
+		deliveries[i] = 2
 		if p := c.Val(); len(p) == 1 && p[0].RetryCount > 0 {
 			deliveries[i] = p[0].RetryCount
 		}
 	}
-	return s.decode(ctx, consumer, msgs, deliveries), nil
+	return deliveries, nil
 }
 
 // readNew reads entries never delivered, waiting up to block.

@@ -47,6 +47,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"ClaimRespectsMax", testClaimRespectsMax},
 		{"ExclusiveConsumers", testExclusiveConsumers},
 		{"Reclaim", testReclaim},
+		{"Held", testHeld},
 		{"TouchPreventsReclaim", testTouchPreventsReclaim},
 		{"TouchNotOwned", testTouchNotOwned},
 		{"ClaimWaitsForBlock", testClaimWaitsForBlock},
@@ -399,6 +400,77 @@ func testReclaim(t *testing.T, s store.Store) {
 	if n := pending(t, s); n != 0 {
 		t.Errorf("Pending after Ack = %d, want 0", n)
 	}
+}
+
+// testHeld is a restarted consumer finding its own unfinished entries:
+// only its own, in order, from a given id on, each a new delivery, and none
+// that was acknowledged or taken over by another consumer.
+func testHeld(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	for i := range 4 {
+		enqueue(t, s, fmt.Sprintf("k%d", i), Event(i))
+	}
+	mine := claim(t, s, "me", 3, never, time.Second)
+	theirs := claim(t, s, "them", 1, never, time.Second)
+	if len(mine) != 3 || len(theirs) != 1 {
+		t.Fatalf("claimed %d and %d entries, want 3 and 1", len(mine), len(theirs))
+	}
+	ack(t, s, mine[1].ID)
+	held := func(consumer, after string, max int) []store.Entry {
+		t.Helper()
+		got, err := s.Held(ctx, consumer, after, max)
+		if err != nil {
+			t.Fatalf("Held(%s, %q, %d): %v", consumer, after, max, err)
+		}
+		return got
+	}
+	got := held("me", "", 10)
+	if len(got) != 2 || got[0].ID != mine[0].ID || got[1].ID != mine[2].ID {
+		t.Fatalf("Held(me) = %v, want entries %s and %s (the acknowledged one left out)", entryIDs(got), mine[0].ID, mine[2].ID)
+	}
+	for _, e := range got {
+		if e.Deliveries != 2 {
+			t.Errorf("entry %s: Deliveries = %d, want 2", e.ID, e.Deliveries)
+		}
+	}
+	if !sameJSON(t, got[1].Event, mine[2].Event) {
+		t.Errorf("held event = %+v, want %+v", got[1].Event, mine[2].Event)
+	}
+	if got := held("me", mine[0].ID, 10); len(got) != 1 || got[0].ID != mine[2].ID {
+		t.Errorf("Held(me, after %s) = %v, want only %s", mine[0].ID, entryIDs(got), mine[2].ID)
+	}
+	if got := held("me", "", 1); len(got) != 1 || got[0].ID != mine[0].ID {
+		t.Errorf("Held(me, max 1) = %v, want only %s", entryIDs(got), mine[0].ID)
+	}
+	if got := held("them", "", 10); len(got) != 1 || got[0].ID != theirs[0].ID {
+		t.Errorf("Held(them) = %v, want only %s", entryIDs(got), theirs[0].ID)
+	}
+	if got := held("nobody", "", 10); len(got) != 0 {
+		t.Errorf("Held(nobody) = %v, want none", entryIDs(got))
+	}
+	// Taken over by another consumer: no longer held.
+	time.Sleep(40 * time.Millisecond)
+	stolen := claim(t, s, "thief", 10, 30*time.Millisecond, 0)
+	if len(stolen) != 3 {
+		t.Fatalf("thief reclaimed %d entries, want all 3 idle ones", len(stolen))
+	}
+	if got := held("me", "", 10); len(got) != 0 {
+		t.Errorf("Held(me) after a takeover = %v, want none", entryIDs(got))
+	}
+	if _, err := s.Held(ctx, "", "", 1); err == nil {
+		t.Error("Held with an empty consumer name: no error")
+	}
+	if _, err := s.Held(ctx, "me", "", 0); err == nil {
+		t.Error("Held with max 0: no error")
+	}
+}
+
+func entryIDs(es []store.Entry) []string {
+	out := make([]string, len(es))
+	for i, e := range es {
+		out[i] = e.ID
+	}
+	return out
 }
 
 // testTouchPreventsReclaim keeps touching an entry for several minIdle
