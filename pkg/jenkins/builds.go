@@ -2,6 +2,7 @@ package jenkins
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"strconv"
@@ -153,21 +154,30 @@ type Found struct {
 func (f Found) Exists() bool { return f.QueueID > 0 || f.BuildNumber > 0 }
 
 // FindByParam looks for a request of job whose parameter name equals
-// value: first among the items waiting in the queue, then among the
-// job's most recent builds (Config.SearchBuilds of them), newest first.
-// This is how the dispatcher learns, after a crash between trigger and
-// ack, that its trigger went through. Nothing found is the zero Found and
-// a nil error; an unknown job is ErrNotFound.
+// value and that was made at or after since: first among the items
+// waiting in the queue, then among the job's builds, newest first, a page
+// of Config.SearchBuilds at a time (allBuilds{from,to}), until a build
+// that started before since − SearchSlack or the end of the builds. The
+// search is bounded by time, not by a count of builds, so a busy job
+// cannot scroll a build out of its reach. This is how the dispatcher
+// learns, after a crash between trigger and ack, that its trigger went
+// through. Nothing found is the zero Found and a nil error; an unknown job
+// is ErrNotFound.
 //
 // The queue is read before the builds: Jenkins creates a build in the same
 // queue-lock section in which the item leaves the queue, so an item seen
-// in neither list was not there (save a sub-millisecond window).
-func (c *Client) FindByParam(ctx context.Context, job, name, value string) (Found, error) {
+// in neither list was not there (save a sub-millisecond window). Builds
+// that start while the pages are read shift later pages down: some builds
+// are read twice, none is skipped.
+func (c *Client) FindByParam(ctx context.Context, job, name, value string, since time.Time) (Found, error) {
 	var f Found
 	err := c.call(ctx, "find_by_param", []attribute.KeyValue{attrJob.String(job), attrParam.String(name)}, func(ctx context.Context) error {
 		p, err := jobPath(job)
 		if err != nil {
 			return err
+		}
+		if since.IsZero() {
+			return errors.New("jenkins: FindByParam needs the earliest time the request could have been made")
 		}
 		items, err := c.queue(ctx)
 		if err != nil {
@@ -180,15 +190,9 @@ func (c *Client) FindByParam(ctx context.Context, job, name, value string) (Foun
 			}
 		}
 		if !f.Exists() {
-			builds, err := c.recentBuilds(ctx, job, c.searchMax)
+			f, err = c.findBuild(ctx, p, name, value, since.Add(-SearchSlack))
 			if err != nil {
 				return err
-			}
-			for _, b := range builds {
-				if v, ok := b.Params[name]; ok && v == value {
-					f = Found{QueueID: b.QueueID, BuildNumber: b.Number}
-					break
-				}
 			}
 		}
 		trace.SpanFromContext(ctx).SetAttributes(attrQueueID.Int64(f.QueueID), attrBuild.Int64(f.BuildNumber))
@@ -198,6 +202,38 @@ func (c *Client) FindByParam(ctx context.Context, job, name, value string) (Foun
 		return Found{}, fmt.Errorf("find %s=%s in %s: %w", name, value, job, err)
 	}
 	return f, nil
+}
+
+// SearchSlack is how far before the time it is given FindByParam keeps
+// reading builds: build timestamps come from Jenkins' clock, the time from
+// ferry's, and the two may differ.
+const SearchSlack = 10 * time.Minute
+
+// findBuild pages through the builds of the job at escaped path p, newest
+// first, until one matches or one started before notBefore.
+func (c *Client) findBuild(ctx context.Context, p, name, value string, notBefore time.Time) (Found, error) {
+	page := c.searchMax
+	for from := 0; ; from += page {
+		var v struct {
+			AllBuilds []buildJSON `json:"allBuilds"`
+		}
+		tree := "allBuilds[" + buildFields + "]{" + strconv.Itoa(from) + "," + strconv.Itoa(from+page) + "}"
+		if err := c.getJSON(ctx, p+"/api/json", url.Values{"tree": {tree}}, &v); err != nil {
+			return Found{}, err
+		}
+		for _, j := range v.AllBuilds {
+			b := j.build()
+			if got, ok := b.Params[name]; ok && got == value {
+				return Found{QueueID: b.QueueID, BuildNumber: b.Number}, nil
+			}
+			if !b.Timestamp.IsZero() && b.Timestamp.Before(notBefore) {
+				return Found{}, nil
+			}
+		}
+		if len(v.AllBuilds) < page {
+			return Found{}, nil
+		}
+	}
 }
 
 // taskIsJob reports whether a queue item's task URL (absolute, as Jenkins

@@ -45,6 +45,8 @@ const (
 	DefaultTimeout      = 10 * time.Second
 	DefaultUserAgent    = "ferry-jenkins-client"
 	DefaultSearchBuilds = 50
+	// MaxSearchBuilds is the largest page of builds asked for at once.
+	MaxSearchBuilds = 100
 )
 
 // Config configures a Client. Only URL is required.
@@ -77,8 +79,9 @@ type Config struct {
 	UserAgent string
 	// TracerProvider starts one span per call. Nil means no tracing.
 	TracerProvider trace.TracerProvider
-	// SearchBuilds is how many recent builds FindByParam inspects.
-	// Default DefaultSearchBuilds; Jenkins exports at most 100.
+	// SearchBuilds is how many builds FindByParam reads per request while
+	// it pages back in time. Default DefaultSearchBuilds; at most
+	// MaxSearchBuilds (larger values are lowered to it).
 	SearchBuilds int
 }
 
@@ -171,6 +174,7 @@ func New(cfg Config) (*Client, error) {
 	if c.searchMax <= 0 {
 		c.searchMax = DefaultSearchBuilds
 	}
+	c.searchMax = min(c.searchMax, MaxSearchBuilds)
 	tp := cfg.TracerProvider
 	if tp == nil {
 		tp = noop.NewTracerProvider()

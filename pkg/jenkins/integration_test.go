@@ -74,7 +74,8 @@ var ferryParams = []jenkinsemu.Param{{Name: "SHA"}, {Name: "FERRY_ID"}, {Name: "
 // provisioner will: trigger, find it again, create an agent node for its
 // label, connect it with the secret, watch the build, clean up.
 func TestEmulatorLifecycle(t *testing.T) {
-	srv, _ := newEmulator(t)
+	srv, clk := newEmulator(t)
+	since := clk.Now()
 	ctx := context.Background()
 	// The label has no '-': the emulator quotes such atoms in why
 	// (‘"ferry-eci"’), real Jenkins does not (LabelAtom.needsEscape).
@@ -111,11 +112,11 @@ func TestEmulatorLifecycle(t *testing.T) {
 		t.Fatalf("emulator queue has %d items, want 1", n)
 	}
 
-	found, err := c.FindByParam(ctx, "team/app", "FERRY_ID", "ev-1")
+	found, err := c.FindByParam(ctx, "team/app", "FERRY_ID", "ev-1", since)
 	if err != nil || found != (jenkins.Found{QueueID: first.QueueID, Queued: true}) {
 		t.Fatalf("FindByParam = %+v, %v; want queued item %d", found, err, first.QueueID)
 	}
-	if f, err := c.FindByParam(ctx, "team/app", "FERRY_ID", "ev-2"); err != nil || f.Exists() {
+	if f, err := c.FindByParam(ctx, "team/app", "FERRY_ID", "ev-2", since); err != nil || f.Exists() {
 		t.Fatalf("FindByParam(ev-2) = %+v, %v; want nothing", f, err)
 	}
 
@@ -234,7 +235,8 @@ func requireFullBuilds(t *testing.T, c *jenkins.Client, job string) {
 }
 
 func TestEmulatorBuildHistory(t *testing.T) {
-	srv, _ := newEmulator(t)
+	srv, clk := newEmulator(t)
+	since := clk.Now()
 	ctx := context.Background()
 	if err := srv.AddJob("app", jenkinsemu.JobSpec{Label: emuLabel, Pipeline: true, Duration: jenkinsemu.Forever, Params: ferryParams}); err != nil {
 		t.Fatal(err)
@@ -252,7 +254,7 @@ func TestEmulatorBuildHistory(t *testing.T) {
 	}
 	requireFullBuilds(t, c, "app")
 
-	f, err := c.FindByParam(ctx, "app", "FERRY_ID", "ev-7")
+	f, err := c.FindByParam(ctx, "app", "FERRY_ID", "ev-7", since)
 	if err != nil || f != (jenkins.Found{QueueID: res.QueueID, BuildNumber: 1}) {
 		t.Fatalf("FindByParam = %+v, %v; want build 1 from item %d", f, err, res.QueueID)
 	}
@@ -276,7 +278,7 @@ func TestEmulatorBuildHistory(t *testing.T) {
 	if first.Number != 1 || first.Result != jenkins.ResultFailure || first.Params["DEPLOY"] != "true" || first.QueueID != res.QueueID {
 		t.Errorf("build 1 = %+v", first)
 	}
-	f, err = c.FindByParam(ctx, "app", "FERRY_ID", "ev-7")
+	f, err = c.FindByParam(ctx, "app", "FERRY_ID", "ev-7", since)
 	if err != nil || f != (jenkins.Found{QueueID: res.QueueID, BuildNumber: 1}) {
 		t.Fatalf("FindByParam of a finished build = %+v, %v", f, err)
 	}
