@@ -79,6 +79,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("ferry "+args[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	file := fs.String("config", os.Getenv("FERRY_CONFIG"), "YAML configuration file [env FERRY_CONFIG]")
+	consumer := fs.String("consumer", firstSet(os.Getenv("FERRY_CONSUMER"), os.Getenv("POD_NAME")),
+		"this replica's name in the event queue and in leader elections; one that survives restarts (the pod name) lets a restarted replica resume its unfinished events at once; must be unique among running replicas (default hostname-random) [env FERRY_CONSUMER, else POD_NAME]")
 	flags := config.RegisterFlags(fs)
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
@@ -95,5 +97,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			cfg.BackendName(), len(cfg.Pipelines), cfg.Server.Listen)
 		return nil
 	}
-	return app.Run(ctx, app.Options{Config: cfg, Version: version, LogOutput: stderr})
+	return app.Run(ctx, app.Options{Config: cfg, Version: version, LogOutput: stderr, Consumer: *consumer})
+}
+
+func firstSet(values ...string) string {
+	for _, v := range values {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
 }

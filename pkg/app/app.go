@@ -90,7 +90,8 @@ func New(ctx context.Context, opts Options) (*App, error) {
 
 	jc, err := jenkins.New(jenkins.Config{
 		URL: cfg.Jenkins.URL, User: cfg.Jenkins.User, APIToken: cfg.Jenkins.APIToken,
-		Timeout: cfg.Jenkins.Timeout.Duration, Logger: tel.Logger, TracerProvider: tel.TracerProvider,
+		Timeout: cfg.Jenkins.Timeout.Duration, SearchBuilds: cfg.Dispatch.RecentBuilds,
+		Logger: tel.Logger, TracerProvider: tel.TracerProvider,
 		UserAgent: "ferry/" + opts.Version,
 	})
 	if err != nil {
@@ -111,8 +112,8 @@ func New(ctx context.Context, opts Options) (*App, error) {
 			Consumer: opts.Consumer, Workers: cfg.Dispatch.Workers, ReclaimAfter: cfg.Dispatch.ReclaimAfter.Duration,
 			RetryInitial: cfg.Dispatch.RetryInitial.Duration, RetryMax: cfg.Dispatch.RetryMax.Duration,
 			PermanentAttempts: cfg.Dispatch.PermanentAttempts, StatusInterval: cfg.Dispatch.StatusInterval.Duration,
-			StatusContext: cfg.Dispatch.StatusContext,
-			Logger:        tel.Logger, TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider,
+			StatusGiveUp: cfg.Dispatch.StatusGiveUpAfter.Duration, StatusContext: cfg.Dispatch.StatusContext,
+			Logger: tel.Logger, TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider,
 		})
 		if err != nil {
 			return nil, err

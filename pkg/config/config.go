@@ -286,12 +286,17 @@ type Dispatch struct {
 	// refused credentials) is retried before the event is given up and the
 	// commit marked as errored.
 	PermanentAttempts int `json:"permanentAttempts"`
-	// RecentBuilds is how many of a job's builds are searched for the
-	// correlation id before triggering.
+	// RecentBuilds is how many of a job's builds are read per request
+	// while the dispatcher searches them for the correlation id, back to
+	// its first trigger attempt (1–100: Jenkins' page limit).
 	RecentBuilds int `json:"recentBuilds"`
 	// StatusInterval is how often triggered builds are polled to report
 	// their outcome.
 	StatusInterval Duration `json:"statusInterval"`
+	// StatusGiveUpAfter is how long a build's known outcome is retried on
+	// a failing commit status API (with back-off) before it is dropped
+	// with an error log line and ferry_status_given_up.
+	StatusGiveUpAfter Duration `json:"statusGiveUpAfter"`
 	// StatusContext is the commit status context prefix: "<prefix>/<pipeline>".
 	StatusContext string `json:"statusContext"`
 }
@@ -376,6 +381,7 @@ func Default() Config {
 			PermanentAttempts: 5,
 			RecentBuilds:      50,
 			StatusInterval:    Duration{Duration: 5 * time.Second},
+			StatusGiveUpAfter: Duration{Duration: 12 * time.Hour},
 			StatusContext:     "ferry",
 		},
 		Agents: Agents{
@@ -483,6 +489,7 @@ func (c Config) Validate() error {
 		"server.shutdownTimeout": c.Server.ShutdownTimeout, "jenkins.timeout": c.Jenkins.Timeout,
 		"dispatch.reclaimAfter": c.Dispatch.ReclaimAfter, "dispatch.retryInitial": c.Dispatch.RetryInitial,
 		"dispatch.retryMax": c.Dispatch.RetryMax, "dispatch.statusInterval": c.Dispatch.StatusInterval,
+		"dispatch.statusGiveUpAfter": c.Dispatch.StatusGiveUpAfter,
 	} {
 		if d.Duration <= 0 {
 			add(f, "must be a positive duration such as 10s")
@@ -555,8 +562,8 @@ func (c Config) Validate() error {
 	if c.Dispatch.PermanentAttempts < 1 {
 		add("dispatch.permanentAttempts", "must be at least 1")
 	}
-	if c.Dispatch.RecentBuilds < 1 {
-		add("dispatch.recentBuilds", "must be at least 1")
+	if c.Dispatch.RecentBuilds < 1 || c.Dispatch.RecentBuilds > 100 {
+		add("dispatch.recentBuilds", "is %d, must be between 1 and 100: it is the page size of the build search, and Jenkins pages at most 100 builds (the search itself goes back to the first trigger attempt, however many builds that takes)", c.Dispatch.RecentBuilds)
 	}
 	if c.Dispatch.StatusContext == "" {
 		add("dispatch.statusContext", "must not be empty, e.g. ferry")

@@ -45,7 +45,8 @@ func (d *Dispatcher) ReportAgentFailure(ctx context.Context, f AgentFailure) {
 		desc = "The build lost its agent: " + f.Message
 	}
 	d.log.Warn("agent failure reported on the commit", "key", b.Key, "queue_id", f.QueueID, "reason", f.Message)
-	if d.report(ctx, b.Event, b.Pipeline, scm.Status{State: scm.StateError, Description: desc}, b.URL) && f.Cancelled {
+	err := d.reportRetry(d.report(ctx, b.Event, b.Pipeline, scm.Status{State: scm.StateError, Description: desc}, b.URL))
+	if err == nil && f.Cancelled && !b.Pending() {
 		if err := d.forget(ctx, b.Key); err != nil {
 			d.log.Warn("could not forget a failed build record", "key", b.Key, "error", err)
 		}

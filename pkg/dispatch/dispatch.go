@@ -19,6 +19,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/url"
 	"os"
@@ -42,7 +43,7 @@ import (
 // Jenkins is what the dispatcher asks of Jenkins.
 type Jenkins interface {
 	Trigger(ctx context.Context, job string, params map[string]string) (jenkins.TriggerResult, error)
-	FindByParam(ctx context.Context, job, name, value string) (jenkins.Found, error)
+	FindByParam(ctx context.Context, job, name, value string, since time.Time) (jenkins.Found, error)
 	QueueItem(ctx context.Context, id int64) (jenkins.QueueItem, error)
 	Build(ctx context.Context, job string, number int64) (jenkins.Build, error)
 }
@@ -62,6 +63,9 @@ type Config struct {
 	// JenkinsURL is Jenkins' root URL, for links in commit statuses.
 	JenkinsURL string
 	// Consumer names this replica in the queue (default hostname-random).
+	// A name that survives restarts (the pod name) lets a restarted
+	// replica resume its unfinished events at once; it must be unique
+	// among running replicas.
 	Consumer          string
 	Workers           int
 	ReclaimAfter      time.Duration
@@ -69,7 +73,10 @@ type Config struct {
 	RetryMax          time.Duration
 	PermanentAttempts int
 	StatusInterval    time.Duration
-	StatusContext     string
+	// StatusGiveUp is how long a build's outcome is retried on a failing
+	// commit status API before ferry gives up on reporting it.
+	StatusGiveUp  time.Duration
+	StatusContext string
 	// OnTriggered, if set, is called after a build was recorded, e.g. to
 	// wake the provisioner.
 	OnTriggered    func(store.Build)
@@ -89,6 +96,10 @@ type Dispatcher struct {
 	triggers metric.Int64Counter
 	retries  metric.Int64Counter
 	finished metric.Int64Counter
+
+	reportFailures metric.Int64Counter
+	gaveUp         metric.Int64Counter
+	status         *statusHealth
 
 	// lastStatus remembers the last status sent per build record, so the
 	// tracker sends each change once.
@@ -128,6 +139,9 @@ func New(cfg Config) (*Dispatcher, error) {
 	if cfg.StatusInterval <= 0 {
 		cfg.StatusInterval = def.StatusInterval.Duration
 	}
+	if cfg.StatusGiveUp <= 0 {
+		cfg.StatusGiveUp = def.StatusGiveUpAfter.Duration
+	}
 	if cfg.StatusContext == "" {
 		cfg.StatusContext = def.StatusContext
 	}
@@ -146,6 +160,7 @@ func New(cfg Config) (*Dispatcher, error) {
 		log:        cfg.Logger.With("component", "dispatch", "consumer", cfg.Consumer),
 		tracer:     cfg.TracerProvider.Tracer("github.com/ferryci/ferry/pkg/dispatch"),
 		lastStatus: map[string]scm.State{},
+		status:     newStatusHealth(),
 	}
 	m := cfg.MeterProvider.Meter("github.com/ferryci/ferry/pkg/dispatch")
 	var err error
@@ -164,6 +179,14 @@ func New(cfg Config) (*Dispatcher, error) {
 	}
 	if d.finished, err = m.Int64Counter("ferry_builds_finished",
 		metric.WithDescription("Triggered builds whose outcome was reported, by result.")); err != nil {
+		return nil, err
+	}
+	if d.reportFailures, err = m.Int64Counter("ferry_status_report_failures",
+		metric.WithDescription("Commit status reports that failed, by provider.")); err != nil {
+		return nil, err
+	}
+	if d.gaveUp, err = m.Int64Counter("ferry_status_given_up",
+		metric.WithDescription("Build outcomes never reported because the provider's status API kept failing for dispatch.statusGiveUpAfter, by provider.")); err != nil {
 		return nil, err
 	}
 	return d, nil
@@ -206,6 +229,7 @@ func (d *Dispatcher) consume(ctx context.Context) error {
 	defer wg.Wait()
 	block := min(d.cfg.ReclaimAfter/4, 5*time.Second)
 	storeBackoff := d.backoff()
+	d.resume(ctx, slots, &wg)
 	for ctx.Err() == nil {
 		// Wait for at least one free worker, then claim as many as are free.
 		select {
@@ -247,6 +271,44 @@ func (d *Dispatcher) consume(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// resume hands the workers the entries this consumer held when its
+// previous run stopped (a crash, a container restart under the same pod
+// name), so they finish now rather than after ReclaimAfter, when a busy
+// job has moved on. A failure is logged and left to reclaiming.
+func (d *Dispatcher) resume(ctx context.Context, slots chan struct{}, wg *sync.WaitGroup) {
+	after, n := "", 0
+	for ctx.Err() == nil {
+		entries, err := d.cfg.Store.Held(ctx, d.cfg.Consumer, after, d.cfg.Workers)
+		if err != nil {
+			if ctx.Err() == nil {
+				d.log.Warn("could not read the events this replica held before it restarted; other replicas reclaim them after dispatch.reclaimAfter", "error", err)
+			}
+			return
+		}
+		if len(entries) == 0 {
+			break
+		}
+		for _, e := range entries {
+			select {
+			case slots <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			wg.Add(1)
+			go func(e store.Entry) {
+				defer wg.Done()
+				defer func() { <-slots }()
+				d.handle(ctx, e)
+			}(e)
+			after = e.ID
+			n++
+		}
+	}
+	if n > 0 {
+		d.log.Info("resumed events this replica had not finished before it restarted", "events", n)
+	}
 }
 
 // handle triggers every pipeline of one entry and acknowledges it once
@@ -327,36 +389,42 @@ func (d *Dispatcher) ack(ctx context.Context, id string) error {
 // entry's event. It returns nil once a queue item is recorded, errGaveUp
 // after PermanentAttempts permanent refusals, and ctx's error on
 // cancellation; Jenkins being down is retried without limit.
+//
+// Before its first call to Jenkins it records durably that a trigger is
+// being attempted, and when (a pending build record). Whoever finishes the
+// event later — this worker after a failure, this replica after a restart,
+// another replica after a reclaim — finds that record and searches Jenkins
+// back to that time before triggering again, however many builds started
+// since.
 func (d *Dispatcher) triggerOnce(ctx context.Context, e store.Entry, p config.Pipeline, log *slog.Logger) error {
 	ev := e.Event
 	key := config.TriggerID(ev.ID, p.Name)
 	log = log.With("pipeline", p.Name, "job", p.Job)
-	if _, err := d.cfg.Store.GetBuild(ctx, key); err == nil {
-		return nil // recorded by an earlier holder that died before Ack
+	a, err := d.attemptOf(ctx, e, p, key, log)
+	if err != nil || a.recorded {
+		return err
 	}
-	// A first delivery that has not yet tried cannot have triggered
-	// anything: skip the lookup. A reclaimed entry, or an attempt that
-	// failed in a way that may have reached Jenkins, looks first.
-	lookFirst := e.Deliveries > 1
 	b := d.backoff()
 	permanent := 0
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		res, outcome, err := d.attempt(ctx, ev, p, key, lookFirst)
+		res, outcome, err := d.attempt(ctx, ev, p, key, &a, log)
 		if err == nil {
-			d.record(ctx, ev, p, key, res, outcome, log)
+			d.record(ctx, ev, p, key, a.since, res, outcome, log)
 			return nil
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		lookFirst = true
-		if jenkins.IsRetryable(err) {
+		if !errors.Is(err, errNotAttempted) {
+			a.lookFirst = true
+		}
+		if errors.Is(err, errNotAttempted) || jenkins.IsRetryable(err) {
 			wait := b.next()
-			d.retries.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", "jenkins_unavailable")))
-			log.Warn("Jenkins unavailable; the event stays queued and is retried", "error", err, "retry_in", wait)
+			d.retries.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", retryReason(err))))
+			log.Warn("could not trigger yet; the event stays queued and is retried", "error", err, "retry_in", wait)
 			if !sleep(ctx, wait) {
 				return ctx.Err()
 			}
@@ -368,6 +436,9 @@ func (d *Dispatcher) triggerOnce(ctx context.Context, e store.Entry, p config.Pi
 			log.Error("Jenkins refused the build; giving up", "error", err, "attempts", permanent)
 			d.report(ctx, ev, p.Name, scm.Status{State: scm.StateError,
 				Description: "ferry could not trigger Jenkins job " + p.Job + ": " + describe(err)}, "")
+			if err := d.cfg.Store.DeleteBuild(ctx, key); err != nil {
+				log.Warn("could not remove the record of the refused trigger attempt", "error", err)
+			}
 			return errGaveUp
 		}
 		wait := b.next()
@@ -379,16 +450,93 @@ func (d *Dispatcher) triggerOnce(ctx context.Context, e store.Entry, p config.Pi
 	}
 }
 
-// attempt looks for an earlier trigger (when asked) and otherwise triggers.
-func (d *Dispatcher) attempt(ctx context.Context, ev event.Event, p config.Pipeline, key string, lookFirst bool) (jenkins.TriggerResult, string, error) {
-	if lookFirst {
-		f, err := d.cfg.Jenkins.FindByParam(ctx, p.Job, config.ParamTriggerID, key)
+// errNotAttempted marks a failure before Jenkins was called: the attempt
+// could not be recorded in the store.
+var errNotAttempted = errors.New("trigger attempt not recorded")
+
+func retryReason(err error) string {
+	if errors.Is(err, errNotAttempted) {
+		return "store_unavailable"
+	}
+	return "jenkins_unavailable"
+}
+
+// triggerAttempt is what a worker knows of earlier attempts to trigger one
+// pipeline of an event.
+type triggerAttempt struct {
+	// recorded: a queue item is already recorded; nothing is left to do.
+	recorded bool
+	// lookFirst: a build may exist; search Jenkins before triggering.
+	lookFirst bool
+	// since is when the first attempt began (zero until one did): no
+	// build of this trigger can have started before it.
+	since time.Time
+	// marked: the store holds a pending record saying so.
+	marked bool
+}
+
+// attemptOf reads the store's record of key. A store that cannot be read
+// is retried until ctx ends: triggering blind could build twice.
+func (d *Dispatcher) attemptOf(ctx context.Context, e store.Entry, p config.Pipeline, key string, log *slog.Logger) (triggerAttempt, error) {
+	b := d.backoff()
+	for {
+		rec, err := d.cfg.Store.GetBuild(ctx, key)
+		switch {
+		case err == nil && !rec.Pending():
+			return triggerAttempt{recorded: true}, nil // recorded by an earlier holder that died before Ack
+		case err == nil:
+			since := rec.Attempted
+			if since.IsZero() {
+				since = e.Event.ReceivedAt
+			}
+			return triggerAttempt{lookFirst: true, since: since, marked: true}, nil
+		case errors.Is(err, store.ErrNotFound):
+			// No attempt was recorded, so none reached Jenkins. An entry
+			// reclaimed from a replica that predates attempt records is
+			// searched back to when the event arrived.
+			if e.Deliveries > 1 {
+				return triggerAttempt{lookFirst: true, since: e.Event.ReceivedAt}, nil
+			}
+			return triggerAttempt{}, nil
+		}
+		if ctx.Err() != nil {
+			return triggerAttempt{}, ctx.Err()
+		}
+		wait := b.next()
+		log.Warn("could not read the build record; retrying before triggering", "pipeline", p.Name, "error", err, "retry_in", wait)
+		if !sleep(ctx, wait) {
+			return triggerAttempt{}, ctx.Err()
+		}
+	}
+}
+
+// attempt looks for an earlier trigger (when asked) and otherwise records
+// the attempt and triggers.
+func (d *Dispatcher) attempt(ctx context.Context, ev event.Event, p config.Pipeline, key string, a *triggerAttempt, log *slog.Logger) (jenkins.TriggerResult, string, error) {
+	if a.lookFirst {
+		since := a.since
+		if since.IsZero() {
+			since = ev.ReceivedAt
+		}
+		f, err := d.cfg.Jenkins.FindByParam(ctx, p.Job, config.ParamTriggerID, key, since)
 		if err != nil {
 			return jenkins.TriggerResult{}, "", err
 		}
 		if f.Exists() {
 			return jenkins.TriggerResult{QueueID: f.QueueID}, "recovered", nil
 		}
+	}
+	if !a.marked {
+		now := d.cfg.Now()
+		since := a.since
+		if since.IsZero() {
+			since = now
+		}
+		rec := store.Build{Key: key, Event: ev, Pipeline: p.Name, Job: p.Job, Attempted: since, UpdatedAt: now}
+		if err := d.cfg.Store.PutBuild(ctx, rec); err != nil {
+			return jenkins.TriggerResult{}, "", fmt.Errorf("%w: %w", errNotAttempted, err)
+		}
+		a.since, a.marked = since, true
 	}
 	ctx, span := d.tracer.Start(ctx, "jenkins.trigger", trace.WithSpanKind(trace.SpanKindClient),
 		trace.WithAttributes(attribute.String("ferry.pipeline", p.Name), attribute.String("jenkins.job", p.Job)))
@@ -410,9 +558,10 @@ func (d *Dispatcher) attempt(ctx context.Context, ev event.Event, p config.Pipel
 
 // record stores the build record (retrying: the trigger must not be
 // repeated just because the store hiccuped) and reports it pending.
-func (d *Dispatcher) record(ctx context.Context, ev event.Event, p config.Pipeline, key string, res jenkins.TriggerResult, outcome string, log *slog.Logger) {
+func (d *Dispatcher) record(ctx context.Context, ev event.Event, p config.Pipeline, key string, attempted time.Time, res jenkins.TriggerResult, outcome string, log *slog.Logger) {
 	now := d.cfg.Now()
-	rec := store.Build{Key: key, Event: ev, Pipeline: p.Name, Job: p.Job, QueueID: res.QueueID, TriggeredAt: now, UpdatedAt: now}
+	rec := store.Build{Key: key, Event: ev, Pipeline: p.Name, Job: p.Job, QueueID: res.QueueID,
+		Attempted: attempted, TriggeredAt: now, UpdatedAt: now}
 	b := d.backoff()
 	for {
 		err := d.cfg.Store.PutBuild(ctx, rec)
@@ -444,9 +593,13 @@ func (d *Dispatcher) record(ctx context.Context, ev event.Event, p config.Pipeli
 	}
 }
 
-// report sends a commit status; failures are logged, never fatal.
-// It reports false when the status should be sent again later.
-func (d *Dispatcher) report(ctx context.Context, ev event.Event, pipeline string, st scm.Status, target string) bool {
+// report sends a commit status once per change of state. A failure is
+// returned for the caller to retry or drop, and logged at most once per
+// statusLogEvery per provider; a provider whose status API fails in a way
+// that may pass is paused (errProviderPaused) for what it asked, else a
+// back-off, so an outage costs one call per pause rather than one per
+// build and interval.
+func (d *Dispatcher) report(ctx context.Context, ev event.Event, pipeline string, st scm.Status, target string) error {
 	st.Context = d.cfg.StatusContext + "/" + pipeline
 	if st.TargetURL == "" {
 		st.TargetURL = target
@@ -456,17 +609,33 @@ func (d *Dispatcher) report(ctx context.Context, ev event.Event, pipeline string
 	same := d.lastStatus[key] == st.State && st.State != scm.StatePending
 	d.mu.Unlock()
 	if same {
-		return true
+		return nil
+	}
+	if d.status.paused(ev.Provider, d.cfg.Now()) {
+		return errProviderPaused
 	}
 	err := d.cfg.Reporter.SetStatus(ctx, ev, st)
 	if err != nil {
-		d.log.Warn("could not report commit status", "event_id", ev.ID, "pipeline", pipeline, "state", st.State, "error", err)
-		return !scm.IsRetryable(err)
+		provider := attribute.String("provider", string(ev.Provider))
+		d.reportFailures.Add(ctx, 1, metric.WithAttributes(provider))
+		if !scm.IsRetryable(err) {
+			d.log.Warn("commit status refused; not retrying it", "event_id", ev.ID, "pipeline", pipeline, "state", st.State, "error", err)
+			return err
+		}
+		if log, unlogged := d.status.providerFailed(ev.Provider, err, d.cfg.Now(), d.cfg.StatusInterval); log {
+			d.log.Warn("could not report commit status; reports to this provider pause and are retried with back-off",
+				"provider", ev.Provider, "event_id", ev.ID, "pipeline", pipeline, "state", st.State,
+				"error", err, "failures_since_last_line", unlogged)
+		}
+		return err
+	}
+	if n := d.status.providerOK(ev.Provider); n > 0 {
+		d.log.Info("commit status reports work again", "provider", ev.Provider, "failures", n)
 	}
 	d.mu.Lock()
 	d.lastStatus[key] = st.State
 	d.mu.Unlock()
-	return true
+	return nil
 }
 
 func (d *Dispatcher) jobURL(job string) string {

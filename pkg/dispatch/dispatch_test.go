@@ -368,9 +368,9 @@ type countingJenkins struct {
 	triggers *atomic.Int64
 }
 
-func (c *countingJenkins) FindByParam(ctx context.Context, job, name, value string) (jenkins.Found, error) {
+func (c *countingJenkins) FindByParam(ctx context.Context, job, name, value string, since time.Time) (jenkins.Found, error) {
 	c.triggers.Add(1)
-	return c.Jenkins.FindByParam(ctx, job, name, value)
+	return c.Jenkins.FindByParam(ctx, job, name, value, since)
 }
 
 func (c *countingJenkins) Trigger(ctx context.Context, job string, params map[string]string) (jenkins.TriggerResult, error) {
@@ -389,10 +389,11 @@ func TestAgentFailureReachesTheCommit(t *testing.T) {
 	sha := "f" + strings.Repeat("0", 39)
 	enqueue(t, b.store, pushEvent("gh-agent", sha))
 	eventually(t, "the build recorded", func() bool {
-		_, err := b.store.GetBuild(context.Background(), "gh-agent/app")
-		return err == nil
+		rec, err := b.store.GetBuild(context.Background(), "gh-agent/app")
+		return err == nil && !rec.Pending()
 	})
 	rec, _ := b.store.GetBuild(context.Background(), "gh-agent/app")
+	b.github.WaitFor(t, scmfake.HasStates(sha, "ferry/app", "pending"), 15*time.Second)
 	// Reported by queue id only, as for an item without parameters.
 	d.ReportAgentFailure(context.Background(), AgentFailure{QueueID: rec.QueueID, Message: "NoStock: no ECI stock in any zone", Cancelled: true})
 	b.github.WaitFor(t, scmfake.HasStates(sha, "ferry/app", "pending", "error"), 15*time.Second)

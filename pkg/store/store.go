@@ -72,7 +72,11 @@ type Build struct {
 	Number int64  `json:"number,omitempty"`
 	URL    string `json:"url,omitempty"`
 	// Result is Jenkins' result once the build ended (SUCCESS, FAILURE…).
-	Result      string    `json:"result,omitempty"`
+	Result string `json:"result,omitempty"`
+	// Reported is the last commit status state sent for the build while
+	// it runs, so a replica that takes the tracking over does not send it
+	// again.
+	Reported    string    `json:"reported,omitempty"`
 	TriggeredAt time.Time `json:"triggered_at"`
 	UpdatedAt   time.Time `json:"updated_at"`
 }
