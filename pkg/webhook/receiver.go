@@ -7,7 +7,14 @@
 // 200 for a valid delivery that is not built (duplicate, ignored, skipped,
 // ping) — never 4xx, since GitLab disables hooks that answer 4xx — 401 for a
 // failed verification, 413 for an oversized body, 400 for a verified body
-// that cannot be parsed, 503 when the store cannot be reached.
+// that cannot be parsed, 503 when the store cannot be reached or did not
+// answer in time.
+//
+// A 503 means "not known to be accepted", not "refused": the store may
+// have failed after the write but before its answer, so the event may be
+// queued all the same. Redelivering is always safe, since the delivery id
+// is deduplicated in the same atomic step as the write: a redelivery of a
+// stored event is answered "duplicate" and built once.
 package webhook
 
 import (
@@ -255,7 +262,7 @@ func (r *Receiver) serve(ctx context.Context, span trace.Span, p provider, name,
 		r.log.ErrorContext(ctx, "could not store webhook event", "provider", name, "event_id", ev.ID, "error", err)
 		if errors.Is(err, store.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
 			return http.StatusServiceUnavailable, answer{Status: "error", ID: ev.ID,
-				Error: "the event store is unavailable; the delivery was not accepted, redeliver it later"}
+				Error: "the event store is unavailable or did not answer in time; the delivery is not known to be accepted: redeliver it later; a duplicate is recognised and not built twice"}
 		}
 		return http.StatusInternalServerError, answer{Status: "error", ID: ev.ID, Error: "the event could not be stored"}
 	}

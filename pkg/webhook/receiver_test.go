@@ -397,8 +397,26 @@ func TestStoreUnavailableAnswers503(t *testing.T) {
 			if w.Code != tt.code {
 				t.Fatalf("code = %d, want %d", w.Code, tt.code)
 			}
-			if tt.code == 503 && w.Header().Get("Retry-After") == "" {
+			if tt.code != 503 {
+				return
+			}
+			if w.Header().Get("Retry-After") == "" {
 				t.Error("503 without Retry-After")
+			}
+			// The store may have failed after the write: the sender must
+			// not be told the event was refused, only that it should
+			// redeliver, which dedup makes safe.
+			var a answer
+			if err := json.Unmarshal(w.Body.Bytes(), &a); err != nil {
+				t.Fatal(err)
+			}
+			for _, want := range []string{"not known to be accepted", "redeliver", "duplicate is recognised"} {
+				if !strings.Contains(a.Error, want) {
+					t.Errorf("503 body %q does not say %q", a.Error, want)
+				}
+			}
+			if strings.Contains(a.Error, "was not accepted") {
+				t.Errorf("503 body %q claims the event was not accepted", a.Error)
 			}
 		})
 	}
