@@ -64,7 +64,8 @@ type Config struct {
 	GitLabTokens []string
 	// MaxBodyBytes caps a body (default 25 MiB).
 	MaxBodyBytes int64
-	// StoreTimeout bounds the durable write (default 5s).
+	// StoreTimeout bounds the durable write (default 5s). The write runs
+	// on its own context: a sender that hangs up does not cancel it.
 	StoreTimeout time.Duration
 	// OnAccepted, if set, is called after an event was stored, e.g. to
 	// wake the dispatcher.
@@ -255,7 +256,10 @@ func (r *Receiver) serve(ctx context.Context, span trace.Span, p provider, name,
 	for i, pl := range pipes {
 		names[i] = pl.Name
 	}
-	wctx, cancel := context.WithTimeout(ctx, r.cfg.StoreTimeout)
+	// The write must not end with the sender's connection: a sender that
+	// hangs up mid-write (GitHub gives up after 10 s) would get an event
+	// stored but reported lost. It keeps the request's values (trace).
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.StoreTimeout)
 	defer cancel()
 	stored, err := r.cfg.Store.Enqueue(wctx, string(p.name())+":"+dedupID(delivery, body), ev)
 	if err != nil {
@@ -271,6 +275,10 @@ func (r *Receiver) serve(ctx context.Context, span trace.Span, p provider, name,
 	}
 	r.log.InfoContext(ctx, "webhook event accepted", "provider", name, "event_id", ev.ID, "kind", ev.Kind,
 		"repo", ev.Repo, "ref", ev.Ref, "sha", ev.SHA, "pipelines", names)
+	if ctx.Err() != nil {
+		r.log.InfoContext(ctx, "the sender hung up before the answer; the event is stored and will be built",
+			"provider", name, "event_id", ev.ID)
+	}
 	if r.cfg.OnAccepted != nil {
 		r.cfg.OnAccepted(ev)
 	}

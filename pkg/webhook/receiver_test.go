@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -16,8 +17,11 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/gin-gonic/gin"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/ferryci/ferry/pkg/config"
 	"github.com/ferryci/ferry/pkg/event"
@@ -455,5 +459,146 @@ func TestEventIDs(t *testing.T) {
 	}
 	if got := eventID(event.GitHub, "../../etc/passwd", nil); strings.Contains(got, "/") {
 		t.Errorf("unsafe delivery id kept: %s", got)
+	}
+}
+
+// observed captures a receiver's logs and request counts.
+type observed struct {
+	mu     sync.Mutex
+	logs   bytes.Buffer
+	reader *sdkmetric.ManualReader
+}
+
+func (o *observed) Write(p []byte) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.logs.Write(p)
+}
+
+func (o *observed) lines() []map[string]any {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var out []map[string]any
+	for _, l := range bytes.Split(bytes.TrimSpace(o.logs.Bytes()), []byte("\n")) {
+		if len(l) == 0 {
+			continue
+		}
+		m := map[string]any{}
+		if err := json.Unmarshal(l, &m); err != nil {
+			panic(err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// requests returns ferry_webhook_requests by outcome.
+func (o *observed) requests(t *testing.T) map[string]int64 {
+	t.Helper()
+	var rm metricdata.ResourceMetrics
+	if err := o.reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int64{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if m.Name != "ferry_webhook_requests" {
+				continue
+			}
+			for _, dp := range m.Data.(metricdata.Sum[int64]).DataPoints {
+				v, _ := dp.Attributes.Value("outcome")
+				out[v.AsString()] += dp.Value
+			}
+		}
+	}
+	return out
+}
+
+// newObservedServer is newServer with logs and metrics captured.
+func newObservedServer(t *testing.T, st Enqueuer, tweak func(*Config)) (http.Handler, *observed) {
+	t.Helper()
+	o := &observed{reader: sdkmetric.NewManualReader()}
+	cfg := Config{
+		Store:         st,
+		Matcher:       testConfig(t),
+		GitHubSecrets: []string{ghSecret},
+		GitLabTokens:  []string{glToken},
+		Logger:        slog.New(slog.NewJSONHandler(o, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		MeterProvider: sdkmetric.NewMeterProvider(sdkmetric.WithReader(o.reader)),
+	}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	r, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gin.SetMode(gin.TestMode)
+	e := gin.New()
+	r.Register(e)
+	return e, o
+}
+
+// enqueueFunc adapts a function to Enqueuer.
+type enqueueFunc func(ctx context.Context, key string, ev event.Event) (bool, error)
+
+func (f enqueueFunc) Enqueue(ctx context.Context, key string, ev event.Event) (bool, error) {
+	return f(ctx, key, ev)
+}
+
+// A sender that hangs up while the durable write is in flight must not
+// turn a stored event into a logged loss: the write runs on its own
+// bounded context, and what is logged and counted is what happened.
+func TestSenderHangingUpDoesNotCancelTheWrite(t *testing.T) {
+	reqCtx, hangUp := context.WithCancel(context.Background())
+	defer hangUp()
+	type seen struct {
+		err         error
+		hasDeadline bool
+	}
+	got := make(chan seen, 1)
+	var stored []event.Event
+	st := enqueueFunc(func(ctx context.Context, _ string, ev event.Event) (bool, error) {
+		hangUp()
+		<-reqCtx.Done()
+		// Give a cancellation that would propagate time to do so.
+		time.Sleep(10 * time.Millisecond)
+		_, ok := ctx.Deadline()
+		got <- seen{ctx.Err(), ok}
+		// Like Redis: the write is done, but a client whose context
+		// ended reports that instead of the answer.
+		stored = append(stored, ev)
+		if err := ctx.Err(); err != nil {
+			return false, fmt.Errorf("enqueue: %w", err)
+		}
+		return true, nil
+	})
+	h, o := newObservedServer(t, st, func(c *Config) { c.StoreTimeout = time.Minute })
+	req := githubReq("push", "gone-1", ghSecret, fixture(t, "github_push.json")).WithContext(reqCtx)
+	code, a := do(h, req)
+	s := <-got
+	if s.err != nil {
+		t.Errorf("the store's context ended with the sender's connection: %v", s.err)
+	}
+	if !s.hasDeadline {
+		t.Error("the durable write has no deadline")
+	}
+	if code != 202 || a.Status != "accepted" || len(stored) != 1 {
+		t.Errorf("answer = %d %+v, stored %d; want 202 accepted, 1 stored", code, a, len(stored))
+	}
+	if n := o.requests(t); n["accepted"] != 1 || len(n) != 1 {
+		t.Errorf("requests by outcome = %v, want accepted: 1", n)
+	}
+	var accepted bool
+	for _, l := range o.lines() {
+		if l["level"] == "ERROR" {
+			t.Errorf("error logged for a stored event: %v", l)
+		}
+		if l["msg"] == "webhook event accepted" {
+			accepted = true
+		}
+	}
+	if !accepted {
+		t.Errorf("no accepted log line: %v", o.lines())
 	}
 }
