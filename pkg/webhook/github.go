@@ -69,7 +69,7 @@ func (g *gitHub) parse(h http.Header, body []byte) (outcome, error) {
 	case "":
 		return outcome{}, fmt.Errorf("%w: missing %s header", errBadPayload, github.EventTypeHeader)
 	default:
-		return outcome{ignore: fmt.Sprintf("GitHub %q events are not built", typ)}, nil
+		return outcome{ignore: fmt.Sprintf("GitHub %q events are not built", printable(typ))}, nil
 	}
 	switch typ {
 	case "ping":
@@ -90,7 +90,7 @@ func (g *gitHub) parse(h http.Header, body []byte) (outcome, error) {
 			// building from both would build the tag twice.
 			return outcome{ignore: "tags are built from their push event, which carries the commit SHA"}, nil
 		}
-		return outcome{ignore: fmt.Sprintf("creating a %s is not built; its pushes are", e.RefType)}, nil
+		return outcome{ignore: fmt.Sprintf("creating a %s is not built; its pushes are", printable(e.RefType))}, nil
 	default: // pull_request
 		var e ghPullRequest
 		if err := json.Unmarshal(payload, &e); err != nil {
@@ -162,7 +162,7 @@ type ghPullRequest struct {
 func gitHubPush(e ghPush) (outcome, error) {
 	ref := e.Ref
 	if e.Deleted || e.After == zeroSHA {
-		return outcome{ignore: "deleting " + ref + " is not built"}, nil
+		return outcome{ignore: "deleting " + printable(ref) + " is not built"}, nil
 	}
 	if e.Repository == nil || e.Repository.FullName == "" {
 		return outcome{}, errors.Join(errBadPayload, errors.New("push event has no repository.full_name"))
@@ -189,7 +189,7 @@ func gitHubPush(e ghPush) (outcome, error) {
 			ev.SHA = e.HeadCommit.ID
 		}
 	default:
-		return outcome{ignore: "ref " + ref + " is neither a branch nor a tag"}, nil
+		return outcome{ignore: "ref " + printable(ref) + " is neither a branch nor a tag"}, nil
 	}
 	if n := len(e.Commits); n > 0 && n < gitHubCommitLimit {
 		ev.ChangedPaths = changedPaths(e.Commits)
@@ -220,7 +220,7 @@ var builtPRActions = map[string]bool{"opened": true, "synchronize": true, "reope
 func gitHubPullRequest(e ghPullRequest) (outcome, error) {
 	action := e.Action
 	if !builtPRActions[action] {
-		return outcome{ignore: fmt.Sprintf("pull request action %q is not built", action)}, nil
+		return outcome{ignore: fmt.Sprintf("pull request action %q is not built", printable(action))}, nil
 	}
 	pr := e.PullRequest
 	if pr == nil || pr.Head.SHA == "" {

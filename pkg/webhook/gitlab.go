@@ -129,13 +129,13 @@ func (g *gitLab) parse(h http.Header, body []byte) (outcome, error) {
 	case "":
 		return outcome{}, fmt.Errorf("%w: missing %s header", errBadPayload, gitLabEventHeader)
 	default:
-		return outcome{ignore: fmt.Sprintf("GitLab %q events are not built", typ)}, nil
+		return outcome{ignore: fmt.Sprintf("GitLab %q events are not built", printable(typ))}, nil
 	}
 }
 
 func gitLabPush(typ string, p glPush) (outcome, error) {
 	if p.After == zeroSHA {
-		return outcome{ignore: "deleting " + p.Ref + " is not built"}, nil
+		return outcome{ignore: "deleting " + printable(p.Ref) + " is not built"}, nil
 	}
 	if p.Project.PathWithNamespace == "" {
 		return outcome{}, errors.Join(errBadPayload, errors.New(typ+" has no project.path_with_namespace"))
@@ -163,7 +163,7 @@ func gitLabPush(typ string, p glPush) (outcome, error) {
 	case strings.HasPrefix(p.Ref, "refs/heads/"):
 		ev.Kind = event.Push
 	default:
-		return outcome{ignore: "ref " + p.Ref + " is neither a branch nor a tag"}, nil
+		return outcome{ignore: "ref " + printable(p.Ref) + " is neither a branch nor a tag"}, nil
 	}
 	for _, c := range p.Commits {
 		if c.ID == ev.SHA {
@@ -196,7 +196,7 @@ func gitLabMergeRequest(m glMergeRequest) (outcome, error) {
 	case a.Action == "update":
 		return outcome{ignore: "merge request update without new commits is not built"}, nil
 	default:
-		return outcome{ignore: fmt.Sprintf("merge request action %q is not built", a.Action)}, nil
+		return outcome{ignore: fmt.Sprintf("merge request action %q is not built", printable(a.Action))}, nil
 	}
 	if a.LastCommit.ID == "" || m.Project.PathWithNamespace == "" {
 		return outcome{}, errors.Join(errBadPayload, errors.New("merge request hook lacks object_attributes.last_commit.id or project.path_with_namespace"))

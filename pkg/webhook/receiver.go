@@ -29,6 +29,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
 	"go.opentelemetry.io/otel/attribute"
@@ -208,6 +210,10 @@ func (r *Receiver) serve(ctx context.Context, span trace.Span, p provider, name,
 		return http.StatusNotFound, answer{Status: "error", Error: name + " webhooks are not configured: " + fix}
 	}
 	*evType = boundedType(p.eventType(req.Header))
+	// The delivery id is the sender's to choose: logs and the event get
+	// its printable form; dedup uses it whole.
+	delivery := p.deliveryID(req.Header)
+	shown := printable(delivery)
 	body, err := readBody(req, r.cfg.MaxBodyBytes)
 	if err != nil {
 		var tooLarge *http.MaxBytesError
@@ -219,7 +225,7 @@ func (r *Receiver) serve(ctx context.Context, span trace.Span, p provider, name,
 	}
 	if err := p.verify(req.Header, body); err != nil {
 		r.log.WarnContext(ctx, "webhook verification failed", "provider", name, "event", *evType,
-			"delivery", p.deliveryID(req.Header), "remote", req.RemoteAddr, "reason", err.Error())
+			"delivery", shown, "remote", req.RemoteAddr, "reason", err.Error())
 		return http.StatusUnauthorized, answer{Status: "error", Error: err.Error()}
 	}
 	out, err := p.parse(req.Header, body)
@@ -234,9 +240,8 @@ func (r *Receiver) serve(ctx context.Context, span trace.Span, p provider, name,
 		return http.StatusOK, answer{Status: "ignored", Reason: out.ignore}
 	}
 	ev := out.ev
-	delivery := p.deliveryID(req.Header)
 	ev.Provider = p.name()
-	ev.DeliveryID = delivery
+	ev.DeliveryID = shown
 	ev.ID = eventID(p.name(), delivery, body)
 	ev.ReceivedAt = r.cfg.Now().UTC()
 	ev.TraceParent = telemetry.TraceParent(ctx)
@@ -345,4 +350,35 @@ func skipCI(msg string) bool {
 		}
 	}
 	return false
+}
+
+// maxEcho caps, in bytes, each sender-chosen value (a header, a ref, an
+// action) that an answer or a log line repeats.
+const maxEcho = 128
+
+// printable returns s fit to echo: control characters dropped, invalid
+// UTF-8 replaced, at most maxEcho bytes, and marked when cut.
+func printable(s string) string {
+	clean := len(s) <= maxEcho && utf8.ValidString(s)
+	for _, r := range s {
+		if !clean {
+			break
+		}
+		clean = !unicode.IsControl(r)
+	}
+	if clean {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			continue
+		}
+		if b.Len()+utf8.RuneLen(r) > maxEcho {
+			b.WriteString("…(truncated)")
+			break
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }

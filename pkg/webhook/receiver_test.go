@@ -602,3 +602,91 @@ func TestSenderHangingUpDoesNotCancelTheWrite(t *testing.T) {
 		t.Errorf("no accepted log line: %v", o.lines())
 	}
 }
+
+// Header values are the sender's to choose, signed or not: what is echoed
+// in an answer or written to a log is capped and free of control
+// characters.
+func TestHeaderValuesAreCappedWhenEchoedOrLogged(t *testing.T) {
+	huge := strings.Repeat("x", 100<<10)
+	tests := []struct {
+		name string
+		req  func() *http.Request
+		code int
+	}{
+		{"github event type", func() *http.Request {
+			return githubReq("is\r\nsues"+huge, "d-1", ghSecret, fixture(t, "github_ping.json"))
+		}, 200},
+		{"gitlab event type", func() *http.Request {
+			return gitlabReq("Issue\x1b[31m Hook"+huge, "k-1", glToken, fixture(t, "gitlab_push.json"))
+		}, 200},
+		{"github delivery id, unverified", func() *http.Request {
+			return githubReq("push", "d\n"+huge, "wrong", fixture(t, "github_push.json"))
+		}, 401},
+		{"gitlab idempotency key, unverified", func() *http.Request {
+			return gitlabReq("Push Hook", "k\n"+huge, "wrong", fixture(t, "gitlab_push.json"))
+		}, 401},
+		{"github delivery id, accepted", func() *http.Request {
+			return githubReq("push", "d\n"+huge, ghSecret, fixture(t, "github_push.json"))
+		}, 202},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			st := &fakeStore{}
+			h, o := newObservedServer(t, st, nil)
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, tt.req())
+			if w.Code != tt.code {
+				t.Fatalf("code = %d, want %d (%.300s)", w.Code, tt.code, w.Body)
+			}
+			for _, ev := range st.stored() {
+				if len(ev.DeliveryID) > 256 || strings.Contains(ev.DeliveryID, "\n") {
+					t.Errorf("stored delivery id of %d bytes: %.300q", len(ev.DeliveryID), ev.DeliveryID)
+				}
+			}
+			if n := w.Body.Len(); n > 512 {
+				t.Errorf("answer is %d bytes: %.300s…", n, w.Body)
+			}
+			var a answer
+			if err := json.Unmarshal(w.Body.Bytes(), &a); err != nil {
+				t.Fatal(err)
+			}
+			if tt.code == 200 && !strings.Contains(a.Reason, "…(truncated)") {
+				t.Errorf("reason %q does not say it was truncated", a.Reason)
+			}
+			if strings.ContainsAny(a.Reason+a.Error, "\r\n\x1b") {
+				t.Errorf("control characters echoed: %q", a.Reason+a.Error)
+			}
+			o.mu.Lock()
+			logs := o.logs.String()
+			o.mu.Unlock()
+			if len(logs) > 1024 {
+				t.Errorf("logged %d bytes: %.300s…", len(logs), logs)
+			}
+			for _, l := range o.lines() {
+				for k, v := range l {
+					if s, ok := v.(string); ok && strings.ContainsAny(s, "\r\n\x1b") {
+						t.Errorf("log field %s has control characters: %q", k, s)
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestPrintable(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"push", "push"},
+		{"", ""},
+		{"a\r\nb\x00c\x7fd\u0085e", "abcde"},
+		{strings.Repeat("é", 100), strings.Repeat("é", 64) + "…(truncated)"},
+		{strings.Repeat("x", 128), strings.Repeat("x", 128)},
+		{strings.Repeat("x", 129), strings.Repeat("x", 128) + "…(truncated)"},
+		{"bad\xffutf8", "bad\uFFFDutf8"},
+	}
+	for _, tt := range tests {
+		if got := printable(tt.in); got != tt.want {
+			t.Errorf("printable(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
