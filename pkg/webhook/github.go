@@ -7,7 +7,6 @@ import (
 	"net/url"
 	"strings"
 
-	json "github.com/goccy/go-json"
 	"github.com/google/go-github/v60/github"
 
 	"github.com/ferryci/ferry/pkg/event"
@@ -61,6 +60,9 @@ func (g *gitHub) parse(h http.Header, body []byte) (outcome, error) {
 		if err != nil {
 			return outcome{}, fmt.Errorf("%w: form body: %w", errBadPayload, err)
 		}
+		if !form.Has("payload") {
+			return outcome{}, fmt.Errorf("%w: the form body has no payload field", errBadPayload)
+		}
 		payload = []byte(form.Get("payload"))
 	}
 	typ := g.eventType(h)
@@ -76,13 +78,13 @@ func (g *gitHub) parse(h http.Header, body []byte) (outcome, error) {
 		return outcome{pong: true}, nil
 	case "push":
 		var e ghPush
-		if err := json.Unmarshal(payload, &e); err != nil {
+		if err := decode(payload, &e); err != nil {
 			return outcome{}, fmt.Errorf("%w: push event: %w", errBadPayload, err)
 		}
 		return gitHubPush(e)
 	case "create":
 		var e ghCreate
-		if err := json.Unmarshal(payload, &e); err != nil {
+		if err := decode(payload, &e); err != nil {
 			return outcome{}, fmt.Errorf("%w: create event: %w", errBadPayload, err)
 		}
 		if e.RefType == "tag" {
@@ -93,7 +95,7 @@ func (g *gitHub) parse(h http.Header, body []byte) (outcome, error) {
 		return outcome{ignore: fmt.Sprintf("creating a %s is not built; its pushes are", printable(e.RefType))}, nil
 	default: // pull_request
 		var e ghPullRequest
-		if err := json.Unmarshal(payload, &e); err != nil {
+		if err := decode(payload, &e); err != nil {
 			return outcome{}, fmt.Errorf("%w: pull_request event: %w", errBadPayload, err)
 		}
 		return gitHubPullRequest(e)

@@ -8,8 +8,6 @@ import (
 	"net/http"
 	"strings"
 
-	json "github.com/goccy/go-json"
-
 	"github.com/ferryci/ferry/pkg/event"
 )
 
@@ -116,13 +114,13 @@ func (g *gitLab) parse(h http.Header, body []byte) (outcome, error) {
 	switch typ {
 	case "Push Hook", "Tag Push Hook":
 		var p glPush
-		if err := json.Unmarshal(body, &p); err != nil {
+		if err := decode(body, &p); err != nil {
 			return outcome{}, fmt.Errorf("%w: %s: %w", errBadPayload, typ, err)
 		}
 		return gitLabPush(typ, p)
 	case "Merge Request Hook":
 		var m glMergeRequest
-		if err := json.Unmarshal(body, &m); err != nil {
+		if err := decode(body, &m); err != nil {
 			return outcome{}, fmt.Errorf("%w: %s: %w", errBadPayload, typ, err)
 		}
 		return gitLabMergeRequest(m)

@@ -10,6 +10,10 @@
 // that cannot be parsed, 503 when the store cannot be reached or did not
 // answer in time.
 //
+// Each delivery writes one log line naming its delivery id and what
+// became of it (accepted, ignored and why, duplicate, rejected and why), so
+// "why was my push not built?" is answered by the logs.
+//
 // A 503 means "not known to be accepted", not "refused": the store may
 // have failed after the write but before its answer, so the event may be
 // queued all the same. Redelivering is always safe, since the delivery id
@@ -211,32 +215,37 @@ func (r *Receiver) serve(ctx context.Context, span trace.Span, p provider, name,
 	}
 	*evType = boundedType(p.eventType(req.Header))
 	// The delivery id is the sender's to choose: logs and the event get
-	// its printable form; dedup uses it whole.
+	// its printable form; dedup uses it whole. Every delivery writes one
+	// line naming it, so "why was this not built?" has an answer.
 	delivery := p.deliveryID(req.Header)
 	shown := printable(delivery)
+	log := r.log.With("provider", name, "event", *evType, "delivery", shown)
 	body, err := readBody(req, r.cfg.MaxBodyBytes)
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
-			return http.StatusRequestEntityTooLarge, answer{Status: "error",
-				Error: fmt.Sprintf("body exceeds %d bytes (server.maxBodyBytes)", r.cfg.MaxBodyBytes)}
+			msg := fmt.Sprintf("body exceeds %d bytes (server.maxBodyBytes)", r.cfg.MaxBodyBytes)
+			log.WarnContext(ctx, "webhook body too large", "remote", req.RemoteAddr, "error", msg)
+			return http.StatusRequestEntityTooLarge, answer{Status: "error", Error: msg}
 		}
+		log.WarnContext(ctx, "webhook body could not be read", "remote", req.RemoteAddr, "error", err)
 		return http.StatusBadRequest, answer{Status: "error", Error: "read body: " + err.Error()}
 	}
 	if err := p.verify(req.Header, body); err != nil {
-		r.log.WarnContext(ctx, "webhook verification failed", "provider", name, "event", *evType,
-			"delivery", shown, "remote", req.RemoteAddr, "reason", err.Error())
+		log.WarnContext(ctx, "webhook verification failed", "remote", req.RemoteAddr, "reason", err.Error())
 		return http.StatusUnauthorized, answer{Status: "error", Error: err.Error()}
 	}
 	out, err := p.parse(req.Header, body)
 	if err != nil {
-		r.log.WarnContext(ctx, "webhook payload rejected", "provider", name, "event", *evType, "error", err)
+		log.WarnContext(ctx, "webhook payload rejected", "error", err)
 		return http.StatusBadRequest, answer{Status: "error", Error: err.Error()}
 	}
 	switch {
 	case out.pong:
+		log.InfoContext(ctx, "webhook ping answered")
 		return http.StatusOK, answer{Status: "pong"}
 	case out.ignore != "":
+		log.InfoContext(ctx, "webhook delivery ignored", "reason", out.ignore)
 		return http.StatusOK, answer{Status: "ignored", Reason: out.ignore}
 	}
 	ev := out.ev
@@ -245,16 +254,21 @@ func (r *Receiver) serve(ctx context.Context, span trace.Span, p provider, name,
 	ev.ID = eventID(p.name(), delivery, body)
 	ev.ReceivedAt = r.cfg.Now().UTC()
 	ev.TraceParent = telemetry.TraceParent(ctx)
+	if err := ev.Validate(); err != nil {
+		log.WarnContext(ctx, "webhook payload rejected", "event_id", ev.ID, "error", err)
+		return http.StatusBadRequest, answer{Status: "error", ID: ev.ID, Error: err.Error()}
+	}
 	span.SetAttributes(attribute.String("ferry.event_id", ev.ID), attribute.String("vcs.repository.name", ev.Repo),
 		attribute.String("vcs.ref", ev.Ref), attribute.String("vcs.revision", ev.SHA))
-	if err := ev.Validate(); err != nil {
-		return http.StatusBadRequest, answer{Status: "error", Error: err.Error()}
-	}
+	log = log.With("event_id", ev.ID, "kind", ev.Kind, "repo", ev.Repo, "ref", ev.Ref, "sha", ev.SHA)
 	if skipCI(ev.Message) {
-		return http.StatusOK, answer{Status: "skipped", ID: ev.ID, Reason: "the head commit message asks to skip CI"}
+		const why = "the head commit message asks to skip CI"
+		log.InfoContext(ctx, "webhook delivery skipped", "reason", why)
+		return http.StatusOK, answer{Status: "skipped", ID: ev.ID, Reason: why}
 	}
 	pipes, reason := r.cfg.Matcher.Match(ev)
 	if len(pipes) == 0 {
+		log.InfoContext(ctx, "webhook delivery ignored", "reason", reason)
 		return http.StatusOK, answer{Status: "ignored", ID: ev.ID, Reason: reason}
 	}
 	names := make([]string, len(pipes))
@@ -268,22 +282,22 @@ func (r *Receiver) serve(ctx context.Context, span trace.Span, p provider, name,
 	defer cancel()
 	stored, err := r.cfg.Store.Enqueue(wctx, string(p.name())+":"+dedupID(delivery, body), ev)
 	if err != nil {
-		r.log.ErrorContext(ctx, "could not store webhook event", "provider", name, "event_id", ev.ID, "error", err)
+		log.ErrorContext(ctx, "could not store webhook event", "error", err)
 		if errors.Is(err, store.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
 			return http.StatusServiceUnavailable, answer{Status: "error", ID: ev.ID,
 				Error: "the event store is unavailable or did not answer in time; the delivery is not known to be accepted: redeliver it later; a duplicate is recognised and not built twice"}
 		}
 		return http.StatusInternalServerError, answer{Status: "error", ID: ev.ID, Error: "the event could not be stored"}
 	}
+	if ctx.Err() != nil {
+		// Stored all the same; only the answer cannot be delivered.
+		log = log.With("sender_gone", true)
+	}
 	if !stored {
+		log.InfoContext(ctx, "webhook delivery is a duplicate", "reason", "this delivery was already accepted")
 		return http.StatusOK, answer{Status: "duplicate", ID: ev.ID, Reason: "this delivery was already accepted"}
 	}
-	r.log.InfoContext(ctx, "webhook event accepted", "provider", name, "event_id", ev.ID, "kind", ev.Kind,
-		"repo", ev.Repo, "ref", ev.Ref, "sha", ev.SHA, "pipelines", names)
-	if ctx.Err() != nil {
-		r.log.InfoContext(ctx, "the sender hung up before the answer; the event is stored and will be built",
-			"provider", name, "event_id", ev.ID)
-	}
+	log.InfoContext(ctx, "webhook event accepted", "pipelines", names)
 	if r.cfg.OnAccepted != nil {
 		r.cfg.OnAccepted(ev)
 	}

@@ -594,12 +594,12 @@ func TestSenderHangingUpDoesNotCancelTheWrite(t *testing.T) {
 		if l["level"] == "ERROR" {
 			t.Errorf("error logged for a stored event: %v", l)
 		}
-		if l["msg"] == "webhook event accepted" {
+		if l["msg"] == "webhook event accepted" && l["delivery"] == "gone-1" && l["sender_gone"] == true {
 			accepted = true
 		}
 	}
 	if !accepted {
-		t.Errorf("no accepted log line: %v", o.lines())
+		t.Errorf("no accepted log line naming the delivery and that the sender had gone: %v", o.lines())
 	}
 }
 
@@ -688,5 +688,105 @@ func TestPrintable(t *testing.T) {
 		if got := printable(tt.in); got != tt.want {
 			t.Errorf("printable(%q) = %q, want %q", tt.in, got, tt.want)
 		}
+	}
+}
+
+// "Why did my push not build?" must be answerable from the logs: every
+// delivery that is not accepted writes one line naming its delivery id and
+// why.
+func TestEveryDeliveryIsLoggedWithItsDeliveryID(t *testing.T) {
+	push := fixture(t, "github_push.json")
+	unmatched := bytes.ReplaceAll(push, []byte("acme/app"), []byte("acme/other"))
+	big := append(append([]byte(nil), push...), bytes.Repeat([]byte(" "), 64<<10)...)
+	noSHA := bytes.Replace(push, []byte(`"after": "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"`), []byte(`"after": ""`), 1)
+	tests := []struct {
+		name    string
+		req     *http.Request
+		code    int
+		level   string
+		msg     string
+		mention string // what the line must say
+	}{
+		{"unbuilt event type", githubReq("issues", "L-1", ghSecret, fixture(t, "github_ping.json")), 200, "INFO", "webhook delivery ignored", `"issues" events are not built`},
+		{"unmatched repository", githubReq("push", "L-2", ghSecret, unmatched), 200, "INFO", "webhook delivery ignored", "acme/other"},
+		{"skip ci", githubReq("push", "L-3", ghSecret, fixture(t, "github_push_skip_ci.json")), 200, "INFO", "webhook delivery skipped", "skip CI"},
+		{"branch deletion", gitlabReq("Push Hook", "L-4", glToken, fixture(t, "gitlab_branch_delete.json")), 200, "INFO", "webhook delivery ignored", "deleting refs/heads/old"},
+		{"ping", githubReq("ping", "L-5", ghSecret, fixture(t, "github_ping.json")), 200, "INFO", "webhook ping answered", ""},
+		{"oversized", githubReq("push", "L-6", ghSecret, big), 413, "WARN", "webhook body too large", "server.maxBodyBytes"},
+		{"not JSON", githubReq("push", "L-7", ghSecret, []byte("{not json")), 400, "WARN", "webhook payload rejected", "not valid JSON"},
+		{"incomplete event", githubReq("push", "L-8", ghSecret, noSHA), 400, "WARN", "webhook payload rejected", "sha"},
+		{"unavailable store", githubReq("push", "L-9", ghSecret, push), 503, "ERROR", "could not store webhook event", "unavailable"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			st := &fakeStore{}
+			if tt.code == 503 {
+				st.err = store.ErrUnavailable
+			}
+			h, o := newObservedServer(t, st, func(c *Config) { c.MaxBodyBytes = 32 << 10 })
+			code, a := do(h, tt.req)
+			if code != tt.code {
+				t.Fatalf("code = %d %+v, want %d", code, a, tt.code)
+			}
+			lines := o.lines()
+			if len(lines) != 1 {
+				t.Fatalf("%d log lines, want 1: %v", len(lines), lines)
+			}
+			l := lines[0]
+			if l["level"] != tt.level || l["msg"] != tt.msg || l["delivery"] != tt.req.Header.Get("X-GitHub-Delivery")+tt.req.Header.Get("Idempotency-Key") {
+				t.Errorf("log line = %v, want %s %q with the delivery id", l, tt.level, tt.msg)
+			}
+			if !strings.Contains(fmt.Sprint(l["reason"], l["error"]), tt.mention) {
+				t.Errorf("log line %v does not say %q", l, tt.mention)
+			}
+		})
+	}
+	t.Run("duplicate", func(t *testing.T) {
+		h, o := newObservedServer(t, &fakeStore{}, nil)
+		do(h, githubReq("push", "L-10", ghSecret, push))
+		if code, a := do(h, githubReq("push", "L-10", ghSecret, push)); code != 200 || a.Status != "duplicate" {
+			t.Fatalf("redelivery: %d %+v", code, a)
+		}
+		lines := o.lines()
+		if len(lines) != 2 || lines[0]["msg"] != "webhook event accepted" || lines[1]["msg"] != "webhook delivery is a duplicate" ||
+			lines[0]["delivery"] != "L-10" || lines[1]["delivery"] != "L-10" {
+			t.Errorf("log lines = %v, want accepted then duplicate, both naming L-10", lines)
+		}
+	})
+}
+
+// A body that is empty, cut short or not JSON says so in words a sender
+// can act on, not as a decoder's complaint about the first byte.
+func TestUnparsableBodiesSayWhatIsWrong(t *testing.T) {
+	tests := []struct {
+		name string
+		req  *http.Request
+		want string
+	}{
+		{"github empty", githubReq("push", "e-1", ghSecret, nil), "the body is empty"},
+		{"github blank", githubReq("push", "e-2", ghSecret, []byte(" \n\t")), "the body is empty"},
+		{"gitlab empty", gitlabReq("Push Hook", "e-3", glToken, nil), "the body is empty"},
+		{"github truncated", githubReq("push", "e-4", ghSecret, fixture(t, "github_push.json")[:300]), "the JSON body ends early after 300 bytes (truncated?)"},
+		{"gitlab truncated", gitlabReq("Merge Request Hook", "e-5", glToken, []byte(`{"object_kind":"merge_request"`)), "ends early"},
+		{"NUL bytes", githubReq("push", "e-6", ghSecret, []byte("\x00\x00\x00")), `the body is not valid JSON: invalid character '\x00' looking for beginning of value (at byte 1)`},
+		{"trailing garbage", gitlabReq("Push Hook", "e-7", glToken, []byte(`{"ref":"refs/heads/main"} x`)), "the body is not valid JSON: invalid character 'x' after top-level value (at byte 27)"},
+		{"wrong type", githubReq("push", "e-8", ghSecret, []byte(`{"ref":7}`)), "field ref holds a JSON number where a string belongs"},
+		{"array for an object", githubReq("push", "e-11", ghSecret, []byte(`{"repository":[]}`)), "field repository holds a JSON array where an object belongs"},
+		{"wrong nested type", gitlabReq("Push Hook", "e-10", glToken, []byte(`{"project":{"id":"15"}}`)), "field project.id holds a JSON string where an integer belongs"},
+		{"form without payload", func() *http.Request {
+			r := githubReq("push", "e-9", ghSecret, []byte("other=1"))
+			r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			return r
+		}(), "the form body has no payload field"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			code, a := do(newServer(t, &fakeStore{}, 0), tt.req)
+			if code != 400 || !strings.Contains(a.Error, tt.want) {
+				t.Errorf("got %d %q, want 400 saying %q", code, a.Error, tt.want)
+			}
+		})
 	}
 }
