@@ -12,9 +12,6 @@ import (
 	"github.com/ferryci/ferry/pkg/event"
 )
 
-// zeroSHA is the "after" of a push that deleted its ref.
-const zeroSHA = "0000000000000000000000000000000000000000"
-
 // gitHubCommitLimit is how many commits GitHub lists in a push payload;
 // with that many, the list (and so the changed paths) may be cut short.
 const gitHubCommitLimit = 20
@@ -163,7 +160,7 @@ type ghPullRequest struct {
 
 func gitHubPush(e ghPush) (outcome, error) {
 	ref := e.Ref
-	if e.Deleted || e.After == zeroSHA {
+	if e.Deleted || isZeroSHA(e.After) {
 		return outcome{ignore: "deleting " + printable(ref) + " is not built"}, nil
 	}
 	if e.Repository == nil || e.Repository.FullName == "" {
@@ -228,11 +225,11 @@ func gitHubPullRequest(e ghPullRequest) (outcome, error) {
 	if pr == nil || pr.Head.SHA == "" {
 		return outcome{}, errors.Join(errBadPayload, errors.New("pull_request event has no pull_request.head.sha"))
 	}
-	repoURL := e.Repository.CloneURL
+	repoURL, urlRepo := e.Repository.CloneURL, ""
 	if pr.Head.Repo != nil && pr.Head.Repo.CloneURL != "" {
-		repoURL = pr.Head.Repo.CloneURL
+		repoURL, urlRepo = pr.Head.Repo.CloneURL, pr.Head.Repo.FullName
 	}
-	return outcome{ev: event.Event{
+	return outcome{urlRepo: urlRepo, ev: event.Event{
 		Kind:    event.PullRequest,
 		Action:  action,
 		Repo:    e.Repository.FullName,

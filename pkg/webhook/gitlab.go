@@ -132,7 +132,7 @@ func (g *gitLab) parse(h http.Header, body []byte) (outcome, error) {
 }
 
 func gitLabPush(typ string, p glPush) (outcome, error) {
-	if p.After == zeroSHA {
+	if isZeroSHA(p.After) {
 		return outcome{ignore: "deleting " + printable(p.Ref) + " is not built"}, nil
 	}
 	if p.Project.PathWithNamespace == "" {
@@ -199,15 +199,15 @@ func gitLabMergeRequest(m glMergeRequest) (outcome, error) {
 	if a.LastCommit.ID == "" || m.Project.PathWithNamespace == "" {
 		return outcome{}, errors.Join(errBadPayload, errors.New("merge request hook lacks object_attributes.last_commit.id or project.path_with_namespace"))
 	}
-	repoURL := a.Source.GitHTTPURL
+	repoURL, urlRepo := a.Source.GitHTTPURL, a.Source.PathWithNamespace
 	if repoURL == "" {
-		repoURL = m.Project.GitHTTPURL
+		repoURL, urlRepo = m.Project.GitHTTPURL, ""
 	}
 	pid := a.SourceProjectID
 	if pid == 0 {
 		pid = m.Project.ID
 	}
-	return outcome{ev: event.Event{
+	return outcome{urlRepo: urlRepo, ev: event.Event{
 		Kind:      event.PullRequest,
 		Action:    a.Action,
 		Repo:      m.Project.PathWithNamespace,

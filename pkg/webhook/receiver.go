@@ -7,8 +7,20 @@
 // 200 for a valid delivery that is not built (duplicate, ignored, skipped,
 // ping) — never 4xx, since GitLab disables hooks that answer 4xx — 401 for a
 // failed verification, 413 for an oversized body, 400 for a verified body
-// that cannot be parsed, 503 when the store cannot be reached or did not
-// answer in time.
+// that cannot be parsed or whose values fail the checks below, 503 when the
+// store cannot be reached or did not answer in time.
+//
+// A valid signature is not enough for the values that become Jenkins build
+// parameters, which a Jenkinsfile hands to git; before an event is stored
+// (validate.go): the commit id is 40 or 64 hexadecimal digits (upper case
+// is lower-cased), refs follow git check-ref-format and are at most 1024
+// bytes, the repository path is plain, and a clone URL is https (http only
+// when the provider's own URL is), ssh:// or scp-like, on the provider's
+// Git host (that of GitHubAPIURL or GitLabURL) and names the event's
+// repository — a fork's, for a pull request from one. Anything else is a
+// 400 saying what is wrong and what would be right. A key repeated in the
+// JSON: the last one wins. Values echoed in answers and logs are capped
+// and stripped of control characters (printable).
 //
 // Each delivery writes one log line naming its delivery id and what
 // became of it (accepted, ignored and why, duplicate, rejected and why), so
@@ -68,6 +80,12 @@ type Config struct {
 	// GitLabTokens are the accepted X-Gitlab-Token values; none disables
 	// /hooks/gitlab.
 	GitLabTokens []string
+	// GitHubAPIURL is GitHub's API root (github.apiURL); empty means
+	// github.com. GitHub clone URLs must be on its Git host.
+	GitHubAPIURL string
+	// GitLabURL is the GitLab instance (gitlab.baseURL); empty means
+	// https://gitlab.com. GitLab clone URLs must be on its host.
+	GitLabURL string
 	// MaxBodyBytes caps a body (default 25 MiB).
 	MaxBodyBytes int64
 	// StoreTimeout bounds the durable write (default 5s). The write runs
@@ -91,6 +109,7 @@ type Receiver struct {
 	duration metric.Float64Histogram
 	github   provider
 	gitlab   provider
+	homes    map[event.Provider]origin
 }
 
 // provider is one Git host's way of verifying and describing deliveries.
@@ -110,9 +129,12 @@ type provider interface {
 
 // outcome is what a verified delivery amounts to.
 type outcome struct {
-	ev     event.Event
-	ignore string // non-empty: not built, and why
-	pong   bool   // a ping
+	ev event.Event
+	// urlRepo is the repository ev.RepoURL must name when it is not
+	// ev.Repo: the fork a pull request comes from.
+	urlRepo string
+	ignore  string // non-empty: not built, and why
+	pong    bool   // a ping
 }
 
 var (
@@ -138,10 +160,19 @@ func New(cfg Config) (*Receiver, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	gh, err := gitHubOrigin(cfg.GitHubAPIURL)
+	if err != nil {
+		return nil, fmt.Errorf("webhook: %w", err)
+	}
+	gl, err := gitLabOrigin(cfg.GitLabURL)
+	if err != nil {
+		return nil, fmt.Errorf("webhook: %w", err)
+	}
 	r := &Receiver{
 		cfg:    cfg,
 		log:    cfg.Logger.With("component", "webhook"),
 		tracer: cfg.TracerProvider.Tracer("github.com/ferryci/ferry/pkg/webhook"),
+		homes:  map[event.Provider]origin{event.GitHub: gh, event.GitLab: gl},
 	}
 	if len(cfg.GitHubSecrets) > 0 {
 		r.github = newGitHub(cfg.GitHubSecrets)
@@ -150,7 +181,6 @@ func New(cfg Config) (*Receiver, error) {
 		r.gitlab = newGitLab(cfg.GitLabTokens)
 	}
 	meter := cfg.MeterProvider.Meter("github.com/ferryci/ferry/pkg/webhook")
-	var err error
 	if r.requests, err = meter.Int64Counter("ferry_webhook_requests",
 		metric.WithDescription("Webhook deliveries by provider, event type and outcome.")); err != nil {
 		return nil, fmt.Errorf("webhook metrics: %w", err)
@@ -257,6 +287,11 @@ func (r *Receiver) serve(ctx context.Context, span trace.Span, p provider, name,
 	if err := ev.Validate(); err != nil {
 		log.WarnContext(ctx, "webhook payload rejected", "event_id", ev.ID, "error", err)
 		return http.StatusBadRequest, answer{Status: "error", ID: ev.ID, Error: err.Error()}
+	}
+	if bad := checkEvent(&ev, r.homes[ev.Provider], out.urlRepo); len(bad) > 0 {
+		msg := strings.Join(bad, "; ")
+		log.WarnContext(ctx, "webhook payload rejected", "event_id", ev.ID, "error", msg)
+		return http.StatusBadRequest, answer{Status: "error", ID: ev.ID, Error: msg}
 	}
 	span.SetAttributes(attribute.String("ferry.event_id", ev.ID), attribute.String("vcs.repository.name", ev.Repo),
 		attribute.String("vcs.ref", ev.Ref), attribute.String("vcs.revision", ev.SHA))

@@ -92,6 +92,7 @@ func newServer(t *testing.T, st *fakeStore, max int64) http.Handler {
 		Matcher:       testConfig(t),
 		GitHubSecrets: []string{ghSecret, ghOld},
 		GitLabTokens:  []string{glToken},
+		GitLabURL:     "https://gitlab.example.com",
 		MaxBodyBytes:  max,
 	})
 	if err != nil {
@@ -523,6 +524,7 @@ func newObservedServer(t *testing.T, st Enqueuer, tweak func(*Config)) (http.Han
 		Matcher:       testConfig(t),
 		GitHubSecrets: []string{ghSecret},
 		GitLabTokens:  []string{glToken},
+		GitLabURL:     "https://gitlab.example.com",
 		Logger:        slog.New(slog.NewJSONHandler(o, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		MeterProvider: sdkmetric.NewMeterProvider(sdkmetric.WithReader(o.reader)),
 	}
