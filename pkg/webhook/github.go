@@ -7,14 +7,10 @@ import (
 	"net/url"
 	"strings"
 
-	json "github.com/goccy/go-json"
 	"github.com/google/go-github/v60/github"
 
 	"github.com/ferryci/ferry/pkg/event"
 )
-
-// zeroSHA is the "after" of a push that deleted its ref.
-const zeroSHA = "0000000000000000000000000000000000000000"
 
 // gitHubCommitLimit is how many commits GitHub lists in a push payload;
 // with that many, the list (and so the changed paths) may be cut short.
@@ -61,6 +57,9 @@ func (g *gitHub) parse(h http.Header, body []byte) (outcome, error) {
 		if err != nil {
 			return outcome{}, fmt.Errorf("%w: form body: %w", errBadPayload, err)
 		}
+		if !form.Has("payload") {
+			return outcome{}, fmt.Errorf("%w: the form body has no payload field", errBadPayload)
+		}
 		payload = []byte(form.Get("payload"))
 	}
 	typ := g.eventType(h)
@@ -69,20 +68,20 @@ func (g *gitHub) parse(h http.Header, body []byte) (outcome, error) {
 	case "":
 		return outcome{}, fmt.Errorf("%w: missing %s header", errBadPayload, github.EventTypeHeader)
 	default:
-		return outcome{ignore: fmt.Sprintf("GitHub %q events are not built", typ)}, nil
+		return outcome{ignore: fmt.Sprintf("GitHub %q events are not built", printable(typ))}, nil
 	}
 	switch typ {
 	case "ping":
 		return outcome{pong: true}, nil
 	case "push":
 		var e ghPush
-		if err := json.Unmarshal(payload, &e); err != nil {
+		if err := decode(payload, &e); err != nil {
 			return outcome{}, fmt.Errorf("%w: push event: %w", errBadPayload, err)
 		}
 		return gitHubPush(e)
 	case "create":
 		var e ghCreate
-		if err := json.Unmarshal(payload, &e); err != nil {
+		if err := decode(payload, &e); err != nil {
 			return outcome{}, fmt.Errorf("%w: create event: %w", errBadPayload, err)
 		}
 		if e.RefType == "tag" {
@@ -90,10 +89,10 @@ func (g *gitHub) parse(h http.Header, body []byte) (outcome, error) {
 			// building from both would build the tag twice.
 			return outcome{ignore: "tags are built from their push event, which carries the commit SHA"}, nil
 		}
-		return outcome{ignore: fmt.Sprintf("creating a %s is not built; its pushes are", e.RefType)}, nil
+		return outcome{ignore: fmt.Sprintf("creating a %s is not built; its pushes are", printable(e.RefType))}, nil
 	default: // pull_request
 		var e ghPullRequest
-		if err := json.Unmarshal(payload, &e); err != nil {
+		if err := decode(payload, &e); err != nil {
 			return outcome{}, fmt.Errorf("%w: pull_request event: %w", errBadPayload, err)
 		}
 		return gitHubPullRequest(e)
@@ -161,8 +160,8 @@ type ghPullRequest struct {
 
 func gitHubPush(e ghPush) (outcome, error) {
 	ref := e.Ref
-	if e.Deleted || e.After == zeroSHA {
-		return outcome{ignore: "deleting " + ref + " is not built"}, nil
+	if e.Deleted || isZeroSHA(e.After) {
+		return outcome{ignore: "deleting " + printable(ref) + " is not built"}, nil
 	}
 	if e.Repository == nil || e.Repository.FullName == "" {
 		return outcome{}, errors.Join(errBadPayload, errors.New("push event has no repository.full_name"))
@@ -189,7 +188,7 @@ func gitHubPush(e ghPush) (outcome, error) {
 			ev.SHA = e.HeadCommit.ID
 		}
 	default:
-		return outcome{ignore: "ref " + ref + " is neither a branch nor a tag"}, nil
+		return outcome{ignore: "ref " + printable(ref) + " is neither a branch nor a tag"}, nil
 	}
 	if n := len(e.Commits); n > 0 && n < gitHubCommitLimit {
 		ev.ChangedPaths = changedPaths(e.Commits)
@@ -220,17 +219,17 @@ var builtPRActions = map[string]bool{"opened": true, "synchronize": true, "reope
 func gitHubPullRequest(e ghPullRequest) (outcome, error) {
 	action := e.Action
 	if !builtPRActions[action] {
-		return outcome{ignore: fmt.Sprintf("pull request action %q is not built", action)}, nil
+		return outcome{ignore: fmt.Sprintf("pull request action %q is not built", printable(action))}, nil
 	}
 	pr := e.PullRequest
 	if pr == nil || pr.Head.SHA == "" {
 		return outcome{}, errors.Join(errBadPayload, errors.New("pull_request event has no pull_request.head.sha"))
 	}
-	repoURL := e.Repository.CloneURL
+	repoURL, urlRepo := e.Repository.CloneURL, ""
 	if pr.Head.Repo != nil && pr.Head.Repo.CloneURL != "" {
-		repoURL = pr.Head.Repo.CloneURL
+		repoURL, urlRepo = pr.Head.Repo.CloneURL, pr.Head.Repo.FullName
 	}
-	return outcome{ev: event.Event{
+	return outcome{urlRepo: urlRepo, ev: event.Event{
 		Kind:    event.PullRequest,
 		Action:  action,
 		Repo:    e.Repository.FullName,

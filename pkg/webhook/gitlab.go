@@ -8,8 +8,6 @@ import (
 	"net/http"
 	"strings"
 
-	json "github.com/goccy/go-json"
-
 	"github.com/ferryci/ferry/pkg/event"
 )
 
@@ -116,26 +114,26 @@ func (g *gitLab) parse(h http.Header, body []byte) (outcome, error) {
 	switch typ {
 	case "Push Hook", "Tag Push Hook":
 		var p glPush
-		if err := json.Unmarshal(body, &p); err != nil {
+		if err := decode(body, &p); err != nil {
 			return outcome{}, fmt.Errorf("%w: %s: %w", errBadPayload, typ, err)
 		}
 		return gitLabPush(typ, p)
 	case "Merge Request Hook":
 		var m glMergeRequest
-		if err := json.Unmarshal(body, &m); err != nil {
+		if err := decode(body, &m); err != nil {
 			return outcome{}, fmt.Errorf("%w: %s: %w", errBadPayload, typ, err)
 		}
 		return gitLabMergeRequest(m)
 	case "":
 		return outcome{}, fmt.Errorf("%w: missing %s header", errBadPayload, gitLabEventHeader)
 	default:
-		return outcome{ignore: fmt.Sprintf("GitLab %q events are not built", typ)}, nil
+		return outcome{ignore: fmt.Sprintf("GitLab %q events are not built", printable(typ))}, nil
 	}
 }
 
 func gitLabPush(typ string, p glPush) (outcome, error) {
-	if p.After == zeroSHA {
-		return outcome{ignore: "deleting " + p.Ref + " is not built"}, nil
+	if isZeroSHA(p.After) {
+		return outcome{ignore: "deleting " + printable(p.Ref) + " is not built"}, nil
 	}
 	if p.Project.PathWithNamespace == "" {
 		return outcome{}, errors.Join(errBadPayload, errors.New(typ+" has no project.path_with_namespace"))
@@ -163,7 +161,7 @@ func gitLabPush(typ string, p glPush) (outcome, error) {
 	case strings.HasPrefix(p.Ref, "refs/heads/"):
 		ev.Kind = event.Push
 	default:
-		return outcome{ignore: "ref " + p.Ref + " is neither a branch nor a tag"}, nil
+		return outcome{ignore: "ref " + printable(p.Ref) + " is neither a branch nor a tag"}, nil
 	}
 	for _, c := range p.Commits {
 		if c.ID == ev.SHA {
@@ -196,20 +194,20 @@ func gitLabMergeRequest(m glMergeRequest) (outcome, error) {
 	case a.Action == "update":
 		return outcome{ignore: "merge request update without new commits is not built"}, nil
 	default:
-		return outcome{ignore: fmt.Sprintf("merge request action %q is not built", a.Action)}, nil
+		return outcome{ignore: fmt.Sprintf("merge request action %q is not built", printable(a.Action))}, nil
 	}
 	if a.LastCommit.ID == "" || m.Project.PathWithNamespace == "" {
 		return outcome{}, errors.Join(errBadPayload, errors.New("merge request hook lacks object_attributes.last_commit.id or project.path_with_namespace"))
 	}
-	repoURL := a.Source.GitHTTPURL
+	repoURL, urlRepo := a.Source.GitHTTPURL, a.Source.PathWithNamespace
 	if repoURL == "" {
-		repoURL = m.Project.GitHTTPURL
+		repoURL, urlRepo = m.Project.GitHTTPURL, ""
 	}
 	pid := a.SourceProjectID
 	if pid == 0 {
 		pid = m.Project.ID
 	}
-	return outcome{ev: event.Event{
+	return outcome{urlRepo: urlRepo, ev: event.Event{
 		Kind:      event.PullRequest,
 		Action:    a.Action,
 		Repo:      m.Project.PathWithNamespace,

@@ -7,7 +7,30 @@
 // 200 for a valid delivery that is not built (duplicate, ignored, skipped,
 // ping) — never 4xx, since GitLab disables hooks that answer 4xx — 401 for a
 // failed verification, 413 for an oversized body, 400 for a verified body
-// that cannot be parsed, 503 when the store cannot be reached.
+// that cannot be parsed or whose values fail the checks below, 503 when the
+// store cannot be reached or did not answer in time.
+//
+// A valid signature is not enough for the values that become Jenkins build
+// parameters, which a Jenkinsfile hands to git; before an event is stored
+// (validate.go): the commit id is 40 or 64 hexadecimal digits (upper case
+// is lower-cased), refs follow git check-ref-format and are at most 1024
+// bytes, the repository path is plain, and a clone URL is https (http only
+// when the provider's own URL is), ssh:// or scp-like, on the provider's
+// Git host (that of GitHubAPIURL or GitLabURL) and names the event's
+// repository — a fork's, for a pull request from one. Anything else is a
+// 400 saying what is wrong and what would be right. A key repeated in the
+// JSON: the last one wins. Values echoed in answers and logs are capped
+// and stripped of control characters (printable).
+//
+// Each delivery writes one log line naming its delivery id and what
+// became of it (accepted, ignored and why, duplicate, rejected and why), so
+// "why was my push not built?" is answered by the logs.
+//
+// A 503 means "not known to be accepted", not "refused": the store may
+// have failed after the write but before its answer, so the event may be
+// queued all the same. Redelivering is always safe, since the delivery id
+// is deduplicated in the same atomic step as the write: a redelivery of a
+// stored event is answered "duplicate" and built once.
 package webhook
 
 import (
@@ -22,6 +45,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
 	"go.opentelemetry.io/otel/attribute"
@@ -55,9 +80,16 @@ type Config struct {
 	// GitLabTokens are the accepted X-Gitlab-Token values; none disables
 	// /hooks/gitlab.
 	GitLabTokens []string
+	// GitHubAPIURL is GitHub's API root (github.apiURL); empty means
+	// github.com. GitHub clone URLs must be on its Git host.
+	GitHubAPIURL string
+	// GitLabURL is the GitLab instance (gitlab.baseURL); empty means
+	// https://gitlab.com. GitLab clone URLs must be on its host.
+	GitLabURL string
 	// MaxBodyBytes caps a body (default 25 MiB).
 	MaxBodyBytes int64
-	// StoreTimeout bounds the durable write (default 5s).
+	// StoreTimeout bounds the durable write (default 5s). The write runs
+	// on its own context: a sender that hangs up does not cancel it.
 	StoreTimeout time.Duration
 	// OnAccepted, if set, is called after an event was stored, e.g. to
 	// wake the dispatcher.
@@ -77,6 +109,7 @@ type Receiver struct {
 	duration metric.Float64Histogram
 	github   provider
 	gitlab   provider
+	homes    map[event.Provider]origin
 }
 
 // provider is one Git host's way of verifying and describing deliveries.
@@ -96,9 +129,12 @@ type provider interface {
 
 // outcome is what a verified delivery amounts to.
 type outcome struct {
-	ev     event.Event
-	ignore string // non-empty: not built, and why
-	pong   bool   // a ping
+	ev event.Event
+	// urlRepo is the repository ev.RepoURL must name when it is not
+	// ev.Repo: the fork a pull request comes from.
+	urlRepo string
+	ignore  string // non-empty: not built, and why
+	pong    bool   // a ping
 }
 
 var (
@@ -124,10 +160,19 @@ func New(cfg Config) (*Receiver, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	gh, err := gitHubOrigin(cfg.GitHubAPIURL)
+	if err != nil {
+		return nil, fmt.Errorf("webhook: %w", err)
+	}
+	gl, err := gitLabOrigin(cfg.GitLabURL)
+	if err != nil {
+		return nil, fmt.Errorf("webhook: %w", err)
+	}
 	r := &Receiver{
 		cfg:    cfg,
 		log:    cfg.Logger.With("component", "webhook"),
 		tracer: cfg.TracerProvider.Tracer("github.com/ferryci/ferry/pkg/webhook"),
+		homes:  map[event.Provider]origin{event.GitHub: gh, event.GitLab: gl},
 	}
 	if len(cfg.GitHubSecrets) > 0 {
 		r.github = newGitHub(cfg.GitHubSecrets)
@@ -136,7 +181,6 @@ func New(cfg Config) (*Receiver, error) {
 		r.gitlab = newGitLab(cfg.GitLabTokens)
 	}
 	meter := cfg.MeterProvider.Meter("github.com/ferryci/ferry/pkg/webhook")
-	var err error
 	if r.requests, err = meter.Int64Counter("ferry_webhook_requests",
 		metric.WithDescription("Webhook deliveries by provider, event type and outcome.")); err != nil {
 		return nil, fmt.Errorf("webhook metrics: %w", err)
@@ -200,70 +244,95 @@ func (r *Receiver) serve(ctx context.Context, span trace.Span, p provider, name,
 		return http.StatusNotFound, answer{Status: "error", Error: name + " webhooks are not configured: " + fix}
 	}
 	*evType = boundedType(p.eventType(req.Header))
+	// The delivery id is the sender's to choose: logs and the event get
+	// its printable form; dedup uses it whole. Every delivery writes one
+	// line naming it, so "why was this not built?" has an answer.
+	delivery := p.deliveryID(req.Header)
+	shown := printable(delivery)
+	log := r.log.With("provider", name, "event", *evType, "delivery", shown)
 	body, err := readBody(req, r.cfg.MaxBodyBytes)
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
-			return http.StatusRequestEntityTooLarge, answer{Status: "error",
-				Error: fmt.Sprintf("body exceeds %d bytes (server.maxBodyBytes)", r.cfg.MaxBodyBytes)}
+			msg := fmt.Sprintf("body exceeds %d bytes (server.maxBodyBytes)", r.cfg.MaxBodyBytes)
+			log.WarnContext(ctx, "webhook body too large", "remote", req.RemoteAddr, "error", msg)
+			return http.StatusRequestEntityTooLarge, answer{Status: "error", Error: msg}
 		}
+		log.WarnContext(ctx, "webhook body could not be read", "remote", req.RemoteAddr, "error", err)
 		return http.StatusBadRequest, answer{Status: "error", Error: "read body: " + err.Error()}
 	}
 	if err := p.verify(req.Header, body); err != nil {
-		r.log.WarnContext(ctx, "webhook verification failed", "provider", name, "event", *evType,
-			"delivery", p.deliveryID(req.Header), "remote", req.RemoteAddr, "reason", err.Error())
+		log.WarnContext(ctx, "webhook verification failed", "remote", req.RemoteAddr, "reason", err.Error())
 		return http.StatusUnauthorized, answer{Status: "error", Error: err.Error()}
 	}
 	out, err := p.parse(req.Header, body)
 	if err != nil {
-		r.log.WarnContext(ctx, "webhook payload rejected", "provider", name, "event", *evType, "error", err)
+		log.WarnContext(ctx, "webhook payload rejected", "error", err)
 		return http.StatusBadRequest, answer{Status: "error", Error: err.Error()}
 	}
 	switch {
 	case out.pong:
+		log.InfoContext(ctx, "webhook ping answered")
 		return http.StatusOK, answer{Status: "pong"}
 	case out.ignore != "":
+		log.InfoContext(ctx, "webhook delivery ignored", "reason", out.ignore)
 		return http.StatusOK, answer{Status: "ignored", Reason: out.ignore}
 	}
 	ev := out.ev
-	delivery := p.deliveryID(req.Header)
 	ev.Provider = p.name()
-	ev.DeliveryID = delivery
+	ev.DeliveryID = shown
 	ev.ID = eventID(p.name(), delivery, body)
 	ev.ReceivedAt = r.cfg.Now().UTC()
 	ev.TraceParent = telemetry.TraceParent(ctx)
+	if err := ev.Validate(); err != nil {
+		log.WarnContext(ctx, "webhook payload rejected", "event_id", ev.ID, "error", err)
+		return http.StatusBadRequest, answer{Status: "error", ID: ev.ID, Error: err.Error()}
+	}
+	if bad := checkEvent(&ev, r.homes[ev.Provider], out.urlRepo); len(bad) > 0 {
+		msg := strings.Join(bad, "; ")
+		log.WarnContext(ctx, "webhook payload rejected", "event_id", ev.ID, "error", msg)
+		return http.StatusBadRequest, answer{Status: "error", ID: ev.ID, Error: msg}
+	}
 	span.SetAttributes(attribute.String("ferry.event_id", ev.ID), attribute.String("vcs.repository.name", ev.Repo),
 		attribute.String("vcs.ref", ev.Ref), attribute.String("vcs.revision", ev.SHA))
-	if err := ev.Validate(); err != nil {
-		return http.StatusBadRequest, answer{Status: "error", Error: err.Error()}
-	}
+	log = log.With("event_id", ev.ID, "kind", ev.Kind, "repo", ev.Repo, "ref", ev.Ref, "sha", ev.SHA)
 	if skipCI(ev.Message) {
-		return http.StatusOK, answer{Status: "skipped", ID: ev.ID, Reason: "the head commit message asks to skip CI"}
+		const why = "the head commit message asks to skip CI"
+		log.InfoContext(ctx, "webhook delivery skipped", "reason", why)
+		return http.StatusOK, answer{Status: "skipped", ID: ev.ID, Reason: why}
 	}
 	pipes, reason := r.cfg.Matcher.Match(ev)
 	if len(pipes) == 0 {
+		log.InfoContext(ctx, "webhook delivery ignored", "reason", reason)
 		return http.StatusOK, answer{Status: "ignored", ID: ev.ID, Reason: reason}
 	}
 	names := make([]string, len(pipes))
 	for i, pl := range pipes {
 		names[i] = pl.Name
 	}
-	wctx, cancel := context.WithTimeout(ctx, r.cfg.StoreTimeout)
+	// The write must not end with the sender's connection: a sender that
+	// hangs up mid-write (GitHub gives up after 10 s) would get an event
+	// stored but reported lost. It keeps the request's values (trace).
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.StoreTimeout)
 	defer cancel()
 	stored, err := r.cfg.Store.Enqueue(wctx, string(p.name())+":"+dedupID(delivery, body), ev)
 	if err != nil {
-		r.log.ErrorContext(ctx, "could not store webhook event", "provider", name, "event_id", ev.ID, "error", err)
+		log.ErrorContext(ctx, "could not store webhook event", "error", err)
 		if errors.Is(err, store.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
 			return http.StatusServiceUnavailable, answer{Status: "error", ID: ev.ID,
-				Error: "the event store is unavailable; the delivery was not accepted, redeliver it later"}
+				Error: "the event store is unavailable or did not answer in time; the delivery is not known to be accepted: redeliver it later; a duplicate is recognised and not built twice"}
 		}
 		return http.StatusInternalServerError, answer{Status: "error", ID: ev.ID, Error: "the event could not be stored"}
 	}
+	if ctx.Err() != nil {
+		// Stored all the same; only the answer cannot be delivered.
+		log = log.With("sender_gone", true)
+	}
 	if !stored {
+		log.InfoContext(ctx, "webhook delivery is a duplicate", "reason", "this delivery was already accepted")
 		return http.StatusOK, answer{Status: "duplicate", ID: ev.ID, Reason: "this delivery was already accepted"}
 	}
-	r.log.InfoContext(ctx, "webhook event accepted", "provider", name, "event_id", ev.ID, "kind", ev.Kind,
-		"repo", ev.Repo, "ref", ev.Ref, "sha", ev.SHA, "pipelines", names)
+	log.InfoContext(ctx, "webhook event accepted", "pipelines", names)
 	if r.cfg.OnAccepted != nil {
 		r.cfg.OnAccepted(ev)
 	}
@@ -330,4 +399,35 @@ func skipCI(msg string) bool {
 		}
 	}
 	return false
+}
+
+// maxEcho caps, in bytes, each sender-chosen value (a header, a ref, an
+// action) that an answer or a log line repeats.
+const maxEcho = 128
+
+// printable returns s fit to echo: control characters dropped, invalid
+// UTF-8 replaced, at most maxEcho bytes, and marked when cut.
+func printable(s string) string {
+	clean := len(s) <= maxEcho && utf8.ValidString(s)
+	for _, r := range s {
+		if !clean {
+			break
+		}
+		clean = !unicode.IsControl(r)
+	}
+	if clean {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			continue
+		}
+		if b.Len()+utf8.RuneLen(r) > maxEcho {
+			b.WriteString("…(truncated)")
+			break
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -16,8 +17,11 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/gin-gonic/gin"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/ferryci/ferry/pkg/config"
 	"github.com/ferryci/ferry/pkg/event"
@@ -88,6 +92,7 @@ func newServer(t *testing.T, st *fakeStore, max int64) http.Handler {
 		Matcher:       testConfig(t),
 		GitHubSecrets: []string{ghSecret, ghOld},
 		GitLabTokens:  []string{glToken},
+		GitLabURL:     "https://gitlab.example.com",
 		MaxBodyBytes:  max,
 	})
 	if err != nil {
@@ -397,8 +402,26 @@ func TestStoreUnavailableAnswers503(t *testing.T) {
 			if w.Code != tt.code {
 				t.Fatalf("code = %d, want %d", w.Code, tt.code)
 			}
-			if tt.code == 503 && w.Header().Get("Retry-After") == "" {
+			if tt.code != 503 {
+				return
+			}
+			if w.Header().Get("Retry-After") == "" {
 				t.Error("503 without Retry-After")
+			}
+			// The store may have failed after the write: the sender must
+			// not be told the event was refused, only that it should
+			// redeliver, which dedup makes safe.
+			var a answer
+			if err := json.Unmarshal(w.Body.Bytes(), &a); err != nil {
+				t.Fatal(err)
+			}
+			for _, want := range []string{"not known to be accepted", "redeliver", "duplicate is recognised"} {
+				if !strings.Contains(a.Error, want) {
+					t.Errorf("503 body %q does not say %q", a.Error, want)
+				}
+			}
+			if strings.Contains(a.Error, "was not accepted") {
+				t.Errorf("503 body %q claims the event was not accepted", a.Error)
 			}
 		})
 	}
@@ -437,5 +460,335 @@ func TestEventIDs(t *testing.T) {
 	}
 	if got := eventID(event.GitHub, "../../etc/passwd", nil); strings.Contains(got, "/") {
 		t.Errorf("unsafe delivery id kept: %s", got)
+	}
+}
+
+// observed captures a receiver's logs and request counts.
+type observed struct {
+	mu     sync.Mutex
+	logs   bytes.Buffer
+	reader *sdkmetric.ManualReader
+}
+
+func (o *observed) Write(p []byte) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.logs.Write(p)
+}
+
+func (o *observed) lines() []map[string]any {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var out []map[string]any
+	for _, l := range bytes.Split(bytes.TrimSpace(o.logs.Bytes()), []byte("\n")) {
+		if len(l) == 0 {
+			continue
+		}
+		m := map[string]any{}
+		if err := json.Unmarshal(l, &m); err != nil {
+			panic(err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// requests returns ferry_webhook_requests by outcome.
+func (o *observed) requests(t *testing.T) map[string]int64 {
+	t.Helper()
+	var rm metricdata.ResourceMetrics
+	if err := o.reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int64{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if m.Name != "ferry_webhook_requests" {
+				continue
+			}
+			for _, dp := range m.Data.(metricdata.Sum[int64]).DataPoints {
+				v, _ := dp.Attributes.Value("outcome")
+				out[v.AsString()] += dp.Value
+			}
+		}
+	}
+	return out
+}
+
+// newObservedServer is newServer with logs and metrics captured.
+func newObservedServer(t *testing.T, st Enqueuer, tweak func(*Config)) (http.Handler, *observed) {
+	t.Helper()
+	o := &observed{reader: sdkmetric.NewManualReader()}
+	cfg := Config{
+		Store:         st,
+		Matcher:       testConfig(t),
+		GitHubSecrets: []string{ghSecret},
+		GitLabTokens:  []string{glToken},
+		GitLabURL:     "https://gitlab.example.com",
+		Logger:        slog.New(slog.NewJSONHandler(o, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		MeterProvider: sdkmetric.NewMeterProvider(sdkmetric.WithReader(o.reader)),
+	}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	r, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gin.SetMode(gin.TestMode)
+	e := gin.New()
+	r.Register(e)
+	return e, o
+}
+
+// enqueueFunc adapts a function to Enqueuer.
+type enqueueFunc func(ctx context.Context, key string, ev event.Event) (bool, error)
+
+func (f enqueueFunc) Enqueue(ctx context.Context, key string, ev event.Event) (bool, error) {
+	return f(ctx, key, ev)
+}
+
+// A sender that hangs up while the durable write is in flight must not
+// turn a stored event into a logged loss: the write runs on its own
+// bounded context, and what is logged and counted is what happened.
+func TestSenderHangingUpDoesNotCancelTheWrite(t *testing.T) {
+	reqCtx, hangUp := context.WithCancel(context.Background())
+	defer hangUp()
+	type seen struct {
+		err         error
+		hasDeadline bool
+	}
+	got := make(chan seen, 1)
+	var stored []event.Event
+	st := enqueueFunc(func(ctx context.Context, _ string, ev event.Event) (bool, error) {
+		hangUp()
+		<-reqCtx.Done()
+		// Give a cancellation that would propagate time to do so.
+		time.Sleep(10 * time.Millisecond)
+		_, ok := ctx.Deadline()
+		got <- seen{ctx.Err(), ok}
+		// Like Redis: the write is done, but a client whose context
+		// ended reports that instead of the answer.
+		stored = append(stored, ev)
+		if err := ctx.Err(); err != nil {
+			return false, fmt.Errorf("enqueue: %w", err)
+		}
+		return true, nil
+	})
+	h, o := newObservedServer(t, st, func(c *Config) { c.StoreTimeout = time.Minute })
+	req := githubReq("push", "gone-1", ghSecret, fixture(t, "github_push.json")).WithContext(reqCtx)
+	code, a := do(h, req)
+	s := <-got
+	if s.err != nil {
+		t.Errorf("the store's context ended with the sender's connection: %v", s.err)
+	}
+	if !s.hasDeadline {
+		t.Error("the durable write has no deadline")
+	}
+	if code != 202 || a.Status != "accepted" || len(stored) != 1 {
+		t.Errorf("answer = %d %+v, stored %d; want 202 accepted, 1 stored", code, a, len(stored))
+	}
+	if n := o.requests(t); n["accepted"] != 1 || len(n) != 1 {
+		t.Errorf("requests by outcome = %v, want accepted: 1", n)
+	}
+	var accepted bool
+	for _, l := range o.lines() {
+		if l["level"] == "ERROR" {
+			t.Errorf("error logged for a stored event: %v", l)
+		}
+		if l["msg"] == "webhook event accepted" && l["delivery"] == "gone-1" && l["sender_gone"] == true {
+			accepted = true
+		}
+	}
+	if !accepted {
+		t.Errorf("no accepted log line naming the delivery and that the sender had gone: %v", o.lines())
+	}
+}
+
+// Header values are the sender's to choose, signed or not: what is echoed
+// in an answer or written to a log is capped and free of control
+// characters.
+func TestHeaderValuesAreCappedWhenEchoedOrLogged(t *testing.T) {
+	huge := strings.Repeat("x", 100<<10)
+	tests := []struct {
+		name string
+		req  func() *http.Request
+		code int
+	}{
+		{"github event type", func() *http.Request {
+			return githubReq("is\r\nsues"+huge, "d-1", ghSecret, fixture(t, "github_ping.json"))
+		}, 200},
+		{"gitlab event type", func() *http.Request {
+			return gitlabReq("Issue\x1b[31m Hook"+huge, "k-1", glToken, fixture(t, "gitlab_push.json"))
+		}, 200},
+		{"github delivery id, unverified", func() *http.Request {
+			return githubReq("push", "d\n"+huge, "wrong", fixture(t, "github_push.json"))
+		}, 401},
+		{"gitlab idempotency key, unverified", func() *http.Request {
+			return gitlabReq("Push Hook", "k\n"+huge, "wrong", fixture(t, "gitlab_push.json"))
+		}, 401},
+		{"github delivery id, accepted", func() *http.Request {
+			return githubReq("push", "d\n"+huge, ghSecret, fixture(t, "github_push.json"))
+		}, 202},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			st := &fakeStore{}
+			h, o := newObservedServer(t, st, nil)
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, tt.req())
+			if w.Code != tt.code {
+				t.Fatalf("code = %d, want %d (%.300s)", w.Code, tt.code, w.Body)
+			}
+			for _, ev := range st.stored() {
+				if len(ev.DeliveryID) > 256 || strings.Contains(ev.DeliveryID, "\n") {
+					t.Errorf("stored delivery id of %d bytes: %.300q", len(ev.DeliveryID), ev.DeliveryID)
+				}
+			}
+			if n := w.Body.Len(); n > 512 {
+				t.Errorf("answer is %d bytes: %.300s…", n, w.Body)
+			}
+			var a answer
+			if err := json.Unmarshal(w.Body.Bytes(), &a); err != nil {
+				t.Fatal(err)
+			}
+			if tt.code == 200 && !strings.Contains(a.Reason, "…(truncated)") {
+				t.Errorf("reason %q does not say it was truncated", a.Reason)
+			}
+			if strings.ContainsAny(a.Reason+a.Error, "\r\n\x1b") {
+				t.Errorf("control characters echoed: %q", a.Reason+a.Error)
+			}
+			o.mu.Lock()
+			logs := o.logs.String()
+			o.mu.Unlock()
+			if len(logs) > 1024 {
+				t.Errorf("logged %d bytes: %.300s…", len(logs), logs)
+			}
+			for _, l := range o.lines() {
+				for k, v := range l {
+					if s, ok := v.(string); ok && strings.ContainsAny(s, "\r\n\x1b") {
+						t.Errorf("log field %s has control characters: %q", k, s)
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestPrintable(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"push", "push"},
+		{"", ""},
+		{"a\r\nb\x00c\x7fd\u0085e", "abcde"},
+		{strings.Repeat("é", 100), strings.Repeat("é", 64) + "…(truncated)"},
+		{strings.Repeat("x", 128), strings.Repeat("x", 128)},
+		{strings.Repeat("x", 129), strings.Repeat("x", 128) + "…(truncated)"},
+		{"bad\xffutf8", "bad\uFFFDutf8"},
+	}
+	for _, tt := range tests {
+		if got := printable(tt.in); got != tt.want {
+			t.Errorf("printable(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+// "Why did my push not build?" must be answerable from the logs: every
+// delivery that is not accepted writes one line naming its delivery id and
+// why.
+func TestEveryDeliveryIsLoggedWithItsDeliveryID(t *testing.T) {
+	push := fixture(t, "github_push.json")
+	unmatched := bytes.ReplaceAll(push, []byte("acme/app"), []byte("acme/other"))
+	big := append(append([]byte(nil), push...), bytes.Repeat([]byte(" "), 64<<10)...)
+	noSHA := bytes.Replace(push, []byte(`"after": "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"`), []byte(`"after": ""`), 1)
+	tests := []struct {
+		name    string
+		req     *http.Request
+		code    int
+		level   string
+		msg     string
+		mention string // what the line must say
+	}{
+		{"unbuilt event type", githubReq("issues", "L-1", ghSecret, fixture(t, "github_ping.json")), 200, "INFO", "webhook delivery ignored", `"issues" events are not built`},
+		{"unmatched repository", githubReq("push", "L-2", ghSecret, unmatched), 200, "INFO", "webhook delivery ignored", "acme/other"},
+		{"skip ci", githubReq("push", "L-3", ghSecret, fixture(t, "github_push_skip_ci.json")), 200, "INFO", "webhook delivery skipped", "skip CI"},
+		{"branch deletion", gitlabReq("Push Hook", "L-4", glToken, fixture(t, "gitlab_branch_delete.json")), 200, "INFO", "webhook delivery ignored", "deleting refs/heads/old"},
+		{"ping", githubReq("ping", "L-5", ghSecret, fixture(t, "github_ping.json")), 200, "INFO", "webhook ping answered", ""},
+		{"oversized", githubReq("push", "L-6", ghSecret, big), 413, "WARN", "webhook body too large", "server.maxBodyBytes"},
+		{"not JSON", githubReq("push", "L-7", ghSecret, []byte("{not json")), 400, "WARN", "webhook payload rejected", "not valid JSON"},
+		{"incomplete event", githubReq("push", "L-8", ghSecret, noSHA), 400, "WARN", "webhook payload rejected", "sha"},
+		{"unavailable store", githubReq("push", "L-9", ghSecret, push), 503, "ERROR", "could not store webhook event", "unavailable"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			st := &fakeStore{}
+			if tt.code == 503 {
+				st.err = store.ErrUnavailable
+			}
+			h, o := newObservedServer(t, st, func(c *Config) { c.MaxBodyBytes = 32 << 10 })
+			code, a := do(h, tt.req)
+			if code != tt.code {
+				t.Fatalf("code = %d %+v, want %d", code, a, tt.code)
+			}
+			lines := o.lines()
+			if len(lines) != 1 {
+				t.Fatalf("%d log lines, want 1: %v", len(lines), lines)
+			}
+			l := lines[0]
+			if l["level"] != tt.level || l["msg"] != tt.msg || l["delivery"] != tt.req.Header.Get("X-GitHub-Delivery")+tt.req.Header.Get("Idempotency-Key") {
+				t.Errorf("log line = %v, want %s %q with the delivery id", l, tt.level, tt.msg)
+			}
+			if !strings.Contains(fmt.Sprint(l["reason"], l["error"]), tt.mention) {
+				t.Errorf("log line %v does not say %q", l, tt.mention)
+			}
+		})
+	}
+	t.Run("duplicate", func(t *testing.T) {
+		h, o := newObservedServer(t, &fakeStore{}, nil)
+		do(h, githubReq("push", "L-10", ghSecret, push))
+		if code, a := do(h, githubReq("push", "L-10", ghSecret, push)); code != 200 || a.Status != "duplicate" {
+			t.Fatalf("redelivery: %d %+v", code, a)
+		}
+		lines := o.lines()
+		if len(lines) != 2 || lines[0]["msg"] != "webhook event accepted" || lines[1]["msg"] != "webhook delivery is a duplicate" ||
+			lines[0]["delivery"] != "L-10" || lines[1]["delivery"] != "L-10" {
+			t.Errorf("log lines = %v, want accepted then duplicate, both naming L-10", lines)
+		}
+	})
+}
+
+// A body that is empty, cut short or not JSON says so in words a sender
+// can act on, not as a decoder's complaint about the first byte.
+func TestUnparsableBodiesSayWhatIsWrong(t *testing.T) {
+	tests := []struct {
+		name string
+		req  *http.Request
+		want string
+	}{
+		{"github empty", githubReq("push", "e-1", ghSecret, nil), "the body is empty"},
+		{"github blank", githubReq("push", "e-2", ghSecret, []byte(" \n\t")), "the body is empty"},
+		{"gitlab empty", gitlabReq("Push Hook", "e-3", glToken, nil), "the body is empty"},
+		{"github truncated", githubReq("push", "e-4", ghSecret, fixture(t, "github_push.json")[:300]), "the JSON body ends early after 300 bytes (truncated?)"},
+		{"gitlab truncated", gitlabReq("Merge Request Hook", "e-5", glToken, []byte(`{"object_kind":"merge_request"`)), "ends early"},
+		{"NUL bytes", githubReq("push", "e-6", ghSecret, []byte("\x00\x00\x00")), `the body is not valid JSON: invalid character '\x00' looking for beginning of value (at byte 1)`},
+		{"trailing garbage", gitlabReq("Push Hook", "e-7", glToken, []byte(`{"ref":"refs/heads/main"} x`)), "the body is not valid JSON: invalid character 'x' after top-level value (at byte 27)"},
+		{"wrong type", githubReq("push", "e-8", ghSecret, []byte(`{"ref":7}`)), "field ref holds a JSON number where a string belongs"},
+		{"array for an object", githubReq("push", "e-11", ghSecret, []byte(`{"repository":[]}`)), "field repository holds a JSON array where an object belongs"},
+		{"wrong nested type", gitlabReq("Push Hook", "e-10", glToken, []byte(`{"project":{"id":"15"}}`)), "field project.id holds a JSON string where an integer belongs"},
+		{"form without payload", func() *http.Request {
+			r := githubReq("push", "e-9", ghSecret, []byte("other=1"))
+			r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			return r
+		}(), "the form body has no payload field"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			code, a := do(newServer(t, &fakeStore{}, 0), tt.req)
+			if code != 400 || !strings.Contains(a.Error, tt.want) {
+				t.Errorf("got %d %q, want 400 saying %q", code, a.Error, tt.want)
+			}
+		})
 	}
 }

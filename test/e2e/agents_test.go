@@ -39,7 +39,7 @@ func TestPushToAgentToStatus(t *testing.T) {
 	if err := w.jenkins.UpdateJob("acme/app", func(s *jenkinsemu.JobSpec) { s.Label = label }); err != nil {
 		t.Fatal(err)
 	}
-	if code, r := w.githubHook("push", "agent-1", fixture(t, "github_push.json")); code != http.StatusAccepted {
+	if code, r := w.githubHook("push", "agent-1", w.payload("github_push.json")); code != http.StatusAccepted {
 		t.Fatalf("push answered %d %+v", code, r)
 	}
 

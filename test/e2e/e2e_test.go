@@ -146,6 +146,15 @@ func fixture(t *testing.T, name string) []byte {
 	return b
 }
 
+// payload reads a fixture with its clone URLs on the fake GitHub and
+// GitLab: ferry takes clone URLs only from the configured Git hosts, and
+// a delivery from GitHub Enterprise or a self-managed GitLab names its own.
+func (w *world) payload(name string) []byte {
+	gh := strings.TrimSuffix(w.github.EnterpriseURL(), "/api/v3/")
+	return []byte(strings.NewReplacer("https://github.com/", gh+"/",
+		"https://gitlab.example.com/", w.gitlab.BaseURL()+"/").Replace(string(fixture(w.t, name))))
+}
+
 type reply struct {
 	Status string `json:"status"`
 	ID     string `json:"id"`
@@ -215,7 +224,7 @@ func (w *world) builds(job string) []jenkinsemu.Build { return w.jenkins.Builds(
 
 func TestGitHubPushBuildsOnceAndReportsStatus(t *testing.T) {
 	w := start(t, nil)
-	code, r := w.githubHook("push", "gh-delivery-1", fixture(t, "github_push.json"))
+	code, r := w.githubHook("push", "gh-delivery-1", w.payload("github_push.json"))
 	if code != http.StatusAccepted || r.Status != "accepted" {
 		t.Fatalf("push answered %d %+v", code, r)
 	}
@@ -231,7 +240,7 @@ func TestGitHubPushBuildsOnceAndReportsStatus(t *testing.T) {
 	w.github.WaitFor(t, scmfake.HasStates(ghSHA, "ferry/app", "pending", "success"), 20*time.Second)
 
 	// Redelivery of the same delivery id builds nothing.
-	code, r = w.githubHook("push", "gh-delivery-1", fixture(t, "github_push.json"))
+	code, r = w.githubHook("push", "gh-delivery-1", w.payload("github_push.json"))
 	if code != http.StatusOK || r.Status != "duplicate" {
 		t.Fatalf("redelivery answered %d %+v", code, r)
 	}
@@ -246,7 +255,7 @@ func TestGitHubPushBuildsOnceAndReportsStatus(t *testing.T) {
 
 func TestGitLabPushBuildsOnceAndReportsStatus(t *testing.T) {
 	w := start(t, nil)
-	body := fixture(t, "gitlab_push.json")
+	body := w.payload("gitlab_push.json")
 	if code, r := w.gitlabPush("idem-1", body); code != http.StatusAccepted {
 		t.Fatalf("push answered %d %+v", code, r)
 	}
@@ -306,7 +315,7 @@ func TestRedisDownAnswers503AndNothingIsLost(t *testing.T) {
 	if err := w.redis.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	code, r := w.githubHook("push", "while-down", fixture(t, "github_push.json"))
+	code, r := w.githubHook("push", "while-down", w.payload("github_push.json"))
 	if code != http.StatusServiceUnavailable {
 		t.Fatalf("with Redis stopped the receiver answered %d %+v, want 503", code, r)
 	}
@@ -323,7 +332,7 @@ func TestRedisDownAnswers503AndNothingIsLost(t *testing.T) {
 	}
 	// The sender redelivers; now it is accepted and built once.
 	w.eventually("ferry to accept the redelivery", func() bool {
-		code, _ := w.githubHook("push", "while-down", fixture(t, "github_push.json"))
+		code, _ := w.githubHook("push", "while-down", w.payload("github_push.json"))
 		return code == http.StatusAccepted || code == http.StatusOK
 	})
 	w.eventually("one build", func() bool { return len(w.builds("acme/app")) == 1 })
@@ -336,7 +345,7 @@ func TestRedisDownAnswers503AndNothingIsLost(t *testing.T) {
 func TestJenkinsDownThenBackBuildsOnce(t *testing.T) {
 	w := start(t, nil)
 	w.jenkins.SetDown(jenkinsemu.Refuse)
-	if code, r := w.githubHook("push", "jd-1", fixture(t, "github_push.json")); code != http.StatusAccepted {
+	if code, r := w.githubHook("push", "jd-1", w.payload("github_push.json")); code != http.StatusAccepted {
 		t.Fatalf("answered %d %+v", code, r)
 	}
 	time.Sleep(500 * time.Millisecond) // several failed attempts
@@ -354,7 +363,7 @@ func TestJenkinsDownThenBackBuildsOnce(t *testing.T) {
 
 func TestMetricsAndProbes(t *testing.T) {
 	w := start(t, nil)
-	w.githubHook("push", "m-1", fixture(t, "github_push.json"))
+	w.githubHook("push", "m-1", w.payload("github_push.json"))
 	w.post("/hooks/github", map[string]string{"X-GitHub-Event": "push", "X-GitHub-Delivery": "m-2"}, []byte("{}"))
 	var body []byte
 	w.eventually("the trigger to be counted", func() bool {
