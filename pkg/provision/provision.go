@@ -232,8 +232,10 @@ type Provisioner struct {
 
 	// rules are what decide reads of cfg.
 	rules *rules
-	// mem is touched only by the single reconcile worker (see remember).
-	mem memory
+	// mem is touched only by the single reconcile worker (see remember),
+	// as is gauged: the agents and waiting items the last cycle counted.
+	mem    memory
+	gauged [2]tally
 	// polledAt is when the current cycle's polls began; lastPoll how long
 	// the last cycle's polls took.
 	polledAt time.Time

@@ -28,12 +28,9 @@ func (p *Provisioner) reconcile(ctx context.Context) (time.Duration, error) {
 // record records what a cycle decided: its metrics, and the logs and
 // Events of the agents that failed.
 func (p *Provisioner) record(ctx context.Context, d *decision) {
-	for k, v := range d.agents {
-		p.m.agents.Record(ctx, v, metric.WithAttributes(attribute.String("template", k.template), attribute.String("state", k.of)))
-	}
-	for k, v := range d.waiting {
-		p.m.waiting.Record(ctx, v, metric.WithAttributes(attribute.String("template", k.template), attribute.String("why", k.of)))
-	}
+	recordTally(ctx, p.m.agents, "state", d.agents, p.gauged[0])
+	recordTally(ctx, p.m.waiting, "why", d.waiting, p.gauged[1])
+	p.gauged = [2]tally{d.agents, d.waiting}
 	for _, s := range d.steps {
 		p.m.step.Record(ctx, s.seconds, metric.WithAttributes(attribute.String("template", s.template), attribute.String("step", s.step)))
 	}
@@ -50,6 +47,19 @@ func (p *Provisioner) record(ctx context.Context, d *decision) {
 			p.rec.Eventf(a.pod, corev1.EventTypeWarning, "AgentRetry", "%s; retrying as attempt %d of %d (fallback level %d) in %s",
 				f.String(), r.attempt, r.maxAttempts, r.fallback, r.delay)
 		}
+	}
+}
+
+// recordTally records a gauge for each key of t, and zero for those of
+// the last cycle's that t lacks: a gauge keeps its last value otherwise.
+func recordTally(ctx context.Context, g metric.Int64Gauge, of string, t, last tally) {
+	for k := range last {
+		if _, ok := t[k]; !ok {
+			g.Record(ctx, 0, metric.WithAttributes(attribute.String("template", k.template), attribute.String(of, k.of)))
+		}
+	}
+	for k, v := range t {
+		g.Record(ctx, v, metric.WithAttributes(attribute.String("template", k.template), attribute.String(of, k.of)))
 	}
 }
 
