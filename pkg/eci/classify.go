@@ -387,14 +387,16 @@ func lastEvent(events []corev1.Event, reason string) *corev1.Event {
 	var last *corev1.Event
 	for i := range events {
 		e := &events[i]
-		if e.Reason == reason && (last == nil || !eventTime(e).Before(eventTime(last))) {
+		if e.Reason == reason && (last == nil || !EventTime(e).Before(EventTime(last))) {
 			last = e
 		}
 	}
 	return last
 }
 
-func eventTime(e *corev1.Event) time.Time {
+// EventTime is when an event last happened: its EventTime, else its
+// LastTimestamp, else its FirstTimestamp.
+func EventTime(e *corev1.Event) time.Time {
 	switch {
 	case !e.EventTime.IsZero():
 		return e.EventTime.Time

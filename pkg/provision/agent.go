@@ -233,10 +233,8 @@ func (p *Provisioner) markOffline(a *agentView, build jenkins.Executable) action
 
 // deleteAgent deletes an agent's node, then its pod (its Secret goes with
 // the last pod of its batch, or is collected once no pod reads it; see
-// planSecrets).
-func (p *Provisioner) deleteAgent(a *agentView, tr *track, cause string) action {
-	// The plan owns tr; the action reads what it needs now.
-	ranSince := tr.ranSince
+// decideSecrets). ranSince is since when it ran its build, if it did.
+func (p *Provisioner) deleteAgent(a *agentView, ranSince time.Time, cause string) action {
 	return func(ctx context.Context) (err error) {
 		ctx, span := p.tracer.Start(ctx, "provision.delete_agent", trace.WithAttributes(
 			attrAgent.String(a.name), attrQueueID.Int64(a.queueID), attrTemplate.String(a.template), attrCause.String(cause)))
@@ -283,8 +281,8 @@ func (p *Provisioner) deleteObjects(ctx context.Context, a *agentView) error {
 }
 
 // collect deletes an orphan and counts it as garbage collected.
-func (p *Provisioner) collect(a *agentView, tr *track) action {
-	del := p.deleteAgent(a, tr, "orphan")
+func (p *Provisioner) collect(a *agentView, ranSince time.Time) action {
+	del := p.deleteAgent(a, ranSince, "orphan")
 	return func(ctx context.Context) error {
 		if err := del(ctx); err != nil {
 			return err
@@ -329,8 +327,7 @@ func (p *Provisioner) giveUp(pod *corev1.Pod, it jenkins.QueueItem, template, ag
 
 // reportDied reports a build whose agent died under it; OnFailure is
 // told when report is set.
-func (p *Provisioner) reportDied(a *agentView, tr *track, it jenkins.QueueItem, f eci.Failure, report bool) action {
-	build := tr.build
+func (p *Provisioner) reportDied(a *agentView, build jenkins.Executable, it jenkins.QueueItem, f eci.Failure, report bool) action {
 	return func(ctx context.Context) error {
 		p.log.Warn("agent died during a build; its node is deleted, which aborts the build",
 			"agent", a.name, "build", build.URL, "reason", f.Reason, "message", f.Message)
@@ -352,8 +349,7 @@ const ReclaimEventReason = "AgentReclaiming"
 
 // reportReclaim reports a running build whose spot instance is about to be
 // reclaimed: the build goes on, but may lose its agent in minutes.
-func (p *Provisioner) reportReclaim(a *agentView, tr *track, it jenkins.QueueItem, f eci.Failure) action {
-	build := tr.build
+func (p *Provisioner) reportReclaim(a *agentView, build jenkins.Executable, it jenkins.QueueItem, f eci.Failure) action {
 	f.Message += "; the build keeps running until the instance goes, on an agent that takes no other build"
 	return func(ctx context.Context) error {
 		p.log.Warn("the spot instance under a running build is about to be reclaimed",

@@ -12,6 +12,8 @@ import (
 	coreinformers "k8s.io/client-go/informers/core/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/ferryci/ferry/pkg/eci"
 )
 
 // Some failure signals reach Kubernetes only as Events on the agent pod:
@@ -84,7 +86,7 @@ func (x *eventIndex) add(e *corev1.Event, now time.Time) {
 	pe.added = now
 	pe.events = slices.DeleteFunc(pe.events, func(o corev1.Event) bool { return o.Name == e.Name })
 	pe.events = append(pe.events, *e)
-	slices.SortStableFunc(pe.events, func(a, b corev1.Event) int { return eventTime(&a).Compare(eventTime(&b)) })
+	slices.SortStableFunc(pe.events, func(a, b corev1.Event) int { return eci.EventTime(&a).Compare(eci.EventTime(&b)) })
 	if n := len(pe.events); n > maxEventsPerAgent {
 		pe.events = slices.Delete(pe.events, 0, n-maxEventsPerAgent)
 	}
@@ -138,16 +140,6 @@ func (x *eventIndex) len() int {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	return len(x.byPod)
-}
-
-func eventTime(e *corev1.Event) time.Time {
-	switch {
-	case !e.EventTime.IsZero():
-		return e.EventTime.Time
-	case !e.LastTimestamp.IsZero():
-		return e.LastTimestamp.Time
-	}
-	return e.FirstTimestamp.Time
 }
 
 // watchEvents adds the Events informer to the provisioner's factory, so

@@ -52,11 +52,11 @@ func testLogger() *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
+// newEnv starts the Jenkins emulator in the test's process (an httptest
+// server on loopback, like the fakes of GitHub and GitLab): no outside
+// server is needed, so these tests run in the fast tier too.
 func newEnv(t *testing.T, kube kubernetes.Interface) *env {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("needs the in-process Jenkins emulator (test/jenkinsemu) on loopback; skipped with -short")
-	}
 	emu := jenkinsemu.New(jenkinsemu.Options{Logger: slog.New(slog.DiscardHandler)})
 	t.Cleanup(emu.Close)
 	jc, err := jenkins.New(jenkins.Config{URL: emu.URL(), User: jenkinsemu.DefaultUser.Name,

@@ -32,12 +32,20 @@ type bed struct {
 	admin kubernetes.Interface
 }
 
-func newBed(t *testing.T) *bed {
+// needBed skips (-short) or fails the test when the bed is down. Tests
+// made of subtests call it first, so that they skip as a whole instead of
+// passing with every subtest skipped.
+func needBed(t *testing.T) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("integration test on the test bed (Kubernetes with kwok virtual nodes); skipped with -short")
 	}
 	testbed.Kube(t)
+}
+
+func newBed(t *testing.T) *bed {
+	t.Helper()
+	needBed(t)
 	ns := testbed.Namespace(t)
 	e := newEnv(t, testbed.FerryClientset(t))
 	return &bed{env: e, ns: ns, admin: testbed.Clientset(t)}
@@ -157,6 +165,7 @@ func TestBedBuildGetsAnAgentOnAVirtualNodeAndItGoesWithTheBuild(t *testing.T) {
 }
 
 func TestBedFailuresAreRetriedWithFallbackThenCancelled(t *testing.T) {
+	needBed(t)
 	for _, tc := range []struct {
 		simulate string
 		reason   eci.Reason
@@ -380,6 +389,7 @@ func (b *bed) hasEvent(pod, reason, want string) bool {
 // while it still runs: from the simulated ECI warning (event and
 // condition), and from the event alone as virtual-kubelet may send it.
 func TestBedSpotWarningReplacesAnIdleAgentBeforeItFails(t *testing.T) {
+	needBed(t)
 	for _, tc := range []struct {
 		name     string
 		simulate bool

@@ -4,23 +4,37 @@
 // JNLP) and an ECI pod running the inbound agent — and removes both as
 // soon as the build is over.
 //
-// One reconcile cycle reads the whole world and acts on the difference:
+// One reconcile cycle looks at the whole world once, decides on that
+// look alone, then acts on the difference:
 //
-//	Jenkins computers ─┐ (1 call)
-//	Jenkins queue ─────┼─▶ observe ─▶ plan (per agent: keep / create / delete / fail,
-//	pods+Secrets+Events┘  (informer   per item: serve / wait for a cap / back off)
-//	                       cache)          │
-//	                                       ▼
-//	                      act: CreateNode → NodeSecret → Secret → Pod → own Secret;
-//	                           MarkOffline once its build runs (one build per agent);
-//	                           DeleteNode + delete Pod; CancelQueueItem + Event + OnFailure
+//	poll      Jenkins computers, then the queue (two calls)
+//	  │
+//	observe   + pods, Secrets, Events (informer caches) and the actions
+//	  │       in flight → world: one snapshot, with its now      world.go
+//	classify  each agent → one state: creating, needs pod,      classify.go
+//	  │       starting, awaiting build, building, reclaiming, lost,
+//	  │       build over, failed, spare, settling, item gone, orphan,
+//	  │       unknown template, terminating, deleting
+//	decide    one small function per state, then the waiting    decide.go
+//	  │       items (serve with a spare, make a node's pod, create
+//	  │       within the caps, wait, back off, give up), anchors,
+//	  │       Secrets → acts and memory as values; pure
+//	record    metrics, failures' logs and Events                 reconcile.go
+//	remember  apply the decided memory
+//	  │
+//	act       start each act in its lane, without waiting:       act.go,
+//	          CreateNode → NodeSecret → Secret → Pod → own       agent.go,
+//	          Secret; MarkOffline once its build runs (one       secrets.go
+//	          build per agent); DeleteNode + delete Pod;
+//	          CancelQueueItem + Event + OnFailure
 //
 // A cycle does not wait for its actions: they run in lanes of their own
 // (taking agents offline; deleting; creating), each bounded by
 // Parallelism, and a later cycle skips what is still in flight. So a
-// cycle lasts its two polls and the plan however many creations a burst
-// has queued, and a build that starts has its agent taken offline within
-// about a cycle (one build per agent), never behind a batch of creations.
+// cycle lasts its two polls and its decisions however many creations a
+// burst has queued, and a build that starts has its agent taken offline
+// within about a cycle (one build per agent), never behind a batch of
+// creations.
 //
 // Cycles run from a client-go workqueue with a single key: pod and Secret
 // informer events, Warning Events about agent pods (fed to eci.Classify,
@@ -56,7 +70,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sort"
 	"sync"
 	"time"
 
@@ -112,11 +125,6 @@ const (
 	// answering its polls at most a quarter of the time, however big the
 	// queue and the node list grow.
 	pollSpacing = 4
-	// settle is how long an idle agent whose queue item has left the queue
-	// is kept before it is deleted, when ferry never saw it run a build:
-	// Jenkins removes an item from the queue a moment before the executor
-	// shows its build, and deleting the node then would abort that build.
-	settle = time.Second
 )
 
 // Config configures New. Jenkins, Kube, Namespace, Templates and
@@ -222,13 +230,12 @@ type Provisioner struct {
 	// events holds agents' recent Warning events (see events.go).
 	events *eventIndex
 
-	// state is touched only by the single reconcile worker, except mu
-	// guarded parts below.
-	agents map[string]*track
-	items  map[int64]*itemTrack
-	// kubeBackoff pauses creations after a quota or throttling answer.
-	kubeBackoff      time.Time
-	kubeBackoffDelay time.Duration
+	// rules are what decide reads of cfg.
+	rules *rules
+	// mem is touched only by the single reconcile worker (see remember),
+	// as is gauged: the agents and waiting items the last cycle counted.
+	mem    memory
+	gauged [2]tally
 	// polledAt is when the current cycle's polls began; lastPoll how long
 	// the last cycle's polls took.
 	polledAt time.Time
@@ -241,22 +248,22 @@ type Provisioner struct {
 
 	mu      sync.Mutex
 	running bool
-	// inflight holds the tasks dispatched and not finished, by key; done
-	// those that succeeded, until a cycle's polls start after them.
-	inflight map[string]task
-	done     map[string]doneTask
+	// inflight holds the acts started and not finished, by key; done those
+	// that succeeded, until a cycle's polls start after them.
+	inflight map[string]act
+	done     map[string]doneAct
 	// podMade remembers the pods created recently, until the informer
 	// shows them, so that no cycle creates one twice; podDeleted those
 	// deleted recently, until the informer shows them terminating, so that
 	// no cycle deletes one twice.
 	podMade    map[string]time.Time
 	podDeleted map[string]time.Time
+	// kubeBackoff pauses creations after a quota or throttling answer.
+	kubeBackoff      time.Time
+	kubeBackoffDelay time.Duration
 
 	// batch makes agents' Secrets and pods (see secrets.go).
 	batch *batcher
-	// unread holds since when each agent Secret no pod reads from has been
-	// seen so (see planSecrets); plan's alone.
-	unread map[string]time.Time
 }
 
 const queueKey = "reconcile"
@@ -310,15 +317,14 @@ func New(cfg Config) (*Provisioner, error) {
 		clock:  cfg.Clock,
 		m:      m,
 		rec:    cfg.Recorder,
-		agents: map[string]*track{},
-		items:  map[int64]*itemTrack{},
+		rules:  newRules(cfg),
+		mem:    newMemory(),
 		events: newEventIndex(),
 
-		inflight:   map[string]task{},
-		done:       map[string]doneTask{},
+		inflight:   map[string]act{},
+		done:       map[string]doneAct{},
 		podMade:    map[string]time.Time{},
 		podDeleted: map[string]time.Time{},
-		unread:     map[string]time.Time{},
 	}
 	p.batch = newBatcher(p)
 	for i := range p.lanes {
@@ -333,16 +339,6 @@ func New(cfg Config) (*Provisioner, error) {
 // Kick asks for a cycle now, e.g. right after the dispatcher triggered a
 // build. It never blocks.
 func (p *Provisioner) Kick() { p.queue.Add(queueKey) }
-
-// templateNames returns the template names in a stable order.
-func (p *Provisioner) templateNames() []string {
-	names := make([]string, 0, len(p.cfg.Templates))
-	for n := range p.cfg.Templates {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
-}
 
 // Run runs the loop until ctx ends. It can run once per Provisioner.
 func (p *Provisioner) Run(ctx context.Context) error {

@@ -5,8 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
-	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -95,11 +95,11 @@ func (b *batcher) start(ctx context.Context) {
 	}
 }
 
-// isMaking reports whether a batch is still making Secret name's pods.
-func (b *batcher) isMaking(name string) bool {
+// makingNow returns the Secrets whose batches are still making their pods.
+func (b *batcher) makingNow() map[string]bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.making[name]
+	return maps.Clone(b.making)
 }
 
 // flush makes one batch: its Secret, then its pods, then hands the Secret
@@ -223,51 +223,15 @@ func (p *Provisioner) makePod(ctx context.Context, r *podReq) (*corev1.Pod, erro
 	return pod, nil
 }
 
-// planSecrets collects agent Secrets no pod reads from: the garbage
-// collector deletes a Secret with the last pod that owns it, so ferry
-// deletes only one that has been unread for GCGrace and is not being
-// made (a crash between a Secret and its pods, a batch whose pods all
-// failed, a cluster without the collector).
-func (p *Provisioner) planSecrets(pl *plan, now time.Time, pods []*corev1.Pod, secrets []*corev1.Secret) {
-	read := map[string]bool{}
-	for _, pod := range pods {
-		if n := eci.SecretNameOf(pod); n != "" {
-			read[n] = true
+// deleteSecret deletes an agent Secret no pod reads (see decideSecrets).
+func (p *Provisioner) deleteSecret(name string) action {
+	return func(ctx context.Context) error {
+		err := p.cfg.Kube.CoreV1().Secrets(p.cfg.Namespace).Delete(ctx, name, metav1.DeleteOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("delete unread agent secret %s: %w", name, err)
 		}
-	}
-	listed := map[string]bool{}
-	for _, s := range secrets {
-		listed[s.Name] = true
-		if read[s.Name] || p.batch.isMaking(s.Name) {
-			delete(p.unread, s.Name)
-			continue
-		}
-		since, ok := p.unread[s.Name]
-		if !ok {
-			since = now
-			p.unread[s.Name] = since
-		}
-		if p.cfg.DisableGC {
-			continue
-		}
-		if wait := p.cfg.GCGrace - now.Sub(since); wait > 0 {
-			pl.after(wait)
-			continue
-		}
-		name := s.Name
-		pl.add(laneDelete, "secret/"+name, func(ctx context.Context) error {
-			err := p.cfg.Kube.CoreV1().Secrets(p.cfg.Namespace).Delete(ctx, name, metav1.DeleteOptions{})
-			if err != nil && !apierrors.IsNotFound(err) {
-				return fmt.Errorf("delete unread agent secret %s: %w", name, err)
-			}
-			p.m.gc.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", "secret")))
-			p.log.Info("collected an agent Secret no pod reads", "secret", name)
-			return nil
-		})
-	}
-	for name := range p.unread {
-		if !listed[name] {
-			delete(p.unread, name)
-		}
+		p.m.gc.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", "secret")))
+		p.log.Info("collected an agent Secret no pod reads", "secret", name)
+		return nil
 	}
 }

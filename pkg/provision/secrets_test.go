@@ -107,11 +107,11 @@ func TestSwapIsCountedOnce(t *testing.T) {
 	ctx := context.Background()
 	item := jenkins.QueueItem{ID: 5, TaskName: "app", Buildable: true, Why: "Waiting for next available executor on ‘" + testLabel + "’"}
 	spent := jenkins.Computer{Name: eci.AgentName(5, 1), Labels: []string{testLabel}, TemporarilyOffline: true, OfflineReason: OneBuildReason}
-	creates := func(pl *plan) []string {
+	creates := func(pl *decision) []string {
 		var keys []string
 		for _, a := range pl.acts {
-			if a.lane == laneCreate {
-				keys = append(keys, a.key)
+			if a.lane() == laneCreate {
+				keys = append(keys, a.key())
 			}
 		}
 		return keys
@@ -124,7 +124,7 @@ func TestSwapIsCountedOnce(t *testing.T) {
 		}
 		now = now.Add(time.Second)
 	}
-	if got := p.items[5].swapped; got != 1 {
+	if got := p.mem.items[5].swapped; got != 1 {
 		t.Errorf("swapped = %d after three cycles planning the same attempt, want 1", got)
 	}
 }
