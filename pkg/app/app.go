@@ -144,6 +144,7 @@ func New(ctx context.Context, opts Options) (*App, error) {
 	recv, err := webhook.New(webhook.Config{
 		Store: a.store, Matcher: cfg, GitHubSecrets: cfg.GitHub.WebhookSecrets, GitLabTokens: cfg.GitLab.WebhookTokens,
 		GitHubAPIURL: cfg.GitHub.APIURL, GitLabURL: cfg.GitLab.BaseURL,
+		GitHubGitURL: cfg.GitHub.GitURL, GitLabGitURL: cfg.GitLab.GitURL,
 		MaxBodyBytes: cfg.Server.MaxBodyBytes, Logger: tel.Logger,
 		TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider,
 	})

@@ -257,6 +257,10 @@ type GitHub struct {
 	TokenFile string `json:"tokenFile"`
 	// APIURL is GitHub Enterprise's API root, e.g. https://ghe.example.com/api/v3/.
 	APIURL string `json:"apiURL"`
+	// GitURL is where webhooks' clone URLs point, when that is not the
+	// host of APIURL (ferry reaching GitHub Enterprise by an internal
+	// name). Deliveries whose clone URL names another host are refused.
+	GitURL string `json:"gitURL"`
 }
 
 // GitLab configures GitLab webhooks and commit statuses.
@@ -269,6 +273,9 @@ type GitLab struct {
 	TokenFile string `json:"tokenFile"`
 	// BaseURL is the GitLab instance, e.g. https://gitlab.example.com.
 	BaseURL string `json:"baseURL"`
+	// GitURL is where webhooks' clone URLs point (GitLab's external_url),
+	// when ferry reaches the instance by another URL than that.
+	GitURL string `json:"gitURL"`
 }
 
 // Dispatch tunes the consumer of the event queue.
@@ -535,6 +542,13 @@ func (c Config) Validate() error {
 	if c.GitLab.BaseURL != "" {
 		if err := checkURL(c.GitLab.BaseURL); err != nil {
 			add("gitlab.baseURL", "%v", err)
+		}
+	}
+	for field, u := range map[string]string{"github.gitURL": c.GitHub.GitURL, "gitlab.gitURL": c.GitLab.GitURL} {
+		if u != "" {
+			if err := checkURL(u); err != nil {
+				add(field, "%v (the web address clone URLs in webhooks start with, e.g. https://git.example.com)", err)
+			}
 		}
 	}
 	if c.GitHub.Token != "" && c.GitHub.TokenFile != "" {

@@ -86,6 +86,11 @@ type Config struct {
 	// GitLabURL is the GitLab instance (gitlab.baseURL); empty means
 	// https://gitlab.com. GitLab clone URLs must be on its host.
 	GitLabURL string
+	// GitHubGitURL and GitLabGitURL, when set, name the Git host clone
+	// URLs must point at instead of the one derived from the API URLs
+	// (github.gitURL, gitlab.gitURL).
+	GitHubGitURL string
+	GitLabGitURL string
 	// MaxBodyBytes caps a body (default 25 MiB).
 	MaxBodyBytes int64
 	// StoreTimeout bounds the durable write (default 5s). The write runs
@@ -161,10 +166,16 @@ func New(cfg Config) (*Receiver, error) {
 		cfg.Now = time.Now
 	}
 	gh, err := gitHubOrigin(cfg.GitHubAPIURL)
+	if err == nil && cfg.GitHubGitURL != "" {
+		gh, err = parseOrigin(cfg.GitHubGitURL, "github.gitURL")
+	}
 	if err != nil {
 		return nil, fmt.Errorf("webhook: %w", err)
 	}
 	gl, err := gitLabOrigin(cfg.GitLabURL)
+	if err == nil && cfg.GitLabGitURL != "" {
+		gl, err = parseOrigin(cfg.GitLabGitURL, "gitlab.gitURL")
+	}
 	if err != nil {
 		return nil, fmt.Errorf("webhook: %w", err)
 	}

@@ -3,6 +3,7 @@ package webhook
 import (
 	"bytes"
 	"encoding/json"
+	"github.com/gin-gonic/gin"
 	"net/http"
 	"strings"
 	"testing"
@@ -371,5 +372,32 @@ func TestCloneURLs(t *testing.T) {
 		case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
 			t.Errorf("%.60q: %v, want an error saying %s", tt.url, err, tt.want)
 		}
+	}
+}
+
+// A GitLab reached by an internal URL, whose webhooks carry its external
+// address: gitlab.gitURL names the host clone URLs must point at.
+func TestGitURLOverridesTheAPIHost(t *testing.T) {
+	st := &fakeStore{}
+	r, err := New(Config{Store: st, Matcher: testConfig(t), GitLabTokens: []string{glToken},
+		GitLabURL: "http://gitlab.internal:8080", GitLabGitURL: "https://gitlab.example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gin.SetMode(gin.TestMode)
+	e := gin.New()
+	r.Register(e)
+	if code, a := do(e, gitlabReq("Push Hook", "g-1", glToken, fixture(t, "gitlab_push.json"))); code != 202 {
+		t.Fatalf("push with the external clone URL: %d %+v, want 202", code, a)
+	}
+	internal := edit(t, "gitlab_push.json", func(m map[string]any) {
+		obj(m, "project")["git_http_url"] = "https://gitlab.internal/platform/infra/terraform.git"
+	})
+	code, a := do(e, gitlabReq("Push Hook", "g-2", glToken, internal))
+	if code != 400 || !strings.Contains(a.Error, "gitlab.gitURL") {
+		t.Fatalf("push with the internal clone URL: %d %q, want 400 naming gitlab.gitURL", code, a.Error)
+	}
+	if _, err := New(Config{Store: st, Matcher: testConfig(t), GitHubGitURL: "ftp://x"}); err == nil {
+		t.Error("New accepted github.gitURL ftp://x")
 	}
 }
