@@ -15,7 +15,7 @@ PKGS ?= ./...
 FERRY_PARAMS := FERRY_GIT_SHA,FERRY_GIT_REF,FERRY_GIT_URL,FERRY_EVENT_ID,FERRY_TRIGGER_ID,FERRY_PIPELINE,TRACEPARENT
 
 .DEFAULT_GOAL := help
-.PHONY: help deps build run test test-short test-unit lint fmt vet fuzz bench bench-webhook bench-promote bench-provision test-chart image emulator clean tools
+.PHONY: help deps build run test test-short test-unit lint fmt vet fuzz bench bench-webhook bench-promote bench-outage bench-provision test-chart image emulator clean tools
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -73,6 +73,9 @@ image: ## Build ferry's image (linux/amd64+arm64) without Docker into bin/ferry-
 
 test-chart: ## Lint, render and install-test the Helm chart (charts/ferry; the install needs the test bed)
 	$(GO) test -count=1 ./test/chart
+
+bench-outage: ## Jenkins calls and log lines per second while the commit status API is unreachable (500 finished builds)
+	$(GO) run ./test/cmd/status-outage -pushes 500 -window 30s
 
 bench-provision: ## Provisioner benchmark: a burst of queued builds vs a bare client-go loop (needs the test bed)
 	$(GO) run ./test/cmd/provision-bench
