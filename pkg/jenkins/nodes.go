@@ -245,8 +245,58 @@ type Computer struct {
 	// Running lists the builds on its executors.
 	Running []Executable
 	// OfflineReason is the operator's or Jenkins' reason, if any: for a
-	// node taken offline by MarkOffline, its reason.
+	// node taken offline by MarkOffline, its reason — as Jenkins renders it,
+	// which is not always the bare message (see OfflineWith).
 	OfflineReason string
+}
+
+// OfflineWith reports whether the node is temporarily offline with msg as
+// its offline message, as MarkOffline(name, msg) leaves it.
+//
+// It looks for msg inside OfflineReason rather than comparing: Jenkins
+// derives offlineCauseReason from the localized "Disconnected by {0}{1}"
+// ({1} being " : " + message) by stripping the sentence's fixed words with
+// a regular expression anchored at its start, which only works in
+// languages where the sentence starts with them. In zh_CN ("被 USER :
+// MSG断开连接"), ja and zh_TW the whole sentence comes back. Cores since
+// 2.483 also HTML-escape it, so msg's escaped form counts too. Choose a
+// msg no operator would type.
+func (cp Computer) OfflineWith(msg string) bool {
+	if msg == "" || !cp.TemporarilyOffline {
+		return false
+	}
+	return strings.Contains(cp.OfflineReason, msg) || strings.Contains(cp.OfflineReason, jenkinsEscape(msg))
+}
+
+// jenkinsEscape is hudson.Util.escape: HTML special characters as entities,
+// newlines as <br>, and every space but the last of a run as &nbsp;.
+func jenkinsEscape(s string) string {
+	var b strings.Builder
+	for i, r := range s {
+		switch r {
+		case '\n':
+			b.WriteString("<br>")
+		case '<':
+			b.WriteString("&lt;")
+		case '>':
+			b.WriteString("&gt;")
+		case '&':
+			b.WriteString("&amp;")
+		case '"':
+			b.WriteString("&quot;")
+		case '\'':
+			b.WriteString("&#039;")
+		case ' ':
+			if i+1 < len(s) && s[i+1] == ' ' {
+				b.WriteString("&nbsp;")
+			} else {
+				b.WriteByte(' ')
+			}
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }
 
 // Connected reports whether an agent is connected to the node, whether or

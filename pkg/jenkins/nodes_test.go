@@ -291,6 +291,46 @@ func TestComputerConnected(t *testing.T) {
 	}
 }
 
+// TestComputerOfflineWith pins the offlineCauseReason forms real cores
+// return for a node taken offline by user "ferry" with a message. Jenkins
+// strips its localized "Disconnected by {0}{1}" with a regular expression
+// anchored at the sentence's start, which only works where the sentence
+// starts with the fixed words: in zh_CN, ja and zh_TW the whole localized
+// sentence comes back. Cores since 2.483 HTML-escape the result.
+func TestComputerOfflineWith(t *testing.T) {
+	t.Parallel()
+	const msg = "ferry: one build per agent"
+	offline := func(reason string) jenkins.Computer {
+		return jenkins.Computer{Offline: true, TemporarilyOffline: true, OfflineReason: reason}
+	}
+	tests := []struct {
+		name string
+		c    jenkins.Computer
+		msg  string
+		want bool
+	}{
+		{"English: prefix stripped", offline(msg), msg, true},
+		{"zh_CN: 被 {0}{1}断开连接", offline("被 ferry : " + msg + "断开连接"), msg, true},
+		{"ja: {0}がオフラインにしています。{1}", offline("ferryがオフラインにしています。 : " + msg), msg, true},
+		{"zh_TW: 由 {0} 中斷連線{1}", offline("由 ferry 中斷連線 : " + msg), msg, true},
+		{"escaped by cores since 2.483", offline("ferry: don&#039;t &amp; won&#039;t"), "ferry: don't & won't", true},
+		{"another message", offline("maintenance by ops"), msg, false},
+		{"zh_CN, another message", offline("被 ops : maintenance断开连接"), msg, false},
+		{"a prefix of the message only", offline("ferry: one build"), msg, false},
+		{"online again, stale reason", jenkins.Computer{OfflineReason: msg}, msg, false},
+		{"disconnected, not temporarily offline", jenkins.Computer{Offline: true, OfflineReason: msg}, msg, false},
+		{"empty message never matches", offline("anything"), "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if got := tt.c.OfflineWith(tt.msg); got != tt.want {
+				t.Errorf("OfflineWith(%q) on reason %q = %v, want %v", tt.msg, tt.c.OfflineReason, got, tt.want)
+			}
+		})
+	}
+}
+
 func TestComputers(t *testing.T) {
 	t.Parallel()
 	f := newFake(t)

@@ -841,7 +841,7 @@ func (p *Provisioner) awaitBuild(pl *plan, waiting int) {
 // ranBuild reports an idle node ferry took offline as its build started:
 // that build is over.
 func ranBuild(n *jenkins.Computer) bool {
-	return n != nil && n.TemporarilyOffline && n.OfflineReason == OneBuildReason && len(n.Running) == 0
+	return n != nil && n.OfflineWith(OneBuildReason) && len(n.Running) == 0
 }
 
 // fallbackOf returns the fallback level of an existing agent: what its pod
