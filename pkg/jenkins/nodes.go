@@ -99,8 +99,13 @@ func createNodeForm(spec NodeSpec) (url.Values, error) {
 // CreateNode creates a permanent agent node with a JNLP launcher (POST
 // /computer/doCreateItem). Jenkins answers a redirect to the node list,
 // which is success (not followed). A node of that name already existing
-// gives ErrExists: Jenkins answers 400 with "Agent called ‘NAME’ already
-// exists" in X-Error.
+// gives ErrExists.
+//
+// Jenkins answers a taken name with a 400 (a hudson.model.Failure) worded
+// in the request's language — "Agent called ‘NAME’ already exists", "代理
+// ‘NAME’ 已经存在" — and uses 400 for other refusals too (an unsafe name,
+// a bad form), so a 400 is told apart by looking the node up, not by its
+// words.
 //
 // Direct REST: gojenkins' CreateNode always sends mode NORMAL, misspells
 // retentionStrategy (so Jenkins falls back to its default), cannot set the
@@ -118,9 +123,14 @@ func (c *Client) CreateNode(ctx context.Context, spec NodeSpec) error {
 		r := request{method: http.MethodPost, path: "/computer/doCreateItem", form: form}
 		_, err = c.do(ctx, r)
 		var he *HTTPError
-		if errors.As(err, &he) && (he.Status == http.StatusConflict ||
-			he.Status == http.StatusBadRequest && strings.Contains(strings.ToLower(he.Body), "already exists")) {
+		if !errors.As(err, &he) {
+			return err
+		}
+		switch he.Status {
+		case http.StatusConflict:
 			he.kind = ErrExists
+		case http.StatusBadRequest:
+			return c.createRefused(ctx, spec.Name, he)
 		}
 		return err
 	})
@@ -128,6 +138,28 @@ func (c *Client) CreateNode(ctx context.Context, spec NodeSpec) error {
 		return fmt.Errorf("create node %s: %w", spec.Name, err)
 	}
 	return nil
+}
+
+// createRefused classifies a 400 from doCreateItem: ErrExists if a node of
+// that name exists now. If the lookup fails, both errors are returned, so
+// a lookup that may succeed later leaves the creation retryable.
+func (c *Client) createRefused(ctx context.Context, name string, refused *HTTPError) error {
+	p, err := nodePath(name)
+	if err != nil {
+		return refused
+	}
+	var v struct {
+		DisplayName string `json:"displayName"`
+	}
+	err = c.getJSON(ctx, p+"/api/json", url.Values{"tree": {"displayName"}}, &v)
+	switch {
+	case err == nil:
+		refused.kind = ErrExists
+		return refused
+	case errors.Is(err, ErrNotFound):
+		return refused
+	}
+	return fmt.Errorf("%w; could not tell whether the node exists: %w", refused, err)
 }
 
 // NodeSecret returns the secret an inbound agent connects with: the first

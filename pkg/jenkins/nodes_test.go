@@ -74,28 +74,44 @@ func TestCreateNode(t *testing.T) {
 	}
 }
 
+// TestCreateNodeErrors pins how a failed creation is classified. Jenkins
+// answers a taken name with a 400 whose text is localized (and so is every
+// other 400 of doCreateItem), so a 400 is told apart by looking the node
+// up, never by its words.
 func TestCreateNodeErrors(t *testing.T) {
 	t.Parallel()
-	exists := func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("X-Error", "Agent called ‘ferry-q31’ already exists")
-		w.WriteHeader(http.StatusBadRequest)
-		_, _ = io.WriteString(w, "<html><body><h1>Error</h1><p>Agent called ‘ferry-q31’ already exists</p></body></html>")
+	failure := func(msg string) http.HandlerFunc {
+		return func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "text/html;charset=utf-8")
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = io.WriteString(w, "<html><body><h1>Error</h1><p>"+msg+"</p></body></html>")
+		}
 	}
+	node := jsonAnswer(200, `{"_class":"hudson.slaves.SlaveComputer","displayName":"ferry-q31"}`)
 	tests := []struct {
-		name    string
-		answer  http.HandlerFunc
-		wantErr error
+		name      string
+		answer    http.HandlerFunc
+		lookup    http.HandlerFunc // GET /computer/ferry-q31/api/json; nil: 404
+		wantErr   error
+		retryable bool
 	}{
-		{"duplicate name", exists, jenkins.ErrExists},
-		{"duplicate name, 409", status(http.StatusConflict, "exists"), jenkins.ErrExists},
-		{"no Computer.CREATE", status(http.StatusForbidden, "ferry-bot is missing the Agent/Create permission"), jenkins.ErrAuth},
-		{"bad name", status(http.StatusBadRequest, "‘?’ is an unsafe character"), nil},
+		{"duplicate name", failure("Agent called ‘ferry-q31’ already exists"), node, jenkins.ErrExists, false},
+		{"duplicate name, zh_CN", failure("代理 ‘ferry-q31’ 已经存在"), node, jenkins.ErrExists, false},
+		{"duplicate name, German", failure("Ein Agent mit dem Namen „ferry-q31“ existiert bereits."), node, jenkins.ErrExists, false},
+		{"duplicate name, 409", status(http.StatusConflict, "exists"), nil, jenkins.ErrExists, false},
+		{"no Computer.CREATE", status(http.StatusForbidden, "ferry-bot is missing the Agent/Create permission"), nil, jenkins.ErrAuth, false},
+		{"bad name", failure("‘?’ is an unsafe character"), nil, nil, false},
+		{"English words, yet no such node", failure("Agent called ‘ferry-q31’ already exists"), nil, nil, false},
+		{"400, then Jenkins unavailable for the lookup", failure("代理 ‘ferry-q31’ 已经存在"), status(http.StatusServiceUnavailable, "starting"), nil, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			f := newFake(t)
 			f.on("POST /computer/doCreateItem", tt.answer)
+			if tt.lookup != nil {
+				f.on("GET /computer/ferry-q31/api/json", tt.lookup)
+			}
 			err := f.client(t, nil).CreateNode(context.Background(), jenkins.NodeSpec{Name: "ferry-q31"})
 			if err == nil {
 				t.Fatal("CreateNode: no error")
@@ -103,8 +119,11 @@ func TestCreateNodeErrors(t *testing.T) {
 			if tt.wantErr != nil && !errors.Is(err, tt.wantErr) {
 				t.Errorf("err = %v, want %v", err, tt.wantErr)
 			}
-			if tt.wantErr == nil && (errors.Is(err, jenkins.ErrExists) || jenkins.IsRetryable(err)) {
-				t.Errorf("err = %v, want a plain permanent error", err)
+			if tt.wantErr == nil && errors.Is(err, jenkins.ErrExists) {
+				t.Errorf("err = %v, want no ErrExists", err)
+			}
+			if got := jenkins.IsRetryable(err); got != tt.retryable {
+				t.Errorf("IsRetryable(%v) = %v, want %v", err, got, tt.retryable)
 			}
 		})
 	}
