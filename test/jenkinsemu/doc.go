@@ -52,6 +52,17 @@
 //     queue item; Pipeline jobs (JobSpec.Pipeline) start at once on a
 //     flyweight executor and wait for the node through a second,
 //     parameterless placeholder item.
+//   - Languages: queue reasons (why), offline causes and the taken-name
+//     error are worded in the request's language as Jenkins words them —
+//     the preferred Accept-Language entry, else Options.Locale (the JVM's
+//     default locale) — from Jenkins' own texts for English, zh_CN (the
+//     localization-zh-cn plugin), ja and zh_TW, with the localizer's
+//     fallback to English for missing texts. offlineCauseReason keeps the
+//     localized "Disconnected by" sentence where Jenkins' prefix-stripping
+//     regular expression fails (zh_CN, ja, zh_TW). Options.
+//     IgnoreAcceptLanguage (or SetLocale) acts as the Locale plugin forcing
+//     one language: every answer in Options.Locale, with
+//     X-Jenkins-Language.
 //   - Failures for tests: SetDown(Refuse) closes the listener and every
 //     connection, SetDown(Unavailable) answers 503, SetLatency slows every
 //     answer; Calls counts requests per route template.

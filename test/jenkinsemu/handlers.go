@@ -416,8 +416,9 @@ func handleQueue(s *Server, w http.ResponseWriter, r *http.Request, p principal,
 	// Items waiting for the same label wait for the same reason: work it
 	// out once per answer, not once per item against every node.
 	s.whyMemo = map[string]string{}
+	lg := s.requestLang(r)
 	for _, q := range s.queueOrder() {
-		items = append(items, s.itemJSON(q, now))
+		items = append(items, s.itemJSON(q, now, lg))
 	}
 	s.whyMemo = nil
 	// The answer is a snapshot: encode it without holding up the model.
@@ -447,7 +448,7 @@ func handleQueueItem(s *Server, w http.ResponseWriter, r *http.Request, p princi
 		notFound(w)
 		return
 	}
-	writeJSON(w, r, s.itemJSON(q, now))
+	writeJSON(w, r, s.itemJSON(q, now, s.requestLang(r)))
 }
 
 // handleCancelItem is Queue.doCancelItem (Jenkins ≥ 2.2xx): 204 when a live
@@ -597,7 +598,7 @@ func handleCreateNode(s *Server, w http.ResponseWriter, r *http.Request, p princ
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.nodeByURLName(name) != nil && name != "(built-in)" && name != "(master)" {
-		failure(w, "Agent called ‘"+name+"’ already exists")
+		failure(w, s.requestLang(r).format(msgAgentExists, name))
 		return
 	}
 	raw := r.Form.Get("json")

@@ -246,7 +246,7 @@ func fullDisplayName(fullName string) string {
 	return strings.ReplaceAll(fullName, "/", " » ")
 }
 
-func (s *Server) itemJSON(q *queueItem, now time.Time) map[string]any {
+func (s *Server) itemJSON(q *queueItem, now time.Time, lg *lang) map[string]any {
 	actions := []any{}
 	if q.placeholder == nil {
 		if q.job.parameterized() {
@@ -265,7 +265,7 @@ func (s *Server) itemJSON(q *queueItem, now time.Time) map[string]any {
 		"stuck":        s.stuckLocked(q, now),
 		"task":         s.taskJSON(q),
 		"url":          "queue/item/" + strconv.FormatInt(q.id, 10) + "/",
-		"why":          s.whyLocked(q, now),
+		"why":          s.whyLocked(q, now, lg),
 	}
 	switch q.state {
 	case stateWaiting:
@@ -355,7 +355,7 @@ func (s *Server) jobJSON(j *job, r *http.Request, now time.Time) map[string]any 
 	}
 	var qi any
 	if q := s.jobQueueItem(j); q != nil {
-		qi = s.itemJSON(q, now)
+		qi = s.itemJSON(q, now, s.requestLang(r))
 	}
 	actions := []any{}
 	props := []any{}
@@ -527,18 +527,20 @@ func (s *Server) computerJSON(n *node, r *http.Request) map[string]any {
 	}
 	// getOfflineCause(): the temporary offline cause first, then the
 	// channel's. getOfflineCauseReason() is a UserCause's message without
-	// the "Disconnected by USER" prefix.
+	// the "Disconnected by USER" prefix — where Jenkins' regular expression
+	// manages to strip it (see offlineCauseReason).
 	var offlineCause any
 	reason := ""
 	switch {
 	case n.tempOffline:
-		desc := "Disconnected by " + n.offlineBy
+		lg := s.requestLang(r)
+		suffix := ""
 		if n.offlineMsg != "" {
-			desc += " : " + n.offlineMsg
+			suffix = " : " + n.offlineMsg
 		}
 		offlineCause = map[string]any{"_class": "hudson.slaves.OfflineCause$UserCause",
-			"description": desc, "timestamp": n.offlineSince.UnixMilli()}
-		reason = n.offlineMsg
+			"description": lg.format(msgDisconnectedBy, n.offlineBy, suffix), "timestamp": n.offlineSince.UnixMilli()}
+		reason = offlineCauseReason(lg, n.offlineBy, n.offlineMsg, versionAtLeast(s.opts.Version, "2.483"))
 	case n.lostChannel && !n.connected:
 		offlineCause = map[string]any{"_class": "hudson.slaves.OfflineCause$ChannelTermination"}
 	}

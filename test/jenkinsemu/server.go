@@ -1,6 +1,7 @@
 package jenkinsemu
 
 import (
+	"cmp"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -91,6 +92,17 @@ type Options struct {
 	// SecretKey keys the HMAC that derives agent secrets from node names
 	// (JnlpAgentReceiver.SLAVE_SECRET); default random per emulator.
 	SecretKey []byte
+	// Locale is the controller's default locale (a Java locale name: "en",
+	// "zh_CN", "ja", "zh_TW"; default English): requests without
+	// Accept-Language get queue reasons, offline causes and error messages
+	// in it, as a Jenkins whose JVM runs in that locale answers. Requests
+	// with Accept-Language get their preferred language (English where the
+	// emulator has no text for it).
+	Locale string
+	// IgnoreAcceptLanguage is the Locale plugin's "Ignore browser
+	// preference and force this language to all users": every request is
+	// answered in Locale, and every answer carries X-Jenkins-Language.
+	IgnoreAcceptLanguage bool
 	// Clock; default the wall clock.
 	Clock Clock
 	// Logger; default slog.Default(). Records carry component=jenkinsemu.
@@ -126,6 +138,9 @@ type Server struct {
 	down      DownMode
 
 	createMu sync.Mutex
+
+	localeMu sync.Mutex
+	locale   localeConf
 
 	netMu   sync.Mutex
 	addr    string
@@ -178,6 +193,7 @@ func New(opts Options) *Server {
 		calls:       map[string]int{},
 		nextQueueID: 0,
 	}
+	s.SetLocale(opts.Locale, opts.IgnoreAcceptLanguage)
 	s.nodes = []*node{{
 		name:         "",
 		description:  "the Jenkins controller's built-in node",
@@ -374,6 +390,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.log.Debug("no valid crumb", "path", r.URL.Path, "user", p.name())
 		jettyError(w, http.StatusForbidden, "No valid crumb was included in the request")
 		return
+	}
+	if lc := s.localeConf(); lc.force {
+		// The Locale plugin's filter comes after the authentication and
+		// crumb filters, before Stapler (which refuses anonymous reads).
+		h.Set("X-Jenkins-Language", cmp.Or(lc.locale, "en"))
 	}
 	if p.kind == authAnonymous {
 		s.denied(w, p, "hudson.model.Hudson.Read", "Overall/Read")
