@@ -36,6 +36,8 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 )
@@ -77,6 +79,14 @@ type Config struct {
 	UserAgent string
 	// TracerProvider starts one span per call. Nil means no tracing.
 	TracerProvider trace.TracerProvider
+	// MeterProvider records ferry_jenkins_unreadable_reasons and
+	// ferry_jenkins_unreadable (see LanguageProblem). Nil means none.
+	MeterProvider metric.MeterProvider
+	// MarkerParam is a build parameter only ferry's triggers carry
+	// (FERRY_TRIGGER_ID): queue items with it are ferry's own, whichever
+	// replica triggered them, and their reasons must be readable (see
+	// LanguageProblem). Empty: only this client's own triggers count.
+	MarkerParam string
 	// SearchBuilds is how many recent builds FindByParam inspects.
 	// Default DefaultSearchBuilds; Jenkins exports at most 100.
 	SearchBuilds int
@@ -102,6 +112,8 @@ type Client struct {
 	crumbAlways atomic.Bool // Jenkins rejected a POST without a crumb
 
 	triggered triggerMemory
+	marker    string
+	prose     *proseWatch
 }
 
 // New validates cfg and returns a Client. It does not contact Jenkins; use
@@ -176,6 +188,14 @@ func New(cfg Config) (*Client, error) {
 		tp = noop.NewTracerProvider()
 	}
 	c.tracer = tp.Tracer("github.com/ferryci/ferry/pkg/jenkins")
+	mp := cfg.MeterProvider
+	if mp == nil {
+		mp = metricnoop.NewMeterProvider()
+	}
+	if c.prose, err = newProseWatch(c.log, mp.Meter("github.com/ferryci/ferry/pkg/jenkins")); err != nil {
+		return nil, fmt.Errorf("jenkins: metrics: %w", err)
+	}
+	c.marker = cfg.MarkerParam
 
 	base := cfg.HTTPClient
 	if base == nil {

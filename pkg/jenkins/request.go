@@ -127,6 +127,7 @@ func (c *Client) send(ctx context.Context, r request, body []byte, cr *crumb) (*
 			Body: fmt.Sprintf("answer larger than %d bytes", maxBody)}
 	}
 	trace.SpanFromContext(ctx).SetAttributes(attrStatus.Int(resp.StatusCode))
+	c.noteAnswer(ctx, resp.StatusCode, resp.Header)
 	return &response{status: resp.StatusCode, header: resp.Header, body: data}, nil
 }
 
@@ -134,7 +135,8 @@ func (c *Client) send(ctx context.Context, r request, body []byte, cr *crumb) (*
 // reasons (why), offline causes and error pages in the request's language,
 // else in the controller's default locale, and ferry reads some of that
 // prose (QueueItem.WaitingLabel). Only the Locale plugin's "ignore browser
-// preference" (or a user language it lets users choose) overrides it.
+// preference" (or a user language it lets users choose) overrides it; see
+// LanguageProblem.
 const acceptLanguage = "en"
 
 // decorate adds what every request carries: user agent, language and
@@ -349,6 +351,7 @@ func (t *boundTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}{io.MultiReader(bytes.NewReader(head), resp.Body), resp.Body}
 	}
 	trace.SpanFromContext(t.ctx).SetAttributes(attrStatus.Int(resp.StatusCode))
+	t.c.noteAnswer(t.ctx, resp.StatusCode, resp.Header)
 	return resp, nil
 }
 

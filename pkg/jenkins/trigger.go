@@ -129,6 +129,14 @@ type triggerMemory struct {
 
 const triggerMemorySize = 4096
 
+// has reports whether id is one of the remembered trigger results.
+func (m *triggerMemory) has(id int64) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, ok := m.ids[id]
+	return ok
+}
+
 // seen records id for job path p with form and reports whether the same
 // id was recorded before for the same job and parameters.
 func (m *triggerMemory) seen(id int64, p string, form url.Values) bool {
