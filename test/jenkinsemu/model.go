@@ -69,6 +69,9 @@ type JobSpec struct {
 	// build runs (freestyle's default and Pipeline's disableConcurrentBuilds()).
 	// The emulator's default allows concurrent builds, like Pipeline jobs.
 	DisableConcurrentBuilds bool
+	// Disabled makes the job not buildable: triggers answer 409, its JSON
+	// says buildable false, disabled true.
+	Disabled bool
 	// Pipeline makes the job behave like a Pipeline (WorkflowJob) whose
 	// Jenkinsfile is "node(Label) { ... }": the job's own queue item starts
 	// at once on a flyweight executor of the controller, and the build then

@@ -23,7 +23,7 @@ func writeJSON(w http.ResponseWriter, r *http.Request, v map[string]any) {
 	}
 	body, err := json.Marshal(prune(v, t))
 	if err != nil {
-		oops(w, err.Error())
+		oopsPage(w, err.Error(), false)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json;charset=utf-8")
@@ -57,15 +57,19 @@ func (s *Server) buildClass(j *job) string {
 	return "hudson.model.FreeStyleBuild"
 }
 
-// color is Job.getIconColor: the last completed result's ball color,
-// "_anime" while a build runs, "notbuilt" before any build.
+// color is Job.getIconColor: "disabled" for a disabled job, else the last
+// completed result's ball color, "notbuilt" before any build; "_anime"
+// while a build runs.
 func (s *Server) color(j *job) string {
 	c := "notbuilt"
-	for i := len(j.builds) - 1; i >= 0; i-- {
+	for i := len(j.builds) - 1; i >= 0 && !j.spec.Disabled; i-- {
 		if !j.builds[i].building {
 			c = map[Result]string{Success: "blue", Unstable: "yellow", Failure: "red", Aborted: "aborted", NotBuilt: "notbuilt"}[j.builds[i].result]
 			break
 		}
+	}
+	if j.spec.Disabled {
+		c = "disabled"
 	}
 	if j.building() != nil {
 		c += "_anime"
@@ -374,7 +378,7 @@ func (s *Server) jobJSON(j *job, r *http.Request, now time.Time) map[string]any 
 		"fullName":              j.fullName,
 		"name":                  j.shortName(),
 		"url":                   jobURL(s.base(), j.fullName),
-		"buildable":             true,
+		"buildable":             !j.spec.Disabled,
 		"builds":                builds,
 		"color":                 s.color(j),
 		"firstBuild":            first,
@@ -392,7 +396,7 @@ func (s *Server) jobJSON(j *job, r *http.Request, now time.Time) map[string]any 
 		"property":              props,
 		"queueItem":             qi,
 		"concurrentBuild":       !j.spec.DisableConcurrentBuilds,
-		"disabled":              false,
+		"disabled":              j.spec.Disabled,
 	}
 	if j.spec.Pipeline {
 		m["resumeBlocked"] = false

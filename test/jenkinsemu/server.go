@@ -71,8 +71,16 @@ type Options struct {
 	Addr string
 	// Users; default []User{DefaultUser}.
 	Users []User
-	// Version is sent as X-Jenkins; default "2.462.3".
+	// Version is sent as X-Jenkins; default "2.462.3". Answers that
+	// changed across cores follow it: a merged buildWithParameters is 303
+	// from 2.308 (201 before); a disabled job's 409 and a parameterless
+	// job's 400 (500 before) are plain error pages from 2.524;
+	// offlineCauseReason is HTML-escaped from 2.483.
 	Version string
+	// ShowStackTrace shows the exception on Jenkins' 500 "Oops!" page, as
+	// -Djenkins.model.Jenkins.SHOW_STACK_TRACE=true does; by default the
+	// page names no exception, only a logging id.
+	ShowStackTrace bool
 	// QuietPeriod applies to every trigger without a "delay" parameter.
 	// Jenkins' global default is 5 s; the emulator defaults to 0 so tests
 	// are quick. During it the item's why is "In the quiet period. Expires
@@ -511,12 +519,30 @@ func failure(w http.ResponseWriter, msg string) {
 	_, _ = fmt.Fprintf(w, "<html><head><title>Error [Jenkins]</title></head><body><div id=\"main-panel\"><h1>Error</h1><p>%s</p></div></body></html>\n", htmlEscape(msg))
 }
 
-// oops answers like an uncaught exception in Stapler (500, Jenkins' "Oops!"
-// page).
-func oops(w http.ResponseWriter, msg string) {
+// oops answers like an uncaught exception in Stapler: 500, Jenkins' "Oops!"
+// page, which names the exception only with Options.ShowStackTrace.
+func (s *Server) oops(w http.ResponseWriter, msg string) {
+	oopsPage(w, msg, s.opts.ShowStackTrace)
+}
+
+func oopsPage(w http.ResponseWriter, msg string, show bool) {
 	w.Header().Set("Content-Type", "text/html;charset=utf-8")
 	w.WriteHeader(http.StatusInternalServerError)
-	_, _ = fmt.Fprintf(w, "<html><head><title>Jenkins</title></head><body><h1>Oops!</h1><p>A problem occurred while processing the request.</p><pre>%s</pre></body></html>\n", htmlEscape(msg))
+	trace := ""
+	if show {
+		trace = "<h2>Stack trace</h2><pre>" + htmlEscape(msg) + "</pre>"
+	}
+	_, _ = fmt.Fprintf(w, "<html><head><title>Jenkins</title></head><body><h1>Oops!</h1><div id=\"error-description\"><h2>A problem occurred while processing the request</h2><p>Logging ID=%s</p></div>%s</body></html>\n",
+		uuid(), trace)
+}
+
+// uuid is a random version 4 UUID, as Jenkins logs exceptions under.
+func uuid() string {
+	b := randomBytes(16)
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b)
+	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
 }
 
 func notFound(w http.ResponseWriter) {
