@@ -15,6 +15,15 @@
 // through a transport that binds the caller's context and records the
 // answer's status so that failures gojenkins swallows still become errors.
 //
+// Jenkins words what it says (queue reasons, offline causes, error pages)
+// in the request's language, so every request asks for English
+// (Accept-Language: en). What ferry must not depend on prose for does not:
+// a taken node name is confirmed by looking the node up, ferry's offline
+// mark is found inside a localized reason (Computer.OfflineWith). Where
+// prose is all there is — the label in a queue item's why — LanguageProblem
+// reports a Jenkins that answers in another language anyway (the Locale
+// plugin forcing one), logged once at ERROR and counted in metrics.
+//
 // Every call takes a context and runs under a per-call timeout, starts an
 // OpenTelemetry span named jenkins.<op>, and returns errors that wrap
 // ErrNotFound, ErrUnavailable, ErrAuth (and a few call-specific sentinels)

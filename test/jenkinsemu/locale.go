@@ -12,9 +12,9 @@ import (
 // bundles (core's hudson/model, hudson/slaves, jenkins/model and hudson
 // Messages*.properties for ja and zh_TW; the localization-zh-cn plugin for
 // zh_CN, which core does not ship). A key missing from a language falls
-// back to English, as Jenkins' localizer does (core has no zh_CN text for
-// "Build #N is already in progress", and no ja or zh_TW one for a taken
-// agent name). MessageFormat turns the bundles' doubled apostrophes
+// back to English, as Jenkins' localizer does (the zh_CN plugin has no
+// text for "Build #N is already in progress", core none in ja or zh_TW
+// for a taken agent name). MessageFormat turns the bundles' doubled apostrophes
 // around {0} into single ones.
 const (
 	msgWaitingForExecutor   = "Queue.WaitingForNextAvailableExecutor"
