@@ -3,7 +3,6 @@ package jenkinsemu
 import (
 	"net/http"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 )
@@ -89,18 +88,6 @@ var langs = map[string]*lang{
 		"millisecond": "{0} 毫秒", "second": "{0} 秒", "minute": "{0} 分", "hour": "{0} 小時",
 		"day": "{0} 天", "month": "{0} 個月", "year": "{0} 年",
 	}},
-}
-
-// Languages lists the locales the emulator has texts for besides English.
-func Languages() []string {
-	var out []string
-	for k := range langs {
-		if k != "" {
-			out = append(out, k)
-		}
-	}
-	sort.Strings(out)
-	return out
 }
 
 // lang is one message bundle.
