@@ -54,6 +54,7 @@ type App struct {
 	tel        *telemetry.Telemetry
 	log        *slog.Logger
 	store      store.Store
+	jenkins    *jenkins.Client
 	dispatcher *dispatch.Dispatcher
 	agents     *agents
 	promoter   *promoter
@@ -92,11 +93,13 @@ func New(ctx context.Context, opts Options) (*App, error) {
 		URL: cfg.Jenkins.URL, User: cfg.Jenkins.User, APIToken: cfg.Jenkins.APIToken,
 		Timeout: cfg.Jenkins.Timeout.Duration, SearchBuilds: cfg.Dispatch.RecentBuilds,
 		Logger: tel.Logger, TracerProvider: tel.TracerProvider,
+		MeterProvider: tel.MeterProvider, MarkerParam: config.ParamTriggerID,
 		UserAgent: "ferry/" + opts.Version,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("jenkins client: %w", err)
 	}
+	a.jenkins = jc
 	reporter, err := scm.New(scm.Config{
 		GitHub:         scm.GitHubConfig{Token: cfg.GitHub.Token, BaseURL: cfg.GitHub.APIURL},
 		GitLab:         scm.GitLabConfig{Token: cfg.GitLab.Token, BaseURL: cfg.GitLab.BaseURL},
@@ -208,7 +211,13 @@ func (a *App) routes(recv *webhook.Receiver) http.Handler {
 			c.JSON(http.StatusServiceUnavailable, gin.H{"status": "unavailable", "error": "store: " + err.Error()})
 			return
 		}
-		c.JSON(http.StatusOK, gin.H{"status": "ready", "store": a.opts.Config.BackendName()})
+		body := gin.H{"status": "ready", "store": a.opts.Config.BackendName()}
+		if err := a.jenkins.LanguageProblem(); err != nil {
+			// Still ready: webhooks are accepted and builds triggered; only
+			// agents cannot be given to builds ferry cannot read.
+			body["jenkins"] = err.Error()
+		}
+		c.JSON(http.StatusOK, body)
 	})
 	e.GET("/metrics", gin.WrapH(a.tel.MetricsHandler()))
 	return e

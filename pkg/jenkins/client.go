@@ -15,6 +15,15 @@
 // through a transport that binds the caller's context and records the
 // answer's status so that failures gojenkins swallows still become errors.
 //
+// Jenkins words what it says (queue reasons, offline causes, error pages)
+// in the request's language, so every request asks for English
+// (Accept-Language: en). What ferry must not depend on prose for does not:
+// a taken node name is confirmed by looking the node up, ferry's offline
+// mark is found inside a localized reason (Computer.OfflineWith). Where
+// prose is all there is — the label in a queue item's why — LanguageProblem
+// reports a Jenkins that answers in another language anyway (the Locale
+// plugin forcing one), logged once at ERROR and counted in metrics.
+//
 // Every call takes a context and runs under a per-call timeout, starts an
 // OpenTelemetry span named jenkins.<op>, and returns errors that wrap
 // ErrNotFound, ErrUnavailable, ErrAuth (and a few call-specific sentinels)
@@ -36,6 +45,8 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 )
@@ -79,6 +90,14 @@ type Config struct {
 	UserAgent string
 	// TracerProvider starts one span per call. Nil means no tracing.
 	TracerProvider trace.TracerProvider
+	// MeterProvider records ferry_jenkins_unreadable_reasons and
+	// ferry_jenkins_unreadable (see LanguageProblem). Nil means none.
+	MeterProvider metric.MeterProvider
+	// MarkerParam is a build parameter only ferry's triggers carry
+	// (FERRY_TRIGGER_ID): queue items with it are ferry's own, whichever
+	// replica triggered them, and their reasons must be readable (see
+	// LanguageProblem). Empty: only this client's own triggers count.
+	MarkerParam string
 	// SearchBuilds is how many builds FindByParam reads per request while
 	// it pages back in time. Default DefaultSearchBuilds; at most
 	// MaxSearchBuilds (larger values are lowered to it).
@@ -105,6 +124,8 @@ type Client struct {
 	crumbAlways atomic.Bool // Jenkins rejected a POST without a crumb
 
 	triggered triggerMemory
+	marker    string
+	prose     *proseWatch
 }
 
 // New validates cfg and returns a Client. It does not contact Jenkins; use
@@ -180,6 +201,14 @@ func New(cfg Config) (*Client, error) {
 		tp = noop.NewTracerProvider()
 	}
 	c.tracer = tp.Tracer("github.com/ferryci/ferry/pkg/jenkins")
+	mp := cfg.MeterProvider
+	if mp == nil {
+		mp = metricnoop.NewMeterProvider()
+	}
+	if c.prose, err = newProseWatch(c.log, mp.Meter("github.com/ferryci/ferry/pkg/jenkins")); err != nil {
+		return nil, fmt.Errorf("jenkins: metrics: %w", err)
+	}
+	c.marker = cfg.MarkerParam
 
 	base := cfg.HTTPClient
 	if base == nil {

@@ -443,6 +443,43 @@ func TestUserAgent(t *testing.T) {
 	}
 }
 
+// Jenkins words queue reasons, offline causes and errors in the language
+// of the request (Accept-Language, else the controller's default locale),
+// and ferry reads some of them: every request asks for English, those
+// through gojenkins and the crumb fetch included.
+func TestAcceptLanguageEnglish(t *testing.T) {
+	t.Parallel()
+	f := newFake(t)
+	f.on("GET /api/json", jsonAnswer(200, `{"mode":"NORMAL"}`))
+	f.on("GET /queue/api/json", jsonAnswer(200, `{"items":[]}`))
+	f.on("GET /job/app/api/json", jsonAnswer(200, `{"name":"app","fullName":"app","url":"http://j/job/app/"}`))
+	f.on("GET /crumbIssuer/api/json", jsonAnswer(200, `{"crumb":"c1","crumbRequestField":"Jenkins-Crumb"}`))
+	f.on("POST /computer/n1/changeOfflineCause", redirect(http.StatusFound, "http://j/computer/n1/"))
+	c := f.client(t, func(c *jenkins.Config) { c.APIToken, c.Password = "", testToken })
+	ctx := context.Background()
+	if _, err := c.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Queue(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Job(ctx, "app"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.MarkOffline(ctx, "n1", "why"); err != nil {
+		t.Fatal(err)
+	}
+	reqs := f.requests()
+	if len(reqs) != 5 {
+		t.Fatalf("%d requests, want 5 (ping, queue, job, crumb, POST)", len(reqs))
+	}
+	for _, r := range reqs {
+		if got := r.Header.Get("Accept-Language"); got != "en" {
+			t.Errorf("%s %s: Accept-Language %q, want en", r.Method, r.Path, got)
+		}
+	}
+}
+
 func TestPing(t *testing.T) {
 	t.Parallel()
 	f := newFake(t)

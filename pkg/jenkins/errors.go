@@ -27,10 +27,18 @@ var (
 	ErrAuth = errors.New("jenkins: not authorized")
 	// ErrExists: a node with the requested name already exists.
 	ErrExists = errors.New("jenkins: already exists")
-	// ErrRefused: Jenkins accepted the trigger request but scheduled
-	// nothing and redirected to the job page instead of a queue item (the
-	// job is disabled, or a QueueDecisionHandler vetoed the build).
+	// ErrRefused: Jenkins will not build the job as asked, and asking
+	// again will not change that: it scheduled nothing and redirected to
+	// the job page (a QueueDecisionHandler vetoed the build), or it is one
+	// of ErrDisabled and ErrNotParameterized, which wrap it.
 	ErrRefused = errors.New("jenkins: build not scheduled")
+	// ErrDisabled: the job is disabled (409 "… is not buildable").
+	// errors.Is(err, ErrRefused) holds too.
+	ErrDisabled = fmt.Errorf("%w: job is disabled", ErrRefused)
+	// ErrNotParameterized: the job declares no parameters, so it cannot be
+	// built with buildWithParameters (400 "… is not parameterized" since
+	// Jenkins 2.524, a 500 before). errors.Is(err, ErrRefused) holds too.
+	ErrNotParameterized = fmt.Errorf("%w: job declares no parameters", ErrRefused)
 	// ErrNotCancellable: the queue item exists but cannot be cancelled any
 	// more (it has already left the queue, or the user lacks CANCEL).
 	ErrNotCancellable = errors.New("jenkins: queue item not cancellable")

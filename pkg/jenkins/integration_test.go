@@ -96,9 +96,9 @@ func TestEmulatorLifecycle(t *testing.T) {
 		t.Fatalf("Job = %+v", job)
 	}
 
-	// Trigger, then the same request again: Jenkins merges it. The emulator
-	// answers the merge 201 like cores before JENKINS-66105 (2.462.3 would
-	// answer 303), so this exercises the client's memory of its triggers.
+	// Trigger, then the same request again: Jenkins merges it and answers
+	// 303 with the existing item (see TestEmulatorMergeOnOldCore for the 201
+	// of cores before 2.308).
 	params := map[string]string{"SHA": "abc123", "FERRY_ID": "ev-1", "UNDECLARED": "dropped"}
 	first, err := c.Trigger(ctx, "team/app", params)
 	if err != nil || first.QueueID == 0 || first.Merged {
@@ -107,6 +107,12 @@ func TestEmulatorLifecycle(t *testing.T) {
 	again, err := c.Trigger(ctx, "team/app", params)
 	if err != nil || again != (jenkins.TriggerResult{QueueID: first.QueueID, Merged: true}) {
 		t.Fatalf("second Trigger = %+v, %v; want merged into %d", again, err, first.QueueID)
+	}
+	// A client that never saw the first trigger (another replica, a
+	// restarted process) learns of the merge from the 303 alone.
+	fresh, err := emuClient(t, srv, nil).Trigger(ctx, "team/app", params)
+	if err != nil || fresh != (jenkins.TriggerResult{QueueID: first.QueueID, Merged: true}) {
+		t.Fatalf("Trigger by another client = %+v, %v; want merged into %d (303)", fresh, err, first.QueueID)
 	}
 	if n := len(srv.QueueItems()); n != 1 {
 		t.Fatalf("emulator queue has %d items, want 1", n)

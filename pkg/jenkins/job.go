@@ -15,11 +15,13 @@ type Job struct {
 	Name     string
 	FullName string
 	URL      string
-	// Buildable is false for disabled jobs (a trigger then gives ErrRefused).
+	// Buildable is false for disabled jobs (a trigger then gives ErrDisabled).
 	Buildable bool
 	InQueue   bool
 	// Params are the job's parameter definitions, in order. Parameters a
-	// trigger passes that are not defined here are dropped by Jenkins.
+	// trigger passes that are not defined here are dropped by Jenkins. A
+	// Pipeline job gets those of its Jenkinsfile's parameters block only
+	// once a build has run it.
 	Params []ParamDef
 }
 
@@ -42,9 +44,10 @@ func (j Job) HasParam(name string) bool {
 }
 
 // Job looks up a job (a folder path "a/b" is fine) and its parameter
-// definitions. The dispatcher uses it to check, before it relies on
-// FindByParam, that the job defines the correlation parameter: Jenkins
-// drops undefined parameters without an error.
+// definitions. The dispatcher uses it (through MissingParams) to check
+// that the job defines ferry's parameters, the correlation parameter
+// FindByParam relies on above all: Jenkins drops undefined parameters
+// without an error.
 //
 // Through gojenkins: Job.Poll and its JobResponse type (parameter
 // definitions under property[].parameterDefinitions) are right. The path is

@@ -99,8 +99,13 @@ func createNodeForm(spec NodeSpec) (url.Values, error) {
 // CreateNode creates a permanent agent node with a JNLP launcher (POST
 // /computer/doCreateItem). Jenkins answers a redirect to the node list,
 // which is success (not followed). A node of that name already existing
-// gives ErrExists: Jenkins answers 400 with "Agent called ‘NAME’ already
-// exists" in X-Error.
+// gives ErrExists.
+//
+// Jenkins answers a taken name with a 400 (a hudson.model.Failure) worded
+// in the request's language — "Agent called ‘NAME’ already exists", "代理
+// ‘NAME’ 已经存在" — and uses 400 for other refusals too (an unsafe name,
+// a bad form), so a 400 is told apart by looking the node up, not by its
+// words.
 //
 // Direct REST: gojenkins' CreateNode always sends mode NORMAL, misspells
 // retentionStrategy (so Jenkins falls back to its default), cannot set the
@@ -118,9 +123,14 @@ func (c *Client) CreateNode(ctx context.Context, spec NodeSpec) error {
 		r := request{method: http.MethodPost, path: "/computer/doCreateItem", form: form}
 		_, err = c.do(ctx, r)
 		var he *HTTPError
-		if errors.As(err, &he) && (he.Status == http.StatusConflict ||
-			he.Status == http.StatusBadRequest && strings.Contains(strings.ToLower(he.Body), "already exists")) {
+		if !errors.As(err, &he) {
+			return err
+		}
+		switch he.Status {
+		case http.StatusConflict:
 			he.kind = ErrExists
+		case http.StatusBadRequest:
+			return c.createRefused(ctx, spec.Name, he)
 		}
 		return err
 	})
@@ -128,6 +138,28 @@ func (c *Client) CreateNode(ctx context.Context, spec NodeSpec) error {
 		return fmt.Errorf("create node %s: %w", spec.Name, err)
 	}
 	return nil
+}
+
+// createRefused classifies a 400 from doCreateItem: ErrExists if a node of
+// that name exists now. If the lookup fails, both errors are returned, so
+// a lookup that may succeed later leaves the creation retryable.
+func (c *Client) createRefused(ctx context.Context, name string, refused *HTTPError) error {
+	p, err := nodePath(name)
+	if err != nil {
+		return refused
+	}
+	var v struct {
+		DisplayName string `json:"displayName"`
+	}
+	err = c.getJSON(ctx, p+"/api/json", url.Values{"tree": {"displayName"}}, &v)
+	switch {
+	case err == nil:
+		refused.kind = ErrExists
+		return refused
+	case errors.Is(err, ErrNotFound):
+		return refused
+	}
+	return fmt.Errorf("%w; could not tell whether the node exists: %w", refused, err)
 }
 
 // NodeSecret returns the secret an inbound agent connects with: the first
@@ -245,8 +277,58 @@ type Computer struct {
 	// Running lists the builds on its executors.
 	Running []Executable
 	// OfflineReason is the operator's or Jenkins' reason, if any: for a
-	// node taken offline by MarkOffline, its reason.
+	// node taken offline by MarkOffline, its reason — as Jenkins renders it,
+	// which is not always the bare message (see OfflineWith).
 	OfflineReason string
+}
+
+// OfflineWith reports whether the node is temporarily offline with msg as
+// its offline message, as MarkOffline(name, msg) leaves it.
+//
+// It looks for msg inside OfflineReason rather than comparing: Jenkins
+// derives offlineCauseReason from the localized "Disconnected by {0}{1}"
+// ({1} being " : " + message) by stripping the sentence's fixed words with
+// a regular expression anchored at its start, which only works in
+// languages where the sentence starts with them. In zh_CN ("被 USER :
+// MSG断开连接"), ja and zh_TW the whole sentence comes back. Cores since
+// 2.483 also HTML-escape it, so msg's escaped form counts too. Choose a
+// msg no operator would type.
+func (cp Computer) OfflineWith(msg string) bool {
+	if msg == "" || !cp.TemporarilyOffline {
+		return false
+	}
+	return strings.Contains(cp.OfflineReason, msg) || strings.Contains(cp.OfflineReason, jenkinsEscape(msg))
+}
+
+// jenkinsEscape is hudson.Util.escape: HTML special characters as entities,
+// newlines as <br>, and every space but the last of a run as &nbsp;.
+func jenkinsEscape(s string) string {
+	var b strings.Builder
+	for i, r := range s {
+		switch r {
+		case '\n':
+			b.WriteString("<br>")
+		case '<':
+			b.WriteString("&lt;")
+		case '>':
+			b.WriteString("&gt;")
+		case '&':
+			b.WriteString("&amp;")
+		case '"':
+			b.WriteString("&quot;")
+		case '\'':
+			b.WriteString("&#039;")
+		case ' ':
+			if i+1 < len(s) && s[i+1] == ' ' {
+				b.WriteString("&nbsp;")
+			} else {
+				b.WriteByte(' ')
+			}
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }
 
 // Connected reports whether an agent is connected to the node, whether or

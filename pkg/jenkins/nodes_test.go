@@ -74,28 +74,44 @@ func TestCreateNode(t *testing.T) {
 	}
 }
 
+// TestCreateNodeErrors pins how a failed creation is classified. Jenkins
+// answers a taken name with a 400 whose text is localized (and so is every
+// other 400 of doCreateItem), so a 400 is told apart by looking the node
+// up, never by its words.
 func TestCreateNodeErrors(t *testing.T) {
 	t.Parallel()
-	exists := func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("X-Error", "Agent called ‘ferry-q31’ already exists")
-		w.WriteHeader(http.StatusBadRequest)
-		_, _ = io.WriteString(w, "<html><body><h1>Error</h1><p>Agent called ‘ferry-q31’ already exists</p></body></html>")
+	failure := func(msg string) http.HandlerFunc {
+		return func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "text/html;charset=utf-8")
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = io.WriteString(w, "<html><body><h1>Error</h1><p>"+msg+"</p></body></html>")
+		}
 	}
+	node := jsonAnswer(200, `{"_class":"hudson.slaves.SlaveComputer","displayName":"ferry-q31"}`)
 	tests := []struct {
-		name    string
-		answer  http.HandlerFunc
-		wantErr error
+		name      string
+		answer    http.HandlerFunc
+		lookup    http.HandlerFunc // GET /computer/ferry-q31/api/json; nil: 404
+		wantErr   error
+		retryable bool
 	}{
-		{"duplicate name", exists, jenkins.ErrExists},
-		{"duplicate name, 409", status(http.StatusConflict, "exists"), jenkins.ErrExists},
-		{"no Computer.CREATE", status(http.StatusForbidden, "ferry-bot is missing the Agent/Create permission"), jenkins.ErrAuth},
-		{"bad name", status(http.StatusBadRequest, "‘?’ is an unsafe character"), nil},
+		{"duplicate name", failure("Agent called ‘ferry-q31’ already exists"), node, jenkins.ErrExists, false},
+		{"duplicate name, zh_CN", failure("代理 ‘ferry-q31’ 已经存在"), node, jenkins.ErrExists, false},
+		{"duplicate name, German", failure("Ein Agent mit dem Namen „ferry-q31“ existiert bereits."), node, jenkins.ErrExists, false},
+		{"duplicate name, 409", status(http.StatusConflict, "exists"), nil, jenkins.ErrExists, false},
+		{"no Computer.CREATE", status(http.StatusForbidden, "ferry-bot is missing the Agent/Create permission"), nil, jenkins.ErrAuth, false},
+		{"bad name", failure("‘?’ is an unsafe character"), nil, nil, false},
+		{"English words, yet no such node", failure("Agent called ‘ferry-q31’ already exists"), nil, nil, false},
+		{"400, then Jenkins unavailable for the lookup", failure("代理 ‘ferry-q31’ 已经存在"), status(http.StatusServiceUnavailable, "starting"), nil, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			f := newFake(t)
 			f.on("POST /computer/doCreateItem", tt.answer)
+			if tt.lookup != nil {
+				f.on("GET /computer/ferry-q31/api/json", tt.lookup)
+			}
 			err := f.client(t, nil).CreateNode(context.Background(), jenkins.NodeSpec{Name: "ferry-q31"})
 			if err == nil {
 				t.Fatal("CreateNode: no error")
@@ -103,8 +119,11 @@ func TestCreateNodeErrors(t *testing.T) {
 			if tt.wantErr != nil && !errors.Is(err, tt.wantErr) {
 				t.Errorf("err = %v, want %v", err, tt.wantErr)
 			}
-			if tt.wantErr == nil && (errors.Is(err, jenkins.ErrExists) || jenkins.IsRetryable(err)) {
-				t.Errorf("err = %v, want a plain permanent error", err)
+			if tt.wantErr == nil && errors.Is(err, jenkins.ErrExists) {
+				t.Errorf("err = %v, want no ErrExists", err)
+			}
+			if got := jenkins.IsRetryable(err); got != tt.retryable {
+				t.Errorf("IsRetryable(%v) = %v, want %v", err, got, tt.retryable)
 			}
 		})
 	}
@@ -286,6 +305,46 @@ func TestComputerConnected(t *testing.T) {
 			t.Parallel()
 			if got := tt.c.Connected(); got != tt.want {
 				t.Errorf("Connected() = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestComputerOfflineWith pins the offlineCauseReason forms real cores
+// return for a node taken offline by user "ferry" with a message. Jenkins
+// strips its localized "Disconnected by {0}{1}" with a regular expression
+// anchored at the sentence's start, which only works where the sentence
+// starts with the fixed words: in zh_CN, ja and zh_TW the whole localized
+// sentence comes back. Cores since 2.483 HTML-escape the result.
+func TestComputerOfflineWith(t *testing.T) {
+	t.Parallel()
+	const msg = "ferry: one build per agent"
+	offline := func(reason string) jenkins.Computer {
+		return jenkins.Computer{Offline: true, TemporarilyOffline: true, OfflineReason: reason}
+	}
+	tests := []struct {
+		name string
+		c    jenkins.Computer
+		msg  string
+		want bool
+	}{
+		{"English: prefix stripped", offline(msg), msg, true},
+		{"zh_CN: 被 {0}{1}断开连接", offline("被 ferry : " + msg + "断开连接"), msg, true},
+		{"ja: {0}がオフラインにしています。{1}", offline("ferryがオフラインにしています。 : " + msg), msg, true},
+		{"zh_TW: 由 {0} 中斷連線{1}", offline("由 ferry 中斷連線 : " + msg), msg, true},
+		{"escaped by cores since 2.483", offline("ferry: don&#039;t &amp; won&#039;t"), "ferry: don't & won't", true},
+		{"another message", offline("maintenance by ops"), msg, false},
+		{"zh_CN, another message", offline("被 ops : maintenance断开连接"), msg, false},
+		{"a prefix of the message only", offline("ferry: one build"), msg, false},
+		{"online again, stale reason", jenkins.Computer{OfflineReason: msg}, msg, false},
+		{"disconnected, not temporarily offline", jenkins.Computer{Offline: true, OfflineReason: msg}, msg, false},
+		{"empty message never matches", offline("anything"), "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if got := tt.c.OfflineWith(tt.msg); got != tt.want {
+				t.Errorf("OfflineWith(%q) on reason %q = %v, want %v", tt.msg, tt.c.OfflineReason, got, tt.want)
 			}
 		})
 	}

@@ -202,6 +202,7 @@ func (c *Client) queue(ctx context.Context) ([]QueueItem, error) {
 	for _, j := range v.Items {
 		items = append(items, j.item())
 	}
+	c.noteItems(ctx, items)
 	return items, nil
 }
 
@@ -223,6 +224,7 @@ func (c *Client) QueueItem(ctx context.Context, id int64) (QueueItem, error) {
 			return err
 		}
 		q = j.item()
+		c.noteItems(ctx, []QueueItem{q})
 		return nil
 	})
 	if err != nil {

@@ -127,15 +127,31 @@ func (c *Client) send(ctx context.Context, r request, body []byte, cr *crumb) (*
 			Body: fmt.Sprintf("answer larger than %d bytes", maxBody)}
 	}
 	trace.SpanFromContext(ctx).SetAttributes(attrStatus.Int(resp.StatusCode))
+	c.noteAnswer(ctx, resp.StatusCode, resp.Header)
 	return &response{status: resp.StatusCode, header: resp.Header, body: data}, nil
 }
 
-// decorate adds what every request carries: user agent and credentials.
+// acceptLanguage is asked of Jenkins on every request. Jenkins words queue
+// reasons (why), offline causes and error pages in the request's language,
+// else in the controller's default locale, and ferry reads some of that
+// prose (QueueItem.WaitingLabel). Only the Locale plugin's "ignore browser
+// preference" (or a user language it lets users choose) overrides it; see
+// LanguageProblem.
+const acceptLanguage = "en"
+
+// decorate adds what every request carries: user agent, language and
+// credentials.
 func (c *Client) decorate(req *http.Request) {
-	req.Header.Set("User-Agent", c.ua)
+	c.setCommonHeaders(req.Header)
 	if c.user != "" {
 		req.SetBasicAuth(c.user, c.secret)
 	}
+}
+
+// setCommonHeaders sets the headers of direct and gojenkins requests alike.
+func (c *Client) setCommonHeaders(h http.Header) {
+	h.Set("User-Agent", c.ua)
+	h.Set("Accept-Language", acceptLanguage)
 }
 
 func (c *Client) transportError(r request, err error) *HTTPError {
@@ -304,7 +320,7 @@ type exchange struct {
 // boundTransport is the transport a per-call gojenkins client uses. It
 // attaches the call's context (gojenkins v1.1.0 builds requests with
 // http.NewRequest, so a cancelled context would not stop them), sets the
-// user agent, and records the answer in ex.
+// user agent and language, and records the answer in ex.
 type boundTransport struct {
 	ctx  context.Context
 	next http.RoundTripper
@@ -314,7 +330,7 @@ type boundTransport struct {
 
 func (t *boundTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	req = req.Clone(t.ctx)
-	req.Header.Set("User-Agent", t.c.ua)
+	t.c.setCommonHeaders(req.Header)
 	resp, err := t.next.RoundTrip(req)
 	if err != nil {
 		return nil, err
@@ -335,6 +351,7 @@ func (t *boundTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}{io.MultiReader(bytes.NewReader(head), resp.Body), resp.Body}
 	}
 	trace.SpanFromContext(t.ctx).SetAttributes(attrStatus.Int(resp.StatusCode))
+	t.c.noteAnswer(t.ctx, resp.StatusCode, resp.Header)
 	return resp, nil
 }
 

@@ -3,6 +3,7 @@ package jenkins
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -28,20 +29,26 @@ type TriggerResult struct {
 // Trigger asks Jenkins to build job with params (POST
 // /job/A/job/B/buildWithParameters, form-encoded). job may be a folder path
 // "a/b". Parameters the job does not define are silently dropped by
-// Jenkins; check with Job first. A job without parameters answers 500 on
-// this endpoint.
+// Jenkins; check with MissingParams first.
 //
-// What Jenkins answers (hudson.model.ParametersDefinitionProperty
+// What Jenkins answers (jenkins.model.ParameterizedJobMixIn
+// doBuildWithParameters, hudson.model.ParametersDefinitionProperty
 // buildWithParameters, Queue.schedule2):
 //
 //   - 201 Created, Location …/queue/item/ID/: a new queue item.
 //   - 303 See Other, Location …/queue/item/ID/: ScheduleResult.Existing,
 //     the request was merged into the identical waiting item ID (since
-//     JENKINS-66105, jenkinsci/jenkins#5615, 2021; older cores answered
-//     201 with the existing item's id, which no client can tell apart
-//     from a new one).
-//   - 302 Found to the job page: nothing was scheduled (ScheduleResult
-//     refused: disabled job, or a QueueDecisionHandler veto): ErrRefused.
+//     JENKINS-66105, Jenkins 2.308; older cores answered 201 with the
+//     existing item's id, which no client can tell apart from a new one).
+//   - 302 Found to the job page: nothing was scheduled (a
+//     QueueDecisionHandler veto): ErrRefused.
+//   - 409 "… is not buildable": the job is disabled: ErrDisabled.
+//   - 400 "… is not parameterized" (since 2.524), or before that an
+//     IllegalStateException rendered as a 500 "Oops!" page that hides the
+//     exception by default: the job declares no parameters:
+//     ErrNotParameterized. A 500 counts as that only if its body says so
+//     or the job, looked up, has no parameter definitions; any other 500
+//     is Jenkins failing (ErrUnavailable).
 //
 // For cores that answer a merge with 201, the client remembers the queue
 // ids its recent triggers got, with their job and parameters: a 201 naming
@@ -67,7 +74,7 @@ func (c *Client) Trigger(ctx context.Context, job string, params map[string]stri
 		r := request{method: http.MethodPost, path: p + "/buildWithParameters", form: form}
 		resp, err := c.do(ctx, r)
 		if err != nil {
-			return err
+			return c.triggerRefused(ctx, job, err)
 		}
 		loc := resp.header.Get("Location")
 		id, ok := parseQueueLocation(loc)
@@ -95,6 +102,48 @@ func (c *Client) Trigger(ctx context.Context, job string, params map[string]stri
 		return TriggerResult{}, fmt.Errorf("trigger %s: %w", job, err)
 	}
 	return res, nil
+}
+
+// triggerRefused classifies a failed trigger answer (see Trigger).
+func (c *Client) triggerRefused(ctx context.Context, job string, err error) error {
+	var he *HTTPError
+	if !errors.As(err, &he) {
+		return err
+	}
+	says := strings.Contains(strings.ToLower(he.Body), "not parameterized")
+	switch {
+	case he.Status == http.StatusConflict:
+		he.kind = ErrDisabled
+		he.Body = "the job is disabled (Jenkins: " + he.Body + ")"
+	case he.Status == http.StatusBadRequest && says,
+		he.Status == http.StatusInternalServerError && says:
+		he.kind = ErrNotParameterized
+		he.Body = "the job declares no parameters, so Jenkins cannot build it with ferry's (Jenkins: " + he.Body + ")"
+	case he.Status == http.StatusBadRequest, he.Status == http.StatusInternalServerError:
+		j, lerr := c.Job(ctx, job)
+		if lerr == nil && len(j.Params) == 0 {
+			he.kind = ErrNotParameterized
+			he.Body = fmt.Sprintf("the job declares no parameters, so Jenkins cannot build it with ferry's (Jenkins answered %d, as cores before 2.524 do)", he.Status)
+		}
+	}
+	return he
+}
+
+// MissingParams returns those of names that job (a folder path "a/b" is
+// fine) does not declare as parameters, in the order given: Jenkins drops
+// them from a trigger without a word.
+func (c *Client) MissingParams(ctx context.Context, job string, names []string) ([]string, error) {
+	j, err := c.Job(ctx, job)
+	if err != nil {
+		return nil, err
+	}
+	var missing []string
+	for _, n := range names {
+		if !j.HasParam(n) {
+			missing = append(missing, n)
+		}
+	}
+	return missing, nil
 }
 
 // parseQueueLocation extracts ID from a Location ending in queue/item/ID/
@@ -128,6 +177,14 @@ type triggerMemory struct {
 }
 
 const triggerMemorySize = 4096
+
+// has reports whether id is one of the remembered trigger results.
+func (m *triggerMemory) has(id int64) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, ok := m.ids[id]
+	return ok
+}
 
 // seen records id for job path p with form and reports whether the same
 // id was recorded before for the same job and parameters.

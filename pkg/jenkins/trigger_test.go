@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/ferryci/ferry/pkg/jenkins"
@@ -67,13 +69,6 @@ func TestTrigger(t *testing.T) {
 			route:   "POST /job/other/buildWithParameters",
 			wantErr: jenkins.ErrNotFound,
 		},
-		{
-			name:    "not parameterized: 500",
-			job:     "app",
-			route:   "POST /job/app/buildWithParameters",
-			answer:  status(http.StatusInternalServerError, "java.lang.IllegalStateException: This build is not parameterized!"),
-			wantErr: jenkins.ErrUnavailable,
-		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -113,6 +108,90 @@ func TestTrigger(t *testing.T) {
 				t.Errorf("Content-Type = %q", ct)
 			}
 		})
+	}
+}
+
+// TestTriggerRefusals pins the answers of ParameterizedJobMixIn.
+// doBuildWithParameters that no retry can change: a disabled job (409 "…
+// is not buildable"), a job without parameters (400 "… is not
+// parameterized" since 2.524; before, an IllegalStateException: 500 with
+// Jenkins' "Oops!" page, whose stack trace is hidden by default). A 500 is
+// taken for "not parameterized" only when its body says so or the job,
+// looked up, declares no parameters; otherwise it is Jenkins failing.
+func TestTriggerRefusals(t *testing.T) {
+	t.Parallel()
+	const oopsPage = `<html><head><title>Jenkins</title></head><body><h1>Oops!</h1><h2>A problem occurred while processing the request</h2><p>Logging ID=6d1f0b9e-4c1f-4b62-9b1a-2f4f3c1d7e55</p></body></html>`
+	jobWith := func(params string) http.HandlerFunc {
+		return jsonAnswer(200, `{"_class":"org.jenkinsci.plugins.workflow.job.WorkflowJob","name":"app","fullName":"app","url":"http://j/job/app/","buildable":true,"property":[`+params+`]}`)
+	}
+	noParams := jobWith(`{"_class":"org.jenkinsci.plugins.workflow.job.properties.DisableConcurrentBuildsJobProperty"}`)
+	withParams := jobWith(`{"_class":"hudson.model.ParametersDefinitionProperty","parameterDefinitions":[{"name":"SHA","type":"StringParameterDefinition"}]}`)
+	tests := []struct {
+		name      string
+		answer    http.HandlerFunc
+		job       http.HandlerFunc // GET /job/app/api/json; nil: 404
+		wantErr   error
+		wantNot   error
+		wantWords string
+	}{
+		{"disabled, 409 since 2.524", status(http.StatusConflict, "<html><body><h2>HTTP ERROR 409 app is not buildable</h2></body></html>"), nil,
+			jenkins.ErrDisabled, jenkins.ErrUnavailable, "disabled"},
+		{"disabled, 409 with a stack trace before", status(http.StatusConflict, "java.io.IOException: app is not buildable!\n\tat jenkins.model.ParameterizedJobMixIn.doBuildWithParameters(ParameterizedJobMixIn.java:231)"), nil,
+			jenkins.ErrDisabled, jenkins.ErrUnavailable, "disabled"},
+		{"not parameterized, 400 since 2.524", status(http.StatusBadRequest, "<html><body><h2>HTTP ERROR 400 app is not parameterized</h2></body></html>"), nil,
+			jenkins.ErrNotParameterized, jenkins.ErrUnavailable, "no parameters"},
+		{"not parameterized, 500 Oops before 2.524, confirmed by the job", status(http.StatusInternalServerError, oopsPage), noParams,
+			jenkins.ErrNotParameterized, jenkins.ErrUnavailable, "no parameters"},
+		{"not parameterized, 500 with the stack trace shown", status(http.StatusInternalServerError, "java.lang.IllegalStateException: This build is not parameterized!"), nil,
+			jenkins.ErrNotParameterized, jenkins.ErrUnavailable, "no parameters"},
+		{"500 from a job with parameters: Jenkins failing", status(http.StatusInternalServerError, oopsPage), withParams,
+			jenkins.ErrUnavailable, jenkins.ErrRefused, ""},
+		{"500 and the lookup fails too", status(http.StatusInternalServerError, oopsPage), status(http.StatusServiceUnavailable, "starting"),
+			jenkins.ErrUnavailable, jenkins.ErrRefused, ""},
+		{"400 for another reason", status(http.StatusBadRequest, "Unable to parse form content"), withParams,
+			nil, jenkins.ErrRefused, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFake(t)
+			f.on("POST /job/app/buildWithParameters", tt.answer)
+			if tt.job != nil {
+				f.on("GET /job/app/api/json", tt.job)
+			}
+			got, err := f.client(t, nil).Trigger(context.Background(), "app", map[string]string{"SHA": "abc123"})
+			if err == nil {
+				t.Fatalf("Trigger = %+v, nil; want an error", got)
+			}
+			if tt.wantErr != nil && !errors.Is(err, tt.wantErr) {
+				t.Errorf("err = %v, want %v", err, tt.wantErr)
+			}
+			if errors.Is(err, tt.wantNot) {
+				t.Errorf("err = %v, must not be %v", err, tt.wantNot)
+			}
+			if errors.Is(tt.wantErr, jenkins.ErrRefused) && !errors.Is(err, jenkins.ErrRefused) {
+				t.Errorf("err = %v, want it to be a refusal (ErrRefused)", err)
+			}
+			if !strings.Contains(err.Error(), tt.wantWords) {
+				t.Errorf("err = %q, want it to say %q", err, tt.wantWords)
+			}
+		})
+	}
+}
+
+func TestMissingParams(t *testing.T) {
+	t.Parallel()
+	f := newFake(t)
+	f.on("GET /job/team/job/app/api/json", jsonAnswer(200, `{"name":"app","fullName":"team/app","url":"http://j/job/team/job/app/","buildable":true,
+	 "property":[{"_class":"hudson.model.ParametersDefinitionProperty","parameterDefinitions":[
+	  {"name":"FERRY_GIT_SHA","type":"StringParameterDefinition"},{"name":"FERRY_TRIGGER_ID","type":"StringParameterDefinition"}]}]}`))
+	c := f.client(t, nil)
+	got, err := c.MissingParams(context.Background(), "team/app", []string{"FERRY_GIT_SHA", "FERRY_GIT_REF", "FERRY_TRIGGER_ID", "TRACEPARENT"})
+	if err != nil || !reflect.DeepEqual(got, []string{"FERRY_GIT_REF", "TRACEPARENT"}) {
+		t.Errorf("MissingParams = %v, %v; want [FERRY_GIT_REF TRACEPARENT]", got, err)
+	}
+	if _, err := c.MissingParams(context.Background(), "nope", []string{"A"}); !errors.Is(err, jenkins.ErrNotFound) {
+		t.Errorf("MissingParams of an unknown job: err = %v, want ErrNotFound", err)
 	}
 }
 

@@ -178,9 +178,9 @@ func ranBuild(n *jenkins.Computer) bool {
 }
 
 // markedOneBuild reports a node ferry took offline as its build started
-// (see OneBuildReason).
+// (see OneBuildReason), in whatever language Jenkins words the cause.
 func markedOneBuild(n *jenkins.Computer) bool {
-	return n.OfflineReason == OneBuildReason
+	return n.OfflineWith(OneBuildReason)
 }
 
 // disconnectedSince returns since when an agent running a build has been

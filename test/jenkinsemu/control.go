@@ -241,7 +241,9 @@ type QueueItem struct {
 	Job    string
 	Params map[string]string
 	// State is "waiting" (quiet period), "blocked", "buildable" or "left".
-	State        string
+	State string
+	// Why is the item's reason in English, whatever the controller's
+	// locale.
 	Why          string
 	Stuck        bool
 	InQueueSince time.Time
@@ -307,7 +309,7 @@ func paramMap(vals []paramValue) map[string]string {
 }
 
 func (s *Server) itemSnapshot(q *queueItem, now time.Time) QueueItem {
-	why, _ := s.whyLocked(q, now).(string)
+	why, _ := s.whyLocked(q, now, english).(string)
 	qi := QueueItem{
 		ID:           q.id,
 		Job:          q.job.fullName,

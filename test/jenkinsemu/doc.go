@@ -23,9 +23,13 @@
 //     co; nextBuildNumber; inQueue; queueItem; property[] with
 //     parameterDefinitions), permalinks, POST build / buildWithParameters
 //     (201 + Location …/queue/item/ID/; merge of identical live items into
-//     the existing one, answered 201 with the existing item's Location;
+//     the existing one, answered by buildWithParameters 303 with the
+//     existing item's Location since 2.308, 201 before and by build;
 //     undeclared parameters dropped; defaults filled; choice validation;
-//     "delay"), POST NUMBER/stop.
+//     "delay"; a disabled job (JobSpec.Disabled) answers 409, a job
+//     without parameters 400 to buildWithParameters since 2.524, a 500
+//     Oops page before), POST NUMBER/stop. Answers that changed across
+//     cores follow Options.Version.
 //   - Queue: /queue/api/json, /queue/item/ID/api/json (Waiting, Blocked,
 //     Buildable and Left items with Jenkins' _class, why, stuck, params,
 //     actions, executable / cancelled), left items expiring after
@@ -52,6 +56,17 @@
 //     queue item; Pipeline jobs (JobSpec.Pipeline) start at once on a
 //     flyweight executor and wait for the node through a second,
 //     parameterless placeholder item.
+//   - Languages: queue reasons (why), offline causes and the taken-name
+//     error are worded in the request's language as Jenkins words them —
+//     the preferred Accept-Language entry, else Options.Locale (the JVM's
+//     default locale) — from Jenkins' own texts for English, zh_CN (the
+//     localization-zh-cn plugin), ja and zh_TW, with the localizer's
+//     fallback to English for missing texts. offlineCauseReason keeps the
+//     localized "Disconnected by" sentence where Jenkins' prefix-stripping
+//     regular expression fails (zh_CN, ja, zh_TW). Options.
+//     IgnoreAcceptLanguage (or SetLocale) acts as the Locale plugin forcing
+//     one language: every answer in Options.Locale, with
+//     X-Jenkins-Language.
 //   - Failures for tests: SetDown(Refuse) closes the listener and every
 //     connection, SetDown(Unavailable) answers 503, SetLatency slows every
 //     answer; Calls counts requests per route template.
@@ -59,7 +74,8 @@
 // # Not emulated
 //
 // Builds do nothing (no workspace, console log, artifacts, SCM, test
-// reports); no job configuration (config.xml, createItem, enable/disable);
+// reports); no job configuration over REST (config.xml, createItem,
+// enable/disable: JobSpec.Disabled and UpdateJob stand for them);
 // no clouds or NodeProvisioner; no retention strategies (every node
 // behaves as RetentionStrategy$Always), no launchSlaveAgent for SSH launchers; no real remoting or WebSocket
 // endpoint (ConnectAgent stands for the handshake); no views, users,
@@ -69,10 +85,16 @@
 //
 // # Where Jenkins differs from what clients often assume
 //
-//   - A trigger identical to a live item is answered 201 with the existing
-//     item's Location, not with an error or an empty answer; gojenkins'
-//     BuildJob returns (0, nil) only because it refuses to trigger whenever
-//     the job has anything queued (it checks inQueue first).
+//   - A trigger identical to a live item is answered with the existing
+//     item's Location (303 since 2.308, 201 before), not with an error or
+//     an empty answer; gojenkins' BuildJob returns (0, nil) only because
+//     it refuses to trigger whenever the job has anything queued (it
+//     checks inQueue first).
+//   - A disabled job is refused with 409, not a redirect; a job without
+//     parameters makes buildWithParameters fail with 400, or on cores
+//     before 2.524 with a 500 whose Oops page names no exception (unless
+//     Options.ShowStackTrace), indistinguishable from Jenkins failing
+//     unless the job is looked up.
 //   - The label is in why only in some states (see whyLocked): not during
 //     the quiet period, not when no agent exists at all, and replaced by the
 //     node's name when exactly one node has the label.

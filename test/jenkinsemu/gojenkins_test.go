@@ -19,7 +19,7 @@ import (
 //   - BuildJob first asks the job whether it is inQueue and, if anything of
 //     that job is queued — whatever its parameters — returns (0, nil)
 //     without triggering. Jenkins itself would have queued a build with
-//     different parameters, and answers a merged identical trigger with 201
+//     different parameters, and answers a merged identical trigger with 303
 //     and the existing item's Location (which gojenkins never sees).
 //   - Task.Cancel reports false on success: Jenkins answers 204, gojenkins
 //     checks for 200.

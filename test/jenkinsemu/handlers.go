@@ -177,15 +177,23 @@ func parseDelay(v string) (time.Duration, error) {
 // (ParameterizedJobMixIn.doBuild / doBuildWithParameters and
 // ParametersDefinitionProperty.buildWithParameters / _doBuild).
 //
+// A disabled job answers 409 "NAME is not buildable" (doBuild checks that
+// before the Job/Build permission, doBuildWithParameters after): since
+// 2.524 a plain error page, before a text/plain stack trace of an
+// IOException. buildWithParameters of a job without parameters answers
+// 400 "NAME is not parameterized" since 2.524; before, an
+// IllegalStateException, rendered as a 500 "Oops!" page.
+//
 // Each declared parameter takes its value from the request (query or form)
 // or its default; values for undeclared parameters are dropped. The item is
 // then scheduled with Queue.schedule2: if a live item (waiting, blocked or
 // buildable) of the same job has the same set of parameter values
 // (ParametersAction.shouldSchedule), nothing is created and the existing
-// item is returned — Jenkins answers exactly as for a new item, 201 with
-// Location …/queue/item/EXISTING_ID/ (ScheduleResult.Existing.getItem() is
-// the existing item). A trigger of a job without parameters merges with any
-// live item of that job.
+// item is returned (ScheduleResult.Existing). buildWithParameters answers
+// that 303 See Other with Location …/queue/item/EXISTING_ID/ since 2.308
+// (JENKINS-66105), 201 like a new item before; build always answers 201.
+// A trigger of a job without parameters merges with any live item of that
+// job.
 func handleTrigger(s *Server, w http.ResponseWriter, r *http.Request, p principal, a routeArgs) {
 	withParams := a.withParams
 	s.mu.Lock()
@@ -195,12 +203,24 @@ func handleTrigger(s *Server, w http.ResponseWriter, r *http.Request, p principa
 		notFound(w)
 		return
 	}
+	if !withParams && j.spec.Disabled {
+		s.notBuildable(w, j, "")
+		return
+	}
 	if p.user.ReadOnly {
 		s.denied(w, p, "hudson.model.Item.Build", "Job/Build")
 		return
 	}
+	if withParams && j.spec.Disabled {
+		s.notBuildable(w, j, "!")
+		return
+	}
 	if withParams && !j.parameterized() {
-		oops(w, "java.lang.IllegalStateException: This build is not parameterized!")
+		if versionAtLeast(s.opts.Version, "2.524") {
+			jettyError(w, http.StatusBadRequest, j.fullName+" is not parameterized")
+			return
+		}
+		s.oops(w, "java.lang.IllegalStateException: This build is not parameterized!")
 		return
 	}
 	form := r.Form
@@ -208,14 +228,14 @@ func handleTrigger(s *Server, w http.ResponseWriter, r *http.Request, p principa
 		// _doBuild reads the parameters from the submitted form's json.
 		raw := r.Form.Get("json")
 		if raw == "" {
-			oops(w, "javax.servlet.ServletException: This page expects a form submission but had only {}")
+			s.oops(w, "javax.servlet.ServletException: This page expects a form submission but had only {}")
 			return
 		}
 		var sub struct {
 			Parameter json.RawMessage `json:"parameter"`
 		}
 		if err := json.Unmarshal([]byte(raw), &sub); err != nil {
-			oops(w, "net.sf.json.JSONException: "+err.Error())
+			s.oops(w, "net.sf.json.JSONException: "+err.Error())
 			return
 		}
 		form = map[string][]string{}
@@ -245,7 +265,7 @@ func handleTrigger(s *Server, w http.ResponseWriter, r *http.Request, p principa
 			continue
 		}
 		if len(got) != 1 {
-			oops(w, fmt.Sprintf("java.lang.IllegalArgumentException: Illegal number of parameter values for %s: %d", def.Name, len(got)))
+			s.oops(w, fmt.Sprintf("java.lang.IllegalArgumentException: Illegal number of parameter values for %s: %d", def.Name, len(got)))
 			return
 		}
 		v := got[0]
@@ -254,7 +274,7 @@ func handleTrigger(s *Server, w http.ResponseWriter, r *http.Request, p principa
 			v = strconv.FormatBool(strings.EqualFold(v, "true"))
 		case ChoiceParam:
 			if !slices.Contains(def.Choices, v) {
-				oops(w, fmt.Sprintf("java.lang.IllegalArgumentException: Illegal choice for parameter %s: %s", def.Name, v))
+				s.oops(w, fmt.Sprintf("java.lang.IllegalArgumentException: Illegal choice for parameter %s: %s", def.Name, v))
 				return
 			}
 		}
@@ -264,7 +284,7 @@ func handleTrigger(s *Server, w http.ResponseWriter, r *http.Request, p principa
 	if d := r.Form.Get("delay"); d != "" {
 		var err error
 		if quiet, err = parseDelay(d); err != nil {
-			oops(w, "java.lang.IllegalArgumentException: "+err.Error())
+			s.oops(w, "java.lang.IllegalArgumentException: "+err.Error())
 			return
 		}
 	}
@@ -277,7 +297,11 @@ func handleTrigger(s *Server, w http.ResponseWriter, r *http.Request, p principa
 			}
 			s.log.Debug("trigger merged into existing item", "job", j.fullName, "item", q.id)
 			s.advanceLocked()
-			redirect(w, http.StatusCreated, s.base()+"queue/item/"+strconv.FormatInt(q.id, 10)+"/")
+			code := http.StatusCreated
+			if withParams && versionAtLeast(s.opts.Version, "2.308") {
+				code = http.StatusSeeOther
+			}
+			redirect(w, code, s.base()+"queue/item/"+strconv.FormatInt(q.id, 10)+"/")
 			return
 		}
 	}
@@ -295,6 +319,20 @@ func handleTrigger(s *Server, w http.ResponseWriter, r *http.Request, p principa
 	s.log.Debug("item queued", "job", j.fullName, "item", q.id)
 	s.advanceLocked()
 	redirect(w, http.StatusCreated, s.base()+"queue/item/"+strconv.FormatInt(q.id, 10)+"/")
+}
+
+// notBuildable answers a trigger of a disabled job: 409, since 2.524 as
+// HttpResponses.errorWithoutStack, before as HttpResponses.error with an
+// IOException (a text/plain stack trace; doBuildWithParameters' message
+// ended in "!").
+func (s *Server) notBuildable(w http.ResponseWriter, j *job, bang string) {
+	if versionAtLeast(s.opts.Version, "2.524") {
+		jettyError(w, http.StatusConflict, j.fullName+" is not buildable")
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain;charset=UTF-8")
+	w.WriteHeader(http.StatusConflict)
+	_, _ = fmt.Fprintf(w, "java.io.IOException: %s is not buildable%s\n\tat jenkins.model.ParameterizedJobMixIn.doBuildWithParameters(ParameterizedJobMixIn.java:231)\n", j.fullName, bang)
 }
 
 // sameParams compares parameter values as sets (ParametersAction uses
@@ -416,8 +454,9 @@ func handleQueue(s *Server, w http.ResponseWriter, r *http.Request, p principal,
 	// Items waiting for the same label wait for the same reason: work it
 	// out once per answer, not once per item against every node.
 	s.whyMemo = map[string]string{}
+	lg := s.requestLang(r)
 	for _, q := range s.queueOrder() {
-		items = append(items, s.itemJSON(q, now))
+		items = append(items, s.itemJSON(q, now, lg))
 	}
 	s.whyMemo = nil
 	// The answer is a snapshot: encode it without holding up the model.
@@ -447,7 +486,7 @@ func handleQueueItem(s *Server, w http.ResponseWriter, r *http.Request, p princi
 		notFound(w)
 		return
 	}
-	writeJSON(w, r, s.itemJSON(q, now))
+	writeJSON(w, r, s.itemJSON(q, now, s.requestLang(r)))
 }
 
 // handleCancelItem is Queue.doCancelItem (Jenkins ≥ 2.2xx): 204 when a live
@@ -597,22 +636,22 @@ func handleCreateNode(s *Server, w http.ResponseWriter, r *http.Request, p princ
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.nodeByURLName(name) != nil && name != "(built-in)" && name != "(master)" {
-		failure(w, "Agent called ‘"+name+"’ already exists")
+		failure(w, s.requestLang(r).format(msgAgentExists, name))
 		return
 	}
 	raw := r.Form.Get("json")
 	if raw == "" {
-		oops(w, "javax.servlet.ServletException: This page expects a form submission but had only {}")
+		s.oops(w, "javax.servlet.ServletException: This page expects a form submission but had only {}")
 		return
 	}
 	typ := r.Form.Get("type")
 	if typ != "hudson.slaves.DumbSlave" && typ != "hudson.slaves.DumbSlave$DescriptorImpl" {
-		oops(w, "java.lang.NullPointerException: no node descriptor "+typ)
+		s.oops(w, "java.lang.NullPointerException: no node descriptor "+typ)
 		return
 	}
 	var f createNodeForm
 	if err := json.Unmarshal([]byte(raw), &f); err != nil {
-		oops(w, "net.sf.json.JSONException: "+err.Error())
+		s.oops(w, "net.sf.json.JSONException: "+err.Error())
 		return
 	}
 	execs := 1
@@ -620,7 +659,7 @@ func handleCreateNode(s *Server, w http.ResponseWriter, r *http.Request, p princ
 		v := strings.Trim(string(f.NumExecutors), `"`)
 		n, err := strconv.Atoi(v)
 		if err != nil {
-			oops(w, "java.lang.NumberFormatException: For input string: \""+v+"\"")
+			s.oops(w, "java.lang.NumberFormatException: For input string: \""+v+"\"")
 			return
 		}
 		execs = n
@@ -635,7 +674,7 @@ func handleCreateNode(s *Server, w http.ResponseWriter, r *http.Request, p princ
 		mode = "NORMAL"
 	case "NORMAL", "EXCLUSIVE":
 	default:
-		oops(w, "java.lang.IllegalArgumentException: No enum constant hudson.model.Node.Mode."+mode)
+		s.oops(w, "java.lang.IllegalArgumentException: No enum constant hudson.model.Node.Mode."+mode)
 		return
 	}
 	launcher := "hudson.slaves.JNLPLauncher"

@@ -10,7 +10,7 @@ import (
 )
 
 func TestTriggerAnswers(t *testing.T) {
-	s, _ := newTestServer(t, Options{})
+	s, _ := newTestServer(t, Options{ShowStackTrace: true})
 	mustAdd(t, s, "app", JobSpec{Label: "ferry", Params: []Param{
 		{Name: "SHA"},
 		{Name: "DEPLOY", Type: BooleanParam, Default: "false"},
@@ -49,6 +49,72 @@ func TestTriggerAnswers(t *testing.T) {
 	}
 }
 
+// TestTriggerRefusals pins how cores of each era refuse a disabled job and
+// buildWithParameters of a job without parameters
+// (ParameterizedJobMixIn), and that the Oops page of a 500 names no
+// exception unless stack traces are shown.
+func TestTriggerRefusals(t *testing.T) {
+	tests := []struct {
+		name     string
+		version  string
+		show     bool
+		path     string
+		want     int
+		wantType string
+		wantBody string
+		notBody  string
+	}{
+		{"disabled, buildWithParameters, 2.524", "2.524", false, "/job/team/job/off/buildWithParameters", 409, "text/html", "team/off is not buildable", "!"},
+		{"disabled, build, 2.524", "2.524", false, "/job/team/job/off/build", 409, "text/html", "team/off is not buildable", ""},
+		{"disabled, buildWithParameters, 2.462.3", "", false, "/job/team/job/off/buildWithParameters", 409, "text/plain", "java.io.IOException: team/off is not buildable!", ""},
+		{"disabled, build, 2.462.3", "", false, "/job/team/job/off/build", 409, "text/plain", "java.io.IOException: team/off is not buildable\n", ""},
+		{"not parameterized, 2.524", "2.524", false, "/job/plain/buildWithParameters", 400, "text/html", "plain is not parameterized", ""},
+		{"not parameterized, 2.523, default Oops page", "2.523", false, "/job/plain/buildWithParameters", 500, "text/html", "Logging ID=", "parameterized"},
+		{"not parameterized, 2.523, stack traces shown", "2.523", true, "/job/plain/buildWithParameters", 500, "text/html", "java.lang.IllegalStateException: This build is not parameterized!", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, _ := newTestServer(t, Options{Version: tt.version, ShowStackTrace: tt.show})
+			mustAdd(t, s, "team/off", JobSpec{Label: "ferry", Disabled: true, Params: []Param{{Name: "SHA"}}})
+			mustAdd(t, s, "plain", JobSpec{Label: "ferry"})
+			r := tokenClient(t, s).post(tt.path, url.Values{"SHA": {"a"}})
+			if r.status != tt.want || !strings.HasPrefix(r.header.Get("Content-Type"), tt.wantType) || !strings.Contains(r.body, tt.wantBody) ||
+				(tt.notBody != "" && strings.Contains(r.body, tt.notBody)) {
+				t.Errorf("got %d %s %q; want %d %s containing %q and not %q", r.status, r.header.Get("Content-Type"), r.body, tt.want, tt.wantType, tt.wantBody, tt.notBody)
+			}
+			if n := len(s.QueueItems()); n != 0 {
+				t.Errorf("a refused trigger queued %d items", n)
+			}
+		})
+	}
+
+	s, _ := newTestServer(t, Options{})
+	mustAdd(t, s, "off", JobSpec{Label: "ferry", Disabled: true})
+	c := tokenClient(t, s)
+	j := c.getJSON("/job/off/api/json")
+	if j["buildable"] != false || j["disabled"] != true || j["color"] != "disabled" {
+		t.Errorf("disabled job JSON: buildable %v, disabled %v, color %v", j["buildable"], j["disabled"], j["color"])
+	}
+	if err := s.UpdateJob("off", func(js *JobSpec) { js.Disabled = false }); err != nil {
+		t.Fatal(err)
+	}
+	if r := c.post("/job/off/build", nil); r.status != http.StatusCreated {
+		t.Errorf("trigger after enabling: %d %s", r.status, r.body)
+	}
+	// A read-only user of a disabled job: doBuild says 409 before checking
+	// the permission, doBuildWithParameters 403 first.
+	ro := User{Name: "viewer", Token: "viewer-token-0123456789", ReadOnly: true}
+	s2, _ := newTestServer(t, Options{Users: []User{ro}})
+	mustAdd(t, s2, "off", JobSpec{Label: "ferry", Disabled: true, Params: []Param{{Name: "SHA"}}})
+	rc := newClient(t, s2, ro.Name, ro.Token)
+	if r := rc.post("/job/off/build", nil); r.status != http.StatusConflict {
+		t.Errorf("read-only build of a disabled job: %d, want 409", r.status)
+	}
+	if r := rc.post("/job/off/buildWithParameters", nil); r.status != http.StatusForbidden {
+		t.Errorf("read-only buildWithParameters of a disabled job: %d, want 403", r.status)
+	}
+}
+
 func mustAdd(t *testing.T, s *Server, path string, spec JobSpec) {
 	t.Helper()
 	if err := s.AddJob(path, spec); err != nil {
@@ -59,45 +125,49 @@ func mustAdd(t *testing.T, s *Server, path string, spec JobSpec) {
 // TestTriggerMerge pins Queue.schedule2's merge: a trigger whose parameter
 // values (after defaults are filled in and undeclared ones dropped) equal
 // those of a live item of the same job creates nothing and is answered
-// 201 with the existing item's Location.
+// with the existing item's Location: 303 from buildWithParameters since
+// 2.308, 201 before and from build always.
 func TestTriggerMerge(t *testing.T) {
 	params := []Param{{Name: "SHA"}, {Name: "REF", Default: "main"}}
 	tests := []struct {
 		name      string
+		version   string
 		job       JobSpec
 		first     url.Values
 		second    url.Values
 		startAll  bool // an agent runs the first item before the second trigger
 		wantMerge bool
+		wantCode  int // of the second trigger
 	}{
-		{"same parameters", JobSpec{Label: "l", Params: params}, url.Values{"SHA": {"a"}}, url.Values{"SHA": {"a"}}, false, true},
-		{"different parameters", JobSpec{Label: "l", Params: params}, url.Values{"SHA": {"a"}}, url.Values{"SHA": {"b"}}, false, false},
-		{"explicit default equals implicit default", JobSpec{Label: "l", Params: params}, url.Values{"SHA": {"a"}}, url.Values{"SHA": {"a"}, "REF": {"main"}}, false, true},
-		{"undeclared parameters are dropped", JobSpec{Label: "l", Params: params}, url.Values{"SHA": {"a"}}, url.Values{"SHA": {"a"}, "TRACEPARENT": {"00-x"}}, false, true},
-		{"no merge once the first item started", JobSpec{Label: "l", Params: params, Duration: Forever}, url.Values{"SHA": {"a"}}, url.Values{"SHA": {"a"}}, true, false},
-		{"job without parameters always merges", JobSpec{Label: "l"}, nil, nil, false, true},
+		{"same parameters", "", JobSpec{Label: "l", Params: params}, url.Values{"SHA": {"a"}}, url.Values{"SHA": {"a"}}, false, true, 303},
+		{"same parameters, before 2.308", "2.307", JobSpec{Label: "l", Params: params}, url.Values{"SHA": {"a"}}, url.Values{"SHA": {"a"}}, false, true, 201},
+		{"different parameters", "", JobSpec{Label: "l", Params: params}, url.Values{"SHA": {"a"}}, url.Values{"SHA": {"b"}}, false, false, 201},
+		{"explicit default equals implicit default", "", JobSpec{Label: "l", Params: params}, url.Values{"SHA": {"a"}}, url.Values{"SHA": {"a"}, "REF": {"main"}}, false, true, 303},
+		{"undeclared parameters are dropped", "", JobSpec{Label: "l", Params: params}, url.Values{"SHA": {"a"}}, url.Values{"SHA": {"a"}, "TRACEPARENT": {"00-x"}}, false, true, 303},
+		{"no merge once the first item started", "", JobSpec{Label: "l", Params: params, Duration: Forever}, url.Values{"SHA": {"a"}}, url.Values{"SHA": {"a"}}, true, false, 201},
+		{"job without parameters always merges, build answers 201", "", JobSpec{Label: "l"}, nil, nil, false, true, 201},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s, _ := newTestServer(t, Options{})
+			s, _ := newTestServer(t, Options{Version: tt.version})
 			mustAdd(t, s, "app", tt.job)
 			c := tokenClient(t, s)
 			endpoint := "/job/app/buildWithParameters"
 			if len(tt.job.Params) == 0 {
 				endpoint = "/job/app/build"
 			}
-			post := func(v url.Values) int64 {
+			post := func(v url.Values, want int) int64 {
 				r := c.post(endpoint, v)
-				if r.status != http.StatusCreated {
-					t.Fatalf("trigger: %d %s", r.status, r.body)
+				if r.status != want {
+					t.Fatalf("trigger: %d %s, want %d", r.status, r.body, want)
 				}
 				return queueIDFromLocation(t, r.header.Get("Location"))
 			}
-			id1 := post(tt.first)
+			id1 := post(tt.first, http.StatusCreated)
 			if tt.startAll {
 				mustCreateAgent(t, s, c, "a1", "l", "NORMAL", 1)
 			}
-			id2 := post(tt.second)
+			id2 := post(tt.second, tt.wantCode)
 			if merged := id1 == id2; merged != tt.wantMerge {
 				t.Fatalf("ids %d and %d: merged = %v, want %v", id1, id2, merged, tt.wantMerge)
 			}

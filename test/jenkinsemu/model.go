@@ -69,6 +69,9 @@ type JobSpec struct {
 	// build runs (freestyle's default and Pipeline's disableConcurrentBuilds()).
 	// The emulator's default allows concurrent builds, like Pipeline jobs.
 	DisableConcurrentBuilds bool
+	// Disabled makes the job not buildable: triggers answer 409, its JSON
+	// says buildable false, disabled true.
+	Disabled bool
 	// Pipeline makes the job behave like a Pipeline (WorkflowJob) whose
 	// Jenkinsfile is "node(Label) { ... }": the job's own queue item starts
 	// at once on a flyweight executor of the controller, and the build then
@@ -589,8 +592,8 @@ func (s *Server) cancelItemLocked(q *queueItem, t time.Time) {
 	s.leaveLocked(q, t)
 }
 
-// whyLocked is Item.getWhy(): the localized CauseOfBlockage sentence. For a
-// buildable item it follows BuildableItem.getCauseOfBlockage():
+// whyLocked is Item.getWhy(): the CauseOfBlockage sentence in language lg.
+// For a buildable item it follows BuildableItem.getCauseOfBlockage():
 //
 //   - no agents at all (the built-in node does not count):
 //     "Waiting for next available executor" — the label is not mentioned;
@@ -602,24 +605,24 @@ func (s *Server) cancelItemLocked(q *queueItem, t time.Time) {
 //     "Waiting for next available executor on ‘L’", or with exactly one
 //     matching node that node's name in place of the label;
 //   - no label: "Waiting for next available executor".
-func (s *Server) whyLocked(q *queueItem, now time.Time) any {
+func (s *Server) whyLocked(q *queueItem, now time.Time, lg *lang) any {
 	switch q.state {
 	case stateLeft:
 		return nil
 	case stateWaiting:
-		return "In the quiet period. Expires in " + timeSpanString(q.due.Sub(now))
+		return lg.format(msgInQuietPeriod, timeSpanIn(q.due.Sub(now), lg))
 	case stateBlocked:
 		b := q.job.building()
 		if b == nil {
-			return "???"
+			return lg.format(msgUnknown)
 		}
 		eta := "N/A"
 		if est := q.job.estimatedDuration(); est >= 0 {
 			if left := est - now.Sub(b.start); left > 0 {
-				eta = timeSpanString(left)
+				eta = timeSpanIn(left, lg)
 			}
 		}
-		return "Build #" + itoa(b.number) + " is already in progress (ETA: " + eta + ")"
+		return lg.format(msgBuildInProgress, itoa(b.number), lg.format(msgBuildInProgressETA, eta))
 	}
 	l := q.label()
 	key := ""
@@ -629,7 +632,7 @@ func (s *Server) whyLocked(q *queueItem, now time.Time) any {
 	if w, ok := s.whyMemo[key]; ok {
 		return w
 	}
-	w := s.labelWhyLocked(l)
+	w := s.labelWhyLocked(l, lg)
 	if s.whyMemo != nil {
 		s.whyMemo[key] = w
 	}
@@ -637,8 +640,8 @@ func (s *Server) whyLocked(q *queueItem, now time.Time) any {
 }
 
 // labelWhyLocked is why an item waiting for label l (nil: any node) is
-// not running; it depends only on l and the nodes.
-func (s *Server) labelWhyLocked(l labelExpr) string {
+// not running; it depends only on l, the nodes and the language.
+func (s *Server) labelWhyLocked(l labelExpr, lg *lang) string {
 	agents := 0
 	for _, n := range s.nodes {
 		if !n.builtIn {
@@ -646,7 +649,7 @@ func (s *Server) labelWhyLocked(l labelExpr) string {
 		}
 	}
 	if l == nil || agents == 0 {
-		return "Waiting for next available executor"
+		return lg.format(msgWaitingForExecutor)
 	}
 	var matching []*node
 	offline := true
@@ -661,17 +664,17 @@ func (s *Server) labelWhyLocked(l labelExpr) string {
 	if offline {
 		switch len(matching) {
 		case 0:
-			return "There are no nodes with the label ‘" + l.name() + "’"
+			return lg.format(msgLabelHasNoNodes, l.name())
 		case 1:
-			return matching[0].displayName() + " is offline"
+			return lg.format(msgNodeOffline, matching[0].displayName())
 		default:
-			return "All nodes of label ‘" + l.name() + "’ are offline"
+			return lg.format(msgAllNodesOffline, l.name())
 		}
 	}
 	if len(matching) == 1 {
-		return "Waiting for next available executor on ‘" + matching[0].displayName() + "’"
+		return lg.format(msgWaitingForExecutorOn, matching[0].displayName())
 	}
-	return "Waiting for next available executor on ‘" + l.name() + "’"
+	return lg.format(msgWaitingForExecutorOn, l.name())
 }
 
 // stuckLocked is BuildableItem.isStuck(): every node of the label offline,

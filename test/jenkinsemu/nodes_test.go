@@ -40,7 +40,7 @@ func TestCreateNode(t *testing.T) {
 }
 
 func TestCreateNodeFailures(t *testing.T) {
-	s, _ := newTestServer(t, Options{})
+	s, _ := newTestServer(t, Options{ShowStackTrace: true})
 	c := tokenClient(t, s)
 	if r := c.createNode("taken", "ferry", "NORMAL", 1); r.status != 302 {
 		t.Fatalf("create: %d", r.status)

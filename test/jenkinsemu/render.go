@@ -23,7 +23,7 @@ func writeJSON(w http.ResponseWriter, r *http.Request, v map[string]any) {
 	}
 	body, err := json.Marshal(prune(v, t))
 	if err != nil {
-		oops(w, err.Error())
+		oopsPage(w, err.Error(), false)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json;charset=utf-8")
@@ -57,15 +57,19 @@ func (s *Server) buildClass(j *job) string {
 	return "hudson.model.FreeStyleBuild"
 }
 
-// color is Job.getIconColor: the last completed result's ball color,
-// "_anime" while a build runs, "notbuilt" before any build.
+// color is Job.getIconColor: "disabled" for a disabled job, else the last
+// completed result's ball color, "notbuilt" before any build; "_anime"
+// while a build runs.
 func (s *Server) color(j *job) string {
 	c := "notbuilt"
-	for i := len(j.builds) - 1; i >= 0; i-- {
+	for i := len(j.builds) - 1; i >= 0 && !j.spec.Disabled; i-- {
 		if !j.builds[i].building {
 			c = map[Result]string{Success: "blue", Unstable: "yellow", Failure: "red", Aborted: "aborted", NotBuilt: "notbuilt"}[j.builds[i].result]
 			break
 		}
+	}
+	if j.spec.Disabled {
+		c = "disabled"
 	}
 	if j.building() != nil {
 		c += "_anime"
@@ -246,7 +250,7 @@ func fullDisplayName(fullName string) string {
 	return strings.ReplaceAll(fullName, "/", " » ")
 }
 
-func (s *Server) itemJSON(q *queueItem, now time.Time) map[string]any {
+func (s *Server) itemJSON(q *queueItem, now time.Time, lg *lang) map[string]any {
 	actions := []any{}
 	if q.placeholder == nil {
 		if q.job.parameterized() {
@@ -265,7 +269,7 @@ func (s *Server) itemJSON(q *queueItem, now time.Time) map[string]any {
 		"stuck":        s.stuckLocked(q, now),
 		"task":         s.taskJSON(q),
 		"url":          "queue/item/" + strconv.FormatInt(q.id, 10) + "/",
-		"why":          s.whyLocked(q, now),
+		"why":          s.whyLocked(q, now, lg),
 	}
 	switch q.state {
 	case stateWaiting:
@@ -355,7 +359,7 @@ func (s *Server) jobJSON(j *job, r *http.Request, now time.Time) map[string]any 
 	}
 	var qi any
 	if q := s.jobQueueItem(j); q != nil {
-		qi = s.itemJSON(q, now)
+		qi = s.itemJSON(q, now, s.requestLang(r))
 	}
 	actions := []any{}
 	props := []any{}
@@ -374,7 +378,7 @@ func (s *Server) jobJSON(j *job, r *http.Request, now time.Time) map[string]any 
 		"fullName":              j.fullName,
 		"name":                  j.shortName(),
 		"url":                   jobURL(s.base(), j.fullName),
-		"buildable":             true,
+		"buildable":             !j.spec.Disabled,
 		"builds":                builds,
 		"color":                 s.color(j),
 		"firstBuild":            first,
@@ -392,7 +396,7 @@ func (s *Server) jobJSON(j *job, r *http.Request, now time.Time) map[string]any 
 		"property":              props,
 		"queueItem":             qi,
 		"concurrentBuild":       !j.spec.DisableConcurrentBuilds,
-		"disabled":              false,
+		"disabled":              j.spec.Disabled,
 	}
 	if j.spec.Pipeline {
 		m["resumeBlocked"] = false
@@ -527,18 +531,20 @@ func (s *Server) computerJSON(n *node, r *http.Request) map[string]any {
 	}
 	// getOfflineCause(): the temporary offline cause first, then the
 	// channel's. getOfflineCauseReason() is a UserCause's message without
-	// the "Disconnected by USER" prefix.
+	// the "Disconnected by USER" prefix — where Jenkins' regular expression
+	// manages to strip it (see offlineCauseReason).
 	var offlineCause any
 	reason := ""
 	switch {
 	case n.tempOffline:
-		desc := "Disconnected by " + n.offlineBy
+		lg := s.requestLang(r)
+		suffix := ""
 		if n.offlineMsg != "" {
-			desc += " : " + n.offlineMsg
+			suffix = " : " + n.offlineMsg
 		}
 		offlineCause = map[string]any{"_class": "hudson.slaves.OfflineCause$UserCause",
-			"description": desc, "timestamp": n.offlineSince.UnixMilli()}
-		reason = n.offlineMsg
+			"description": lg.format(msgDisconnectedBy, n.offlineBy, suffix), "timestamp": n.offlineSince.UnixMilli()}
+		reason = offlineCauseReason(lg, n.offlineBy, n.offlineMsg, versionAtLeast(s.opts.Version, "2.483"))
 	case n.lostChannel && !n.connected:
 		offlineCause = map[string]any{"_class": "hudson.slaves.OfflineCause$ChannelTermination"}
 	}

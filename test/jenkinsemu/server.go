@@ -1,6 +1,7 @@
 package jenkinsemu
 
 import (
+	"cmp"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -70,8 +71,16 @@ type Options struct {
 	Addr string
 	// Users; default []User{DefaultUser}.
 	Users []User
-	// Version is sent as X-Jenkins; default "2.462.3".
+	// Version is sent as X-Jenkins; default "2.462.3". Answers that
+	// changed across cores follow it: a merged buildWithParameters is 303
+	// from 2.308 (201 before); a disabled job's 409 and a parameterless
+	// job's 400 (500 before) are plain error pages from 2.524;
+	// offlineCauseReason is HTML-escaped from 2.483.
 	Version string
+	// ShowStackTrace shows the exception on Jenkins' 500 "Oops!" page, as
+	// -Djenkins.model.Jenkins.SHOW_STACK_TRACE=true does; by default the
+	// page names no exception, only a logging id.
+	ShowStackTrace bool
 	// QuietPeriod applies to every trigger without a "delay" parameter.
 	// Jenkins' global default is 5 s; the emulator defaults to 0 so tests
 	// are quick. During it the item's why is "In the quiet period. Expires
@@ -91,6 +100,17 @@ type Options struct {
 	// SecretKey keys the HMAC that derives agent secrets from node names
 	// (JnlpAgentReceiver.SLAVE_SECRET); default random per emulator.
 	SecretKey []byte
+	// Locale is the controller's default locale (a Java locale name: "en",
+	// "zh_CN", "ja", "zh_TW"; default English): requests without
+	// Accept-Language get queue reasons, offline causes and error messages
+	// in it, as a Jenkins whose JVM runs in that locale answers. Requests
+	// with Accept-Language get their preferred language (English where the
+	// emulator has no text for it).
+	Locale string
+	// IgnoreAcceptLanguage is the Locale plugin's "Ignore browser
+	// preference and force this language to all users": every request is
+	// answered in Locale, and every answer carries X-Jenkins-Language.
+	IgnoreAcceptLanguage bool
 	// Clock; default the wall clock.
 	Clock Clock
 	// Logger; default slog.Default(). Records carry component=jenkinsemu.
@@ -126,6 +146,9 @@ type Server struct {
 	down      DownMode
 
 	createMu sync.Mutex
+
+	localeMu sync.Mutex
+	locale   localeConf
 
 	netMu   sync.Mutex
 	addr    string
@@ -178,6 +201,7 @@ func New(opts Options) *Server {
 		calls:       map[string]int{},
 		nextQueueID: 0,
 	}
+	s.SetLocale(opts.Locale, opts.IgnoreAcceptLanguage)
 	s.nodes = []*node{{
 		name:         "",
 		description:  "the Jenkins controller's built-in node",
@@ -375,6 +399,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		jettyError(w, http.StatusForbidden, "No valid crumb was included in the request")
 		return
 	}
+	if lc := s.localeConf(); lc.force {
+		// The Locale plugin's filter comes after the authentication and
+		// crumb filters, before Stapler (which refuses anonymous reads).
+		h.Set("X-Jenkins-Language", cmp.Or(lc.locale, "en"))
+	}
 	if p.kind == authAnonymous {
 		s.denied(w, p, "hudson.model.Hudson.Read", "Overall/Read")
 		return
@@ -490,12 +519,30 @@ func failure(w http.ResponseWriter, msg string) {
 	_, _ = fmt.Fprintf(w, "<html><head><title>Error [Jenkins]</title></head><body><div id=\"main-panel\"><h1>Error</h1><p>%s</p></div></body></html>\n", htmlEscape(msg))
 }
 
-// oops answers like an uncaught exception in Stapler (500, Jenkins' "Oops!"
-// page).
-func oops(w http.ResponseWriter, msg string) {
+// oops answers like an uncaught exception in Stapler: 500, Jenkins' "Oops!"
+// page, which names the exception only with Options.ShowStackTrace.
+func (s *Server) oops(w http.ResponseWriter, msg string) {
+	oopsPage(w, msg, s.opts.ShowStackTrace)
+}
+
+func oopsPage(w http.ResponseWriter, msg string, show bool) {
 	w.Header().Set("Content-Type", "text/html;charset=utf-8")
 	w.WriteHeader(http.StatusInternalServerError)
-	_, _ = fmt.Fprintf(w, "<html><head><title>Jenkins</title></head><body><h1>Oops!</h1><p>A problem occurred while processing the request.</p><pre>%s</pre></body></html>\n", htmlEscape(msg))
+	trace := ""
+	if show {
+		trace = "<h2>Stack trace</h2><pre>" + htmlEscape(msg) + "</pre>"
+	}
+	_, _ = fmt.Fprintf(w, "<html><head><title>Jenkins</title></head><body><h1>Oops!</h1><div id=\"error-description\"><h2>A problem occurred while processing the request</h2><p>Logging ID=%s</p></div>%s</body></html>\n",
+		uuid(), trace)
+}
+
+// uuid is a random version 4 UUID, as Jenkins logs exceptions under.
+func uuid() string {
+	b := randomBytes(16)
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b)
+	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
 }
 
 func notFound(w http.ResponseWriter) {

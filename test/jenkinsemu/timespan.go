@@ -2,6 +2,7 @@ package jenkinsemu
 
 import (
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -9,7 +10,11 @@ import (
 // Jenkins uses in queue reasons ("In the quiet period. Expires in 4.9 sec",
 // "(ETA: 12 sec)"): the two largest units when the larger is below 10, else
 // only the larger; seconds with one decimal below 10 s, two below 1 s.
-func timeSpanString(d time.Duration) string {
+func timeSpanString(d time.Duration) string { return timeSpanIn(d, english) }
+
+// timeSpanIn is timeSpanString with the units of l (Util.second = "{0} 秒"
+// in zh_CN).
+func timeSpanIn(d time.Duration, l *lang) string {
 	ms := d.Milliseconds()
 	const (
 		second = 1000
@@ -38,30 +43,39 @@ func timeSpanString(d time.Duration) string {
 		}
 		return bigLabel
 	}
-	plural := func(n int64, unit string) string {
-		if n == 1 {
-			return "1 " + unit
-		}
-		return strconv.FormatInt(n, 10) + " " + unit + "s"
-	}
+	n := func(v int64) string { return strconv.FormatInt(v, 10) }
 	switch {
 	case years > 0:
-		return two(years, plural(years, "yr"), months, plural(months, "mo"))
+		return two(years, l.unit("year", years, n(years)), months, l.unit("month", months, n(months)))
 	case months > 0:
-		return two(months, plural(months, "mo"), days, plural(days, "day"))
+		return two(months, l.unit("month", months, n(months)), days, l.unit("day", days, n(days)))
 	case days > 0:
-		return two(days, plural(days, "day"), hours, strconv.FormatInt(hours, 10)+" hr")
+		return two(days, l.unit("day", days, n(days)), hours, l.unit("hour", hours, n(hours)))
 	case hours > 0:
-		return two(hours, strconv.FormatInt(hours, 10)+" hr", minutes, strconv.FormatInt(minutes, 10)+" min")
+		return two(hours, l.unit("hour", hours, n(hours)), minutes, l.unit("minute", minutes, n(minutes)))
 	case minutes > 0:
-		return two(minutes, strconv.FormatInt(minutes, 10)+" min", seconds, strconv.FormatInt(seconds, 10)+" sec")
+		return two(minutes, l.unit("minute", minutes, n(minutes)), seconds, l.unit("second", seconds, n(seconds)))
 	case seconds >= 10:
-		return strconv.FormatInt(seconds, 10) + " sec"
+		return l.unit("second", seconds, n(seconds))
 	case seconds >= 1:
-		return strconv.FormatFloat(float64(seconds)+float64(millis/100)/10, 'f', -1, 32) + " sec"
+		return l.unit("second", seconds, strconv.FormatFloat(float64(seconds)+float64(millis/100)/10, 'f', -1, 32))
 	case millis >= 100:
-		return strconv.FormatFloat(float64(millis/10)/100, 'f', -1, 32) + " sec"
+		return l.unit("second", 0, strconv.FormatFloat(float64(millis/10)/100, 'f', -1, 32))
 	default:
-		return strconv.FormatInt(millis, 10) + " ms"
+		return l.unit("millisecond", millis, n(millis))
 	}
+}
+
+// unit renders a quantity of one time unit: English abbreviations (with
+// the plurals yrs, mos, days), else the language's Util.* pattern.
+func (l *lang) unit(name string, count int64, num string) string {
+	if p, ok := l.units[name]; ok {
+		return strings.ReplaceAll(p, "{0}", num)
+	}
+	abbr := map[string]string{"year": "yr", "month": "mo", "day": "day", "hour": "hr",
+		"minute": "min", "second": "sec", "millisecond": "ms"}[name]
+	if count != 1 && (name == "year" || name == "month" || name == "day") {
+		abbr += "s"
+	}
+	return num + " " + abbr
 }

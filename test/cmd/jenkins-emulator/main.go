@@ -47,6 +47,8 @@ func run(ctx context.Context, args []string) error {
 	quiet := fs.Duration("quiet-period", 0, "quiet period of triggers without delay (Jenkins' default is 5s)")
 	builtIn := fs.Int("builtin-executors", 0, "executors of the built-in node")
 	createDelay := fs.Duration("create-node-delay", 0, "time spent in each (serialized) node creation")
+	locale := fs.String("locale", "en", "controller's default locale for requests without Accept-Language: en, zh_CN, ja, zh_TW")
+	forceLocale := fs.Bool("ignore-accept-language", false, "answer every request in -locale and send X-Jenkins-Language, as the Locale plugin forcing a language does")
 	debug := fs.Bool("debug", false, "log every state change")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -58,12 +60,14 @@ func run(ctx context.Context, args []string) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 
 	srv := jenkinsemu.New(jenkinsemu.Options{
-		Addr:             *listen,
-		Users:            []jenkinsemu.User{{Name: *user, Password: *password, Token: *token}},
-		QuietPeriod:      *quiet,
-		BuiltInExecutors: *builtIn,
-		CreateNodeDelay:  *createDelay,
-		Logger:           log,
+		Addr:                 *listen,
+		Users:                []jenkinsemu.User{{Name: *user, Password: *password, Token: *token}},
+		QuietPeriod:          *quiet,
+		BuiltInExecutors:     *builtIn,
+		CreateNodeDelay:      *createDelay,
+		Locale:               *locale,
+		IgnoreAcceptLanguage: *forceLocale,
+		Logger:               log,
 	})
 	defer srv.Close()
 	for _, spec := range strings.Split(*jobs, ";") {

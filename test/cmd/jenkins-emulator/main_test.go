@@ -43,7 +43,7 @@ func TestParseJob(t *testing.T) {
 func TestRun(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := run(ctx, []string{"-listen", "127.0.0.1:0", "-jobs", "app=ferry:SHA;team/lib"}); err != nil {
+	if err := run(ctx, []string{"-listen", "127.0.0.1:0", "-jobs", "app=ferry:SHA;team/lib", "-locale", "zh_CN", "-ignore-accept-language"}); err != nil {
 		t.Errorf("run = %v", err)
 	}
 	if err := run(ctx, []string{"-listen", "127.0.0.1:0", "-jobs", "=x"}); err == nil {
