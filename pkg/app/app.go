@@ -111,7 +111,7 @@ func New(ctx context.Context, opts Options) (*App, error) {
 	}
 	if !opts.DisableDispatch {
 		a.dispatcher, err = dispatch.New(dispatch.Config{
-			Store: a.store, Jenkins: jc, Reporter: reporter, Matcher: cfg, JenkinsURL: cfg.Jenkins.URL,
+			Store: a.store, Jenkins: jc, Reporter: reporter, Matcher: cfg, Pipelines: cfg.Pipelines, JenkinsURL: cfg.Jenkins.URL,
 			Consumer: opts.Consumer, Workers: cfg.Dispatch.Workers, ReclaimAfter: cfg.Dispatch.ReclaimAfter.Duration,
 			RetryInitial: cfg.Dispatch.RetryInitial.Duration, RetryMax: cfg.Dispatch.RetryMax.Duration,
 			PermanentAttempts: cfg.Dispatch.PermanentAttempts, StatusInterval: cfg.Dispatch.StatusInterval.Duration,

@@ -46,6 +46,7 @@ type Jenkins interface {
 	FindByParam(ctx context.Context, job, name, value string, since time.Time) (jenkins.Found, error)
 	QueueItem(ctx context.Context, id int64) (jenkins.QueueItem, error)
 	Build(ctx context.Context, job string, number int64) (jenkins.Build, error)
+	Job(ctx context.Context, job string) (jenkins.Job, error)
 }
 
 // Matcher says which pipelines build an event.
@@ -60,6 +61,9 @@ type Config struct {
 	Jenkins  Jenkins
 	Reporter scm.Reporter
 	Matcher  Matcher
+	// Pipelines, if set, have their Jenkins jobs checked when Run starts
+	// (see JobChecker); problems are logged.
+	Pipelines []config.Pipeline
 	// JenkinsURL is Jenkins' root URL, for links in commit statuses.
 	JenkinsURL string
 	// Consumer names this replica in the queue (default hostname-random).
@@ -100,6 +104,7 @@ type Dispatcher struct {
 	reportFailures metric.Int64Counter
 	gaveUp         metric.Int64Counter
 	status         *statusHealth
+	jobs           *JobChecker
 
 	// lastStatus remembers the last status sent per build record, so the
 	// tracker sends each change once.
@@ -164,6 +169,9 @@ func New(cfg Config) (*Dispatcher, error) {
 	}
 	m := cfg.MeterProvider.Meter("github.com/ferryci/ferry/pkg/dispatch")
 	var err error
+	if d.jobs, err = NewJobChecker(JobCheckConfig{Jenkins: cfg.Jenkins, Now: cfg.Now}); err != nil {
+		return nil, err
+	}
 	if d.latency, err = m.Float64Histogram("ferry_dispatch_latency_seconds",
 		metric.WithDescription("Time from accepting a webhook to Jenkins queueing its build."), metric.WithUnit("s"),
 		metric.WithExplicitBucketBoundaries(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300)); err != nil {
@@ -213,10 +221,14 @@ func (d *Dispatcher) Consumer() string { return d.cfg.Consumer }
 // in flight when ctx ends are left unacknowledged for another consumer.
 func (d *Dispatcher) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		d.track(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		d.checkJobs(ctx)
 	}()
 	err := d.consume(ctx)
 	wg.Wait()
@@ -271,6 +283,37 @@ func (d *Dispatcher) consume(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// checkJobs logs what keeps the configured pipelines' jobs from taking
+// ferry's triggers as sent (no such job, disabled, undeclared parameters).
+func (d *Dispatcher) checkJobs(ctx context.Context) {
+	if len(d.cfg.Pipelines) == 0 {
+		return
+	}
+	problems, err := d.jobs.CheckAll(ctx, d.cfg.Pipelines)
+	if err != nil && ctx.Err() == nil {
+		d.log.Warn("could not check every pipeline's Jenkins job at start; each is checked again before its first trigger", "error", err)
+	}
+	for _, p := range problems {
+		d.log.Error(p.Error(), "pipeline", p.Pipeline, "job", p.Job, "blocking", p.Blocking())
+	}
+}
+
+// blocked reports whether p's job cannot take ferry's trigger (see
+// JobProblem.Blocking); it then says so on the commit. A job that cannot
+// be looked up is not blocked: the trigger's own answer tells. Nor is a
+// missing job: a multibranch scan may be about to create it, and the
+// trigger's refusals are retried dispatch.permanentAttempts times.
+func (d *Dispatcher) blocked(ctx context.Context, ev event.Event, p config.Pipeline, log *slog.Logger) bool {
+	pr, err := d.jobs.Check(ctx, p)
+	if err != nil || pr == nil || pr.NotFound || !pr.Blocking() {
+		return false
+	}
+	d.triggers.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", "gave_up")))
+	log.Error("not triggering: "+pr.Error(), "blocking", true)
+	_ = d.report(ctx, ev, p.Name, scm.Status{State: scm.StateError, Description: pr.Summary()}, d.jobURL(p.Job))
+	return true
 }
 
 // resume hands the workers the entries this consumer held when its
@@ -410,6 +453,9 @@ func (d *Dispatcher) triggerOnce(ctx context.Context, e store.Entry, p config.Pi
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		if !a.lookFirst && d.blocked(ctx, ev, p, log) {
+			return d.giveUpAttempt(ctx, key, log)
+		}
 		res, outcome, err := d.attempt(ctx, ev, p, key, &a, log)
 		if err == nil {
 			d.record(ctx, ev, p, key, a.since, res, outcome, log)
@@ -431,15 +477,16 @@ func (d *Dispatcher) triggerOnce(ctx context.Context, e store.Entry, p config.Pi
 			continue
 		}
 		permanent++
+		d.jobs.Forget(p.Job)
+		if d.blocked(ctx, ev, p, log) {
+			return d.giveUpAttempt(ctx, key, log)
+		}
 		if permanent >= d.cfg.PermanentAttempts {
 			d.triggers.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", "gave_up")))
 			log.Error("Jenkins refused the build; giving up", "error", err, "attempts", permanent)
-			d.report(ctx, ev, p.Name, scm.Status{State: scm.StateError,
+			_ = d.report(ctx, ev, p.Name, scm.Status{State: scm.StateError,
 				Description: "ferry could not trigger Jenkins job " + p.Job + ": " + describe(err)}, "")
-			if err := d.cfg.Store.DeleteBuild(ctx, key); err != nil {
-				log.Warn("could not remove the record of the refused trigger attempt", "error", err)
-			}
-			return errGaveUp
+			return d.giveUpAttempt(ctx, key, log)
 		}
 		wait := b.next()
 		d.retries.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", "jenkins_refused")))
@@ -448,6 +495,15 @@ func (d *Dispatcher) triggerOnce(ctx context.Context, e store.Entry, p config.Pi
 			return ctx.Err()
 		}
 	}
+}
+
+// giveUpAttempt removes the record of a trigger attempt that Jenkins
+// refused (nothing was queued) and returns errGaveUp.
+func (d *Dispatcher) giveUpAttempt(ctx context.Context, key string, log *slog.Logger) error {
+	if err := d.cfg.Store.DeleteBuild(ctx, key); err != nil {
+		log.Warn("could not remove the record of the refused trigger attempt", "error", err)
+	}
+	return errGaveUp
 }
 
 // errNotAttempted marks a failure before Jenkins was called: the attempt
@@ -659,6 +715,10 @@ func describe(err error) string {
 		return "the job does not exist"
 	case errors.Is(err, jenkins.ErrAuth):
 		return "Jenkins refused ferry's credentials"
+	case errors.Is(err, jenkins.ErrDisabled):
+		return "the job is disabled"
+	case errors.Is(err, jenkins.ErrNotParameterized):
+		return "the job declares no parameters (see pipelines/Jenkinsfile)"
 	case errors.Is(err, jenkins.ErrRefused):
 		return "Jenkins did not queue the build"
 	}

@@ -222,3 +222,58 @@ func TestGaveUpRemovesAttemptRecord(t *testing.T) {
 		t.Errorf("GetBuild after giving up: %v, want ErrNotFound", err)
 	}
 }
+
+// A job that cannot take ferry's trigger as sent — disabled, or without
+// FERRY_TRIGGER_ID, which would make a crash build twice — is not
+// triggered blind: the commit gets an error saying what to fix.
+func TestJobThatCannotTakeTheTriggerIsRefusedWithTheReason(t *testing.T) {
+	cases := []struct {
+		name   string
+		spec   func(*jenkinsemu.JobSpec)
+		reason string
+	}{
+		{"disabled", func(s *jenkinsemu.JobSpec) { s.Disabled = true }, "disabled"},
+		{"no FERRY_TRIGGER_ID", func(s *jenkinsemu.JobSpec) {
+			var kept []jenkinsemu.Param
+			for _, p := range s.Params {
+				if p.Name != config.ParamTriggerID {
+					kept = append(kept, p)
+				}
+			}
+			s.Params = kept
+		}, config.ParamTriggerID},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			b := newBed(t, "app", "ci/lint")
+			b.matcher.Pipelines = b.matcher.Pipelines[:1]
+			if err := b.jenkins.UpdateJob("app", tc.spec); err != nil {
+				t.Fatal(err)
+			}
+			ev := pushEvent("gh-blocked", "d"+strings.Repeat("1", 39))
+			enqueue(t, b.store, ev)
+			entries, err := b.store.Claim(context.Background(), "d1", 1, 0, time.Second)
+			if err != nil || len(entries) != 1 {
+				t.Fatalf("Claim = %v, %v", entries, err)
+			}
+			spy := &spyJenkins{Jenkins: b.client}
+			b.dispatcher(t, "d1", spy).handle(context.Background(), entries[0])
+			if n := spy.triggers.Load(); n != 0 {
+				t.Errorf("%d triggers, want none", n)
+			}
+			if n := len(b.jenkins.Builds("app")) + len(b.jenkins.QueueItems()); n != 0 {
+				t.Errorf("Jenkins has %d builds and items, want none", n)
+			}
+			if pending(t, b.store) != 0 {
+				t.Error("the entry was not acknowledged")
+			}
+			found := false
+			for _, s := range b.github.Statuses() {
+				found = found || (s.State == "error" && strings.Contains(s.Description, tc.reason))
+			}
+			if !found {
+				t.Errorf("no error status naming %q: %+v", tc.reason, b.github.Statuses())
+			}
+		})
+	}
+}
