@@ -1,9 +1,9 @@
 // Package jenkinsemu is a REST-faithful emulator of a Jenkins controller for
 // ferry's tests: no real Jenkins can run in the test bed, so ferry's Jenkins
 // client, dispatcher and provisioner talk to this instead. It follows
-// /work/shared/reference/jenkins.md and, where that is silent or wrong,
-// Jenkins core and gojenkins v1.1.0; each handler's comment says what real
-// Jenkins does.
+// Jenkins core's REST API (hudson.model.Api, Queue, Computer,
+// ParameterizedJobMixIn) and what gojenkins v1.1.0 expects of it; each
+// handler's comment says what real Jenkins does.
 //
 // # Emulated
 //
