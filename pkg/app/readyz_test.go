@@ -15,9 +15,6 @@ import (
 // A Jenkins forcing Chinese on every request (the Locale plugin) leaves
 // ferry ready but says so in /readyz, with the fix.
 func TestReadyzReportsUnreadableJenkins(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs the Jenkins emulator (test/jenkinsemu); skipped with -short")
-	}
 	emu := jenkinsemu.New(jenkinsemu.Options{Logger: slog.New(slog.DiscardHandler)})
 	t.Cleanup(emu.Close)
 	cfg, err := config.Parse([]byte(`

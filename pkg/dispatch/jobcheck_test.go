@@ -183,9 +183,6 @@ func TestJobChecker(t *testing.T) {
 
 // The checker with ferry's Jenkins client against the emulator.
 func TestJobCheckerEmulator(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs the Jenkins emulator (test/jenkinsemu); skipped with -short")
-	}
 	emu := jenkinsemu.New(jenkinsemu.Options{Logger: slog.New(slog.DiscardHandler)})
 	t.Cleanup(emu.Close)
 	var old []jenkinsemu.Param

@@ -40,9 +40,6 @@ var readOnly = jenkinsemu.User{Name: "viewer", Password: "viewer-password", Toke
 
 func newEmulator(t *testing.T) (*jenkinsemu.Server, *emuClock) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("integration test against the Jenkins emulator (test/jenkinsemu); skipped with -short")
-	}
 	clk := &emuClock{now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
 	srv := jenkinsemu.New(jenkinsemu.Options{
 		Users:  []jenkinsemu.User{jenkinsemu.DefaultUser, readOnly},

@@ -35,9 +35,6 @@ func TestEmulatorLanguages(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if testing.Short() {
-				t.Skip("integration test against the Jenkins emulator (test/jenkinsemu); skipped with -short")
-			}
 			srv := jenkinsemu.New(jenkinsemu.Options{Locale: tt.locale, IgnoreAcceptLanguage: tt.force, Logger: slog.New(slog.DiscardHandler)})
 			t.Cleanup(srv.Close)
 			if err := srv.AddJob("app", jenkinsemu.JobSpec{Label: emuLabel, Duration: jenkinsemu.Forever, Params: ferryParams}); err != nil {

@@ -13,9 +13,6 @@ import (
 // Cores before 2.308 answer a merge 201 like a creation: the client's
 // memory of its own triggers tells it apart.
 func TestEmulatorMergeOnOldCore(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test against the Jenkins emulator (test/jenkinsemu); skipped with -short")
-	}
 	srv := jenkinsemu.New(jenkinsemu.Options{Version: "2.307", Logger: slog.New(slog.DiscardHandler)})
 	t.Cleanup(srv.Close)
 	if err := srv.AddJob("app", jenkinsemu.JobSpec{Label: emuLabel, Params: ferryParams}); err != nil {
@@ -44,9 +41,6 @@ func TestEmulatorMergeOnOldCore(t *testing.T) {
 func TestEmulatorTriggerRefusals(t *testing.T) {
 	for _, version := range []string{"2.462.3", "2.524"} {
 		t.Run(version, func(t *testing.T) {
-			if testing.Short() {
-				t.Skip("integration test against the Jenkins emulator (test/jenkinsemu); skipped with -short")
-			}
 			srv := jenkinsemu.New(jenkinsemu.Options{Version: version, Logger: slog.New(slog.DiscardHandler)})
 			t.Cleanup(srv.Close)
 			for path, spec := range map[string]jenkinsemu.JobSpec{
