@@ -456,7 +456,7 @@ func (d *Dispatcher) triggerOnce(ctx context.Context, e store.Entry, p config.Pi
 		if !a.lookFirst && d.blocked(ctx, ev, p, log) {
 			return d.giveUpAttempt(ctx, key, log)
 		}
-		res, outcome, err := d.attempt(ctx, ev, p, key, &a, log)
+		res, outcome, err := d.attempt(ctx, ev, p, key, &a)
 		if err == nil {
 			d.record(ctx, ev, p, key, a.since, res, outcome, log)
 			return nil
@@ -568,7 +568,7 @@ func (d *Dispatcher) attemptOf(ctx context.Context, e store.Entry, p config.Pipe
 
 // attempt looks for an earlier trigger (when asked) and otherwise records
 // the attempt and triggers.
-func (d *Dispatcher) attempt(ctx context.Context, ev event.Event, p config.Pipeline, key string, a *triggerAttempt, log *slog.Logger) (jenkins.TriggerResult, string, error) {
+func (d *Dispatcher) attempt(ctx context.Context, ev event.Event, p config.Pipeline, key string, a *triggerAttempt) (jenkins.TriggerResult, string, error) {
 	if a.lookFirst {
 		since := a.since
 		if since.IsZero() {
@@ -643,7 +643,7 @@ func (d *Dispatcher) record(ctx context.Context, ev event.Event, p config.Pipeli
 	default:
 		log.Info("triggered Jenkins build", "queue_id", res.QueueID)
 	}
-	d.report(ctx, ev, p.Name, scm.Status{State: scm.StatePending, Description: "Queued in Jenkins"}, d.jobURL(p.Job))
+	_ = d.report(ctx, ev, p.Name, scm.Status{State: scm.StatePending, Description: "Queued in Jenkins"}, d.jobURL(p.Job))
 	if d.cfg.OnTriggered != nil {
 		d.cfg.OnTriggered(rec)
 	}

@@ -210,7 +210,7 @@ func (d *Dispatcher) giveUp(ctx context.Context, b store.Build, now time.Time) b
 // reportRetry turns a report's error into a reportFailed when trying again
 // may help; a report refused for good counts as done.
 func (d *Dispatcher) reportRetry(err error) error {
-	if err == nil || !(errors.Is(err, errProviderPaused) || scm.IsRetryable(err)) {
+	if err == nil || (!errors.Is(err, errProviderPaused) && !scm.IsRetryable(err)) {
 		return nil
 	}
 	return &reportFailed{err: err}
