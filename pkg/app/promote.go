@@ -11,6 +11,7 @@ import (
 
 	"github.com/ferryci/ferry/pkg/config"
 	"github.com/ferryci/ferry/pkg/promote"
+	"github.com/ferryci/ferry/pkg/promote/api"
 	"github.com/ferryci/ferry/pkg/scm"
 	"github.com/ferryci/ferry/pkg/store"
 	"github.com/ferryci/ferry/pkg/telemetry"
@@ -22,7 +23,7 @@ import (
 type promoter struct {
 	cfg      config.Promotion
 	promoter *promote.Promoter
-	api      *promote.API
+	api      *api.Server
 	identity string
 	log      *slog.Logger
 
@@ -56,7 +57,7 @@ func newPromoter(cfg config.Config, st store.Store, tel *telemetry.Telemetry, id
 		return nil, err
 	}
 	pr.promoter = p
-	pr.api = promote.NewAPI(promote.APIConfig{Promoter: p, Token: pc.APIToken, Logger: tel.Logger})
+	pr.api = api.New(api.Config{Promoter: p, Token: pc.APIToken, Logger: tel.Logger})
 	return pr, nil
 }
 

@@ -18,6 +18,10 @@
 // Where an app names a GitHub repository or GitLab project, each
 // environment is also reported there as a deployment of the promotion's
 // commit (see report.go); reporting never holds up or fails a promotion.
+//
+// The engine is driven through Promoter's methods; the HTTP API that
+// exposes them and its client are package api, `ferry promote` is
+// package cli.
 package promote
 
 import (
