@@ -269,15 +269,15 @@ func decide(c *command, args []string) int {
 		return c.usage("a promotion id is required")
 	}
 	d := api.Decision{Environment: *env, Approver: *as, Reason: *reason}
-	send := cl.Approve
+	send, done := cl.Approve, "approved"
 	if c.name == "reject" {
-		send = cl.Reject
+		send, done = cl.Reject, "rejected"
 	}
 	p, err := send(c.ctx, c.id(), d)
 	if err != nil {
 		return c.apiErr(err)
 	}
-	c.logf("promotion %s %sd by %s: now %s", p.ID, c.name, *as, p.State)
+	c.logf("promotion %s %s by %s: now %s", p.ID, done, *as, p.State)
 	return ExitOK
 }
 

@@ -50,7 +50,7 @@ func TestCLISubcommands(t *testing.T) {
 			cli.ExitOK, "promotion p1 approved by bob: now waiting_approval\n", ""},
 		{"reject", []string{"reject", "p1", "--as", "carol", "--reason", "not today"}, nil, p,
 			sent{"POST", "/api/v1/promotions/p1/reject", `{"approver":"carol","reason":"not today"}`},
-			cli.ExitOK, "promotion p1 reject", ""},
+			cli.ExitOK, "promotion p1 rejected by carol: now waiting_approval\n", ""},
 		{"rollback", []string{"rollback", "--app", "web", "--env", "production", "--to", "p0", "--as", "dave", "--reason", "500s"}, nil, p,
 			sent{"POST", "/api/v1/rollbacks", `{"app":"web","environment":"production","to":"p0","requested_by":"dave","reason":"500s"}`},
 			cli.ExitOK, "rollback p1 of production to t/web@sha256:abc (promotion p0)\n", ""},
