@@ -65,10 +65,18 @@ var (
 	ErrRegistry = errors.New("registry error")
 )
 
+// Store is the part of the store the promoter needs: the promotion
+// records, with store.Store's contract (PutPromotion's revision check).
+type Store interface {
+	PutPromotion(ctx context.Context, p store.Promotion) (store.Promotion, error)
+	GetPromotion(ctx context.Context, id string) (store.Promotion, error)
+	ListPromotions(ctx context.Context) ([]store.Promotion, error)
+}
+
 // Config configures a Promoter.
 type Config struct {
 	// Store keeps the promotions; required.
-	Store store.Store
+	Store Store
 	// Apps are the promotable apps; see config.PromotionApp.
 	Apps []config.PromotionApp
 	// Registry copies images; default NewRegistry with the default keychain.
