@@ -73,14 +73,22 @@ type Store interface {
 	ListPromotions(ctx context.Context) ([]store.Promotion, error)
 }
 
+// Images resolves image references and copies images by digest; Registry
+// is the real one.
+type Images interface {
+	Resolve(ctx context.Context, ref name.Reference) (name.Digest, error)
+	Copy(ctx context.Context, src name.Digest, dst name.Repository, tags []string) (name.Digest, error)
+}
+
 // Config configures a Promoter.
 type Config struct {
 	// Store keeps the promotions; required.
 	Store Store
 	// Apps are the promotable apps; see config.PromotionApp.
 	Apps []config.PromotionApp
-	// Registry copies images; default NewRegistry with the default keychain.
-	Registry *Registry
+	// Registry resolves and copies images; default NewRegistry with the
+	// default keychain.
+	Registry Images
 	// Kube returns the Kubernetes client of an environment's context
 	// ("" is the default one); required to roll anything.
 	Kube func(context string) (kubernetes.Interface, error)
