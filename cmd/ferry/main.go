@@ -21,7 +21,7 @@ import (
 
 	"github.com/ferryci/ferry/pkg/app"
 	"github.com/ferryci/ferry/pkg/config"
-	"github.com/ferryci/ferry/pkg/promote"
+	"github.com/ferryci/ferry/pkg/promote/cli"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -31,7 +31,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if len(os.Args) > 1 && os.Args[1] == "promote" {
-		os.Exit(promote.RunCLI(ctx, os.Args[2:], os.Getenv, os.Stdout, os.Stderr))
+		os.Exit(cli.Run(ctx, os.Args[2:], os.Getenv, os.Stdout, os.Stderr))
 	}
 	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
@@ -64,7 +64,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "promote":
 		// main runs it directly to keep its exit codes; this path is for
 		// embedding run.
-		if code := promote.RunCLI(ctx, args[1:], os.Getenv, stdout, stderr); code != promote.ExitOK {
+		if code := cli.Run(ctx, args[1:], os.Getenv, stdout, stderr); code != cli.ExitOK {
 			return fmt.Errorf("promote exited with code %d", code)
 		}
 		return nil

@@ -5,17 +5,13 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
-	"time"
 
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
-	"k8s.io/client-go/tools/leaderelection"
-	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	"k8s.io/klog/v2"
 
 	"github.com/ferryci/ferry/pkg/config"
 	"github.com/ferryci/ferry/pkg/promote"
+	"github.com/ferryci/ferry/pkg/promote/api"
 	"github.com/ferryci/ferry/pkg/scm"
 	"github.com/ferryci/ferry/pkg/store"
 	"github.com/ferryci/ferry/pkg/telemetry"
@@ -27,7 +23,7 @@ import (
 type promoter struct {
 	cfg      config.Promotion
 	promoter *promote.Promoter
-	api      *promote.API
+	api      *api.Server
 	identity string
 	log      *slog.Logger
 
@@ -61,7 +57,7 @@ func newPromoter(cfg config.Config, st store.Store, tel *telemetry.Telemetry, id
 		return nil, err
 	}
 	pr.promoter = p
-	pr.api = promote.NewAPI(promote.APIConfig{Promoter: p, Token: pc.APIToken, Logger: tel.Logger})
+	pr.api = api.New(api.Config{Promoter: p, Token: pc.APIToken, Logger: tel.Logger})
 	return pr, nil
 }
 
@@ -72,27 +68,9 @@ func (p *promoter) kube(kubeContext string) (kubernetes.Interface, error) {
 	if c, ok := p.clients[kubeContext]; ok {
 		return c, nil
 	}
-	var (
-		rc  *rest.Config
-		err error
-	)
-	switch {
-	case p.cfg.Kubeconfig != "":
-		rc, err = clientcmd.NewNonInteractiveDeferredLoadingClientConfig(
-			&clientcmd.ClientConfigLoadingRules{ExplicitPath: p.cfg.Kubeconfig},
-			&clientcmd.ConfigOverrides{CurrentContext: kubeContext}).ClientConfig()
-	case kubeContext != "":
-		return nil, fmt.Errorf("context %q needs promotion.kubeconfig", kubeContext)
-	default:
-		rc, err = rest.InClusterConfig()
-	}
+	c, err := newKube(kubeSource{Kubeconfig: p.cfg.Kubeconfig, Context: kubeContext, Setting: "promotion.kubeconfig", UserAgent: "ferry-promoter"})
 	if err != nil {
-		return nil, fmt.Errorf("kubernetes client config (promotion.kubeconfig, context %q): %w", kubeContext, err)
-	}
-	rc.UserAgent = "ferry-promoter"
-	c, err := kubernetes.NewForConfig(rc)
-	if err != nil {
-		return nil, fmt.Errorf("kubernetes client: %w", err)
+		return nil, err
 	}
 	p.clients[kubeContext] = c
 	return c, nil
@@ -109,29 +87,6 @@ func (p *promoter) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	lock := &resourcelock.LeaseLock{
-		LeaseMeta:  metaFor(le.LeaseName, p.cfg.LeaseNamespace),
-		Client:     kube.CoordinationV1(),
-		LockConfig: resourcelock.ResourceLockConfig{Identity: p.identity},
-	}
-	for ctx.Err() == nil {
-		leaderelection.RunOrDie(ctx, leaderelection.LeaderElectionConfig{
-			Lock: lock, LeaseDuration: le.LeaseDuration.Duration, RenewDeadline: le.RenewDeadline.Duration,
-			RetryPeriod: le.RetryPeriod.Duration, ReleaseOnCancel: true, Name: le.LeaseName,
-			Callbacks: leaderelection.LeaderCallbacks{
-				OnStartedLeading: func(ctx context.Context) {
-					p.log.Info("leading: running promotions", "identity", p.identity)
-					if err := p.promoter.Run(ctx); err != nil && ctx.Err() == nil {
-						p.log.Error("promoter stopped", "error", err)
-					}
-				},
-				OnStoppedLeading: func() { p.log.Info("no longer leading: promoter stopped", "identity", p.identity) },
-			},
-		})
-		select {
-		case <-ctx.Done():
-		case <-time.After(le.RetryPeriod.Duration):
-		}
-	}
+	newLeader(kube, p.cfg.LeaseNamespace, p.identity, "promoter", le, p.log).run(ctx, p.promoter.Run)
 	return nil
 }

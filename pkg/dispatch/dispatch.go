@@ -54,10 +54,27 @@ type Matcher interface {
 	Match(ev event.Event) ([]config.Pipeline, string)
 }
 
+// Store is the part of the store the dispatcher needs: the queue it
+// consumes, the build records it keeps, and the tracker's lease; see
+// store.Store for their contract.
+type Store interface {
+	Claim(ctx context.Context, consumer string, limit int, minIdle, block time.Duration) ([]store.Entry, error)
+	Held(ctx context.Context, consumer, after string, limit int) ([]store.Entry, error)
+	Touch(ctx context.Context, consumer string, ids ...string) error
+	Ack(ctx context.Context, ids ...string) error
+
+	PutBuild(ctx context.Context, b store.Build) error
+	GetBuild(ctx context.Context, key string) (store.Build, error)
+	ListBuilds(ctx context.Context) ([]store.Build, error)
+	DeleteBuild(ctx context.Context, key string) error
+
+	Lease(ctx context.Context, name, holder string, ttl time.Duration) (bool, error)
+}
+
 // Config holds the dispatcher's dependencies and settings; zero values
 // get the defaults of config.Default().
 type Config struct {
-	Store    store.Store
+	Store    Store
 	Jenkins  Jenkins
 	Reporter scm.Reporter
 	Matcher  Matcher

@@ -28,6 +28,7 @@ import (
 
 	"github.com/ferryci/ferry/pkg/config"
 	"github.com/ferryci/ferry/pkg/promote"
+	"github.com/ferryci/ferry/pkg/promote/api"
 	"github.com/ferryci/ferry/pkg/scm"
 	"github.com/ferryci/ferry/pkg/store"
 	"github.com/ferryci/ferry/pkg/store/memstore"
@@ -153,7 +154,7 @@ func (b *bed) start() {
 	}()
 	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()
-	promote.NewAPI(promote.APIConfig{Promoter: p, Token: apiToken}).Register(e)
+	api.New(api.Config{Promoter: p, Token: apiToken}).Register(e)
 	b.api = httptest.NewServer(e)
 	b.stopRunner = func() {
 		cancel()
@@ -170,8 +171,8 @@ func (b *bed) stop() {
 	}
 }
 
-func (b *bed) client() *promote.Client {
-	return &promote.Client{BaseURL: b.api.URL, Token: apiToken}
+func (b *bed) client() *api.Client {
+	return &api.Client{BaseURL: b.api.URL, Token: apiToken}
 }
 
 // image builds an image of the given layers.

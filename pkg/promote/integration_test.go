@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/ferryci/ferry/pkg/promote"
+	"github.com/ferryci/ferry/pkg/promote/api"
 	"github.com/ferryci/ferry/pkg/store"
 )
 
@@ -83,7 +84,7 @@ func TestPromotionThroughTestAndProduction(t *testing.T) {
 		t.Fatalf("production changed before approval: generation %d image %s", d.Generation, d.Spec.Template.Spec.Containers[0].Image)
 	}
 
-	if _, err := b.client().Approve(context.Background(), p.ID, promote.Decision{Environment: "production", Approver: "alice"}); err != nil {
+	if _, err := b.client().Approve(context.Background(), p.ID, api.Decision{Environment: "production", Approver: "alice"}); err != nil {
 		t.Fatalf("approve: %v", err)
 	}
 	p = b.waitState(p.ID, store.PromotionSucceeded)
@@ -96,8 +97,8 @@ func TestPromotionThroughTestAndProduction(t *testing.T) {
 	}
 
 	// Approving a finished promotion is refused and changes nothing.
-	_, err = b.client().Approve(context.Background(), p.ID, promote.Decision{Approver: "mallory"})
-	var apiErr *promote.APIError
+	_, err = b.client().Approve(context.Background(), p.ID, api.Decision{Approver: "mallory"})
+	var apiErr *api.Error
 	if !errors.As(err, &apiErr) || apiErr.Status != http.StatusConflict {
 		t.Errorf("approve finished promotion: err = %v, want 409", err)
 	}

@@ -301,9 +301,9 @@ func (p *Promoter) verify(ctx context.Context, kube kubernetes.Interface, pr sto
 		}
 	}
 	if v.Soak.Duration > 0 {
-		// The soak runs from when verification began, so a restart does
-		// not start it over.
-		if wait := time.Until(e.VerifyingSince.Add(v.Soak.Duration)); wait > 0 && !sleep(ctx, wait) {
+		// The soak runs from when verification began (by the promoter's
+		// clock, which recorded it), so a restart does not start it over.
+		if wait := e.VerifyingSince.Add(v.Soak.Duration).Sub(p.cfg.Now()); wait > 0 && !sleep(ctx, wait) {
 			return ctx.Err()
 		}
 	}

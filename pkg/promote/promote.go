@@ -18,6 +18,10 @@
 // Where an app names a GitHub repository or GitLab project, each
 // environment is also reported there as a deployment of the promotion's
 // commit (see report.go); reporting never holds up or fails a promotion.
+//
+// The engine is driven through Promoter's methods; the HTTP API that
+// exposes them and its client are package api, `ferry promote` is
+// package cli.
 package promote
 
 import (
@@ -61,14 +65,30 @@ var (
 	ErrRegistry = errors.New("registry error")
 )
 
+// Store is the part of the store the promoter needs: the promotion
+// records, with store.Store's contract (PutPromotion's revision check).
+type Store interface {
+	PutPromotion(ctx context.Context, p store.Promotion) (store.Promotion, error)
+	GetPromotion(ctx context.Context, id string) (store.Promotion, error)
+	ListPromotions(ctx context.Context) ([]store.Promotion, error)
+}
+
+// Images resolves image references and copies images by digest; Registry
+// is the real one.
+type Images interface {
+	Resolve(ctx context.Context, ref name.Reference) (name.Digest, error)
+	Copy(ctx context.Context, src name.Digest, dst name.Repository, tags []string) (name.Digest, error)
+}
+
 // Config configures a Promoter.
 type Config struct {
 	// Store keeps the promotions; required.
-	Store store.Store
+	Store Store
 	// Apps are the promotable apps; see config.PromotionApp.
 	Apps []config.PromotionApp
-	// Registry copies images; default NewRegistry with the default keychain.
-	Registry *Registry
+	// Registry resolves and copies images; default NewRegistry with the
+	// default keychain.
+	Registry Images
 	// Kube returns the Kubernetes client of an environment's context
 	// ("" is the default one); required to roll anything.
 	Kube func(context string) (kubernetes.Interface, error)

@@ -10,6 +10,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 
 	"github.com/ferryci/ferry/pkg/promote"
+	"github.com/ferryci/ferry/pkg/promote/api"
 	"github.com/ferryci/ferry/pkg/scm"
 	"github.com/ferryci/ferry/pkg/store"
 	"github.com/ferryci/ferry/test/scmfake"
@@ -65,7 +66,7 @@ func TestDeploymentsReportedToGitHub(t *testing.T) {
 
 	b.stop()
 	b.start() // a restarted ferry at the gate
-	if _, err := b.client().Approve(ctx, p.ID, promote.Decision{Approver: "alice"}); err != nil {
+	if _, err := b.client().Approve(ctx, p.ID, api.Decision{Approver: "alice"}); err != nil {
 		t.Fatalf("approve: %v", err)
 	}
 	p = b.waitFor(p.ID, "production reported", func(p store.Promotion) bool {
@@ -110,7 +111,7 @@ func TestDeploymentsReportedToGitHub(t *testing.T) {
 		t.Fatalf("create: %v", err)
 	}
 	b.waitFor(p2.ID, "the gate", func(p store.Promotion) bool { return p.Environments[1].DeploymentState == "pending" })
-	if _, err := b.client().Reject(ctx, p2.ID, promote.Decision{Approver: "carol", Reason: "not today"}); err != nil {
+	if _, err := b.client().Reject(ctx, p2.ID, api.Decision{Approver: "carol", Reason: "not today"}); err != nil {
 		t.Fatalf("reject: %v", err)
 	}
 	b.waitFor(p2.ID, "production inactive", func(p store.Promotion) bool {

@@ -11,6 +11,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 
 	"github.com/ferryci/ferry/pkg/promote"
+	"github.com/ferryci/ferry/pkg/promote/api"
 	"github.com/ferryci/ferry/pkg/store"
 	"github.com/ferryci/ferry/pkg/store/redisstore"
 	"github.com/ferryci/ferry/test/testbed"
@@ -57,7 +58,7 @@ func TestRestartMidPromotionResumes(t *testing.T) {
 	b.stop()
 
 	b.start() // and once more, while the gate waits
-	if _, err := b.client().Approve(context.Background(), p.ID, promote.Decision{Approver: "bob"}); err != nil {
+	if _, err := b.client().Approve(context.Background(), p.ID, api.Decision{Approver: "bob"}); err != nil {
 		t.Fatalf("approve: %v", err)
 	}
 	p = b.waitState(p.ID, store.PromotionSucceeded)

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/ferryci/ferry/pkg/promote"
+	"github.com/ferryci/ferry/pkg/promote/api"
 	"github.com/ferryci/ferry/pkg/store"
 )
 
@@ -19,7 +20,7 @@ func (b *bed) promoteAll(ref string) store.Promotion {
 		b.t.Fatalf("create promotion of %s: %v", ref, err)
 	}
 	b.waitState(p.ID, store.PromotionWaiting)
-	if _, err := b.client().Approve(ctx, p.ID, promote.Decision{Environment: "production", Approver: "alice"}); err != nil {
+	if _, err := b.client().Approve(ctx, p.ID, api.Decision{Environment: "production", Approver: "alice"}); err != nil {
 		b.t.Fatalf("approve promotion of %s: %v", ref, err)
 	}
 	return b.waitState(p.ID, store.PromotionSucceeded)

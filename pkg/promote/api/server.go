@@ -1,4 +1,8 @@
-package promote
+// Package api is the promotion API: the HTTP endpoints ferry serves for
+// pipelines and people (Server) and the client `ferry promote` talks to
+// them with (Client). The promotions themselves are driven by package
+// promote; this package only translates HTTP to its calls and back.
+package api
 
 import (
 	"crypto/sha256"
@@ -12,49 +16,50 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/ferryci/ferry/pkg/promote"
 	"github.com/ferryci/ferry/pkg/store"
 )
 
 // maxRequestBytes caps an API request body.
 const maxRequestBytes = 64 << 10
 
-// API serves the promotion endpoints:
+// Server serves the promotion endpoints:
 //
-//	POST /api/v1/promotions                 create (Request) → 201
+//	POST /api/v1/promotions                 create (promote.Request) → 201
 //	GET  /api/v1/promotions[?app=]          list, newest first
 //	GET  /api/v1/promotions/{id}            one, with its audit trail
 //	POST /api/v1/promotions/{id}/approve    {"environment", "approver"}
 //	POST /api/v1/promotions/{id}/reject     {"environment", "approver", "reason"}
-//	POST /api/v1/rollbacks                  create (RollbackRequest) → 201
+//	POST /api/v1/rollbacks                  create (promote.RollbackRequest) → 201
 //
 // Every endpoint needs "Authorization: Bearer <token>"; without it, or
 // with a wrong one, the answer is 401. Errors are {"error": "..."}.
-type API struct {
-	promoter *Promoter
+type Server struct {
+	promoter *promote.Promoter
 	token    [sha256.Size]byte
 	hasToken bool
 	log      *slog.Logger
 }
 
-// APIConfig configures the API.
-type APIConfig struct {
-	Promoter *Promoter
+// Config configures the Server.
+type Config struct {
+	Promoter *promote.Promoter
 	// Token is the bearer token; empty refuses every request.
 	Token  string
 	Logger *slog.Logger
 }
 
-// NewAPI returns the API.
-func NewAPI(cfg APIConfig) *API {
+// New returns the Server.
+func New(cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &API{promoter: cfg.Promoter, token: sha256.Sum256([]byte(cfg.Token)), hasToken: cfg.Token != "",
+	return &Server{promoter: cfg.Promoter, token: sha256.Sum256([]byte(cfg.Token)), hasToken: cfg.Token != "",
 		log: cfg.Logger.With("component", "promote-api")}
 }
 
 // Register mounts the endpoints on r.
-func (a *API) Register(r gin.IRouter) {
+func (a *Server) Register(r gin.IRouter) {
 	g := r.Group("/api/v1", a.auth)
 	g.POST("/promotions", a.create)
 	g.GET("/promotions", a.list)
@@ -66,7 +71,7 @@ func (a *API) Register(r gin.IRouter) {
 
 // auth compares the bearer token in constant time (hashes of equal
 // length, so not even the length leaks).
-func (a *API) auth(c *gin.Context) {
+func (a *Server) auth(c *gin.Context) {
 	h := c.GetHeader("Authorization")
 	tok, ok := strings.CutPrefix(h, "Bearer ")
 	got := sha256.Sum256([]byte(strings.TrimSpace(tok)))
@@ -78,7 +83,7 @@ func (a *API) auth(c *gin.Context) {
 	c.Next()
 }
 
-func (a *API) bind(c *gin.Context, v any) bool {
+func (a *Server) bind(c *gin.Context, v any) bool {
 	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, maxRequestBytes))
 	if err == nil && len(body) > 0 {
 		dec := json.NewDecoder(strings.NewReader(string(body)))
@@ -92,16 +97,16 @@ func (a *API) bind(c *gin.Context, v any) bool {
 	return true
 }
 
-func (a *API) fail(c *gin.Context, err error) {
+func (a *Server) fail(c *gin.Context, err error) {
 	code := http.StatusInternalServerError
 	switch {
-	case errors.Is(err, ErrInvalid):
+	case errors.Is(err, promote.ErrInvalid):
 		code = http.StatusBadRequest
-	case errors.Is(err, ErrUnknownApp), errors.Is(err, ErrNotFound):
+	case errors.Is(err, promote.ErrUnknownApp), errors.Is(err, promote.ErrNotFound):
 		code = http.StatusNotFound
-	case errors.Is(err, ErrState):
+	case errors.Is(err, promote.ErrState):
 		code = http.StatusConflict
-	case errors.Is(err, ErrRegistry):
+	case errors.Is(err, promote.ErrRegistry):
 		code = http.StatusBadGateway
 	case errors.Is(err, store.ErrUnavailable):
 		code = http.StatusServiceUnavailable
@@ -112,8 +117,8 @@ func (a *API) fail(c *gin.Context, err error) {
 	c.AbortWithStatusJSON(code, gin.H{"error": err.Error()})
 }
 
-func (a *API) create(c *gin.Context) {
-	var r Request
+func (a *Server) create(c *gin.Context) {
+	var r promote.Request
 	if !a.bind(c, &r) {
 		return
 	}
@@ -128,7 +133,7 @@ func (a *API) create(c *gin.Context) {
 	c.JSON(http.StatusCreated, p)
 }
 
-func (a *API) list(c *gin.Context) {
+func (a *Server) list(c *gin.Context) {
 	ps, err := a.promoter.List(c.Request.Context(), c.Query("app"))
 	if err != nil {
 		a.fail(c, err)
@@ -137,7 +142,7 @@ func (a *API) list(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"promotions": ps})
 }
 
-func (a *API) get(c *gin.Context) {
+func (a *Server) get(c *gin.Context) {
 	p, err := a.promoter.Get(c.Request.Context(), c.Param("id"))
 	if err != nil {
 		a.fail(c, err)
@@ -153,7 +158,7 @@ type Decision struct {
 	Reason      string `json:"reason,omitempty"`
 }
 
-func (a *API) approve(c *gin.Context) {
+func (a *Server) approve(c *gin.Context) {
 	var d Decision
 	if !a.bind(c, &d) {
 		return
@@ -166,7 +171,7 @@ func (a *API) approve(c *gin.Context) {
 	c.JSON(http.StatusOK, p)
 }
 
-func (a *API) reject(c *gin.Context) {
+func (a *Server) reject(c *gin.Context) {
 	var d Decision
 	if !a.bind(c, &d) {
 		return
@@ -179,8 +184,8 @@ func (a *API) reject(c *gin.Context) {
 	c.JSON(http.StatusOK, p)
 }
 
-func (a *API) rollback(c *gin.Context) {
-	var r RollbackRequest
+func (a *Server) rollback(c *gin.Context) {
+	var r promote.RollbackRequest
 	if !a.bind(c, &r) {
 		return
 	}

@@ -1,4 +1,4 @@
-package promote
+package api
 
 import (
 	"bytes"
@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ferryci/ferry/pkg/promote"
 	"github.com/ferryci/ferry/pkg/store"
 )
 
@@ -24,13 +25,13 @@ type Client struct {
 	HTTP *http.Client
 }
 
-// APIError is an answer other than 2xx.
-type APIError struct {
+// Error is an answer other than 2xx.
+type Error struct {
 	Status  int
 	Message string
 }
 
-func (e *APIError) Error() string { return fmt.Sprintf("ferry answered %d: %s", e.Status, e.Message) }
+func (e *Error) Error() string { return fmt.Sprintf("ferry answered %d: %s", e.Status, e.Message) }
 
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
 	var body io.Reader
@@ -67,7 +68,7 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		if json.Unmarshal(data, &e) != nil || e.Error == "" {
 			e.Error = strings.TrimSpace(string(data))
 		}
-		return &APIError{Status: resp.StatusCode, Message: e.Error}
+		return &Error{Status: resp.StatusCode, Message: e.Error}
 	}
 	if out != nil {
 		if err := json.Unmarshal(data, out); err != nil {
@@ -78,7 +79,7 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 }
 
 // Create asks for a promotion.
-func (c *Client) Create(ctx context.Context, r Request) (store.Promotion, error) {
+func (c *Client) Create(ctx context.Context, r promote.Request) (store.Promotion, error) {
 	var p store.Promotion
 	err := c.do(ctx, http.MethodPost, "/api/v1/promotions", r, &p)
 	return p, err
@@ -115,7 +116,7 @@ func (c *Client) Reject(ctx context.Context, id string, d Decision) (store.Promo
 }
 
 // Rollback asks for an environment to return to an earlier promoted digest.
-func (c *Client) Rollback(ctx context.Context, r RollbackRequest) (store.Promotion, error) {
+func (c *Client) Rollback(ctx context.Context, r promote.RollbackRequest) (store.Promotion, error) {
 	var p store.Promotion
 	err := c.do(ctx, http.MethodPost, "/api/v1/rollbacks", r, &p)
 	return p, err
@@ -136,7 +137,7 @@ func (c *Client) Wait(ctx context.Context, id string, every time.Duration, until
 			if p.Finished() || (untilWaiting && p.State == store.PromotionWaiting) {
 				return p, nil
 			}
-		} else if _, api := err.(*APIError); api { //nolint:errorlint // APIError is returned unwrapped
+		} else if _, refused := err.(*Error); refused { //nolint:errorlint // Error is returned unwrapped
 			return p, err
 		}
 		select {

@@ -1,0 +1,182 @@
+package app
+
+import (
+	"context"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
+
+	"github.com/ferryci/ferry/pkg/config"
+)
+
+// leaseClientset is a fake clientset whose Leases have the API server's
+// optimistic concurrency (the fake's tracker accepts any update), so two
+// electors cannot both win a race for the same Lease.
+func leaseClientset() *fake.Clientset {
+	cs := fake.NewClientset()
+	var (
+		mu sync.Mutex
+		rv int
+	)
+	gvr := coordinationv1.SchemeGroupVersion.WithResource("leases")
+	cs.PrependReactor("*", "leases", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		obj, ok := a.(interface{ GetObject() runtime.Object })
+		if !ok {
+			return false, nil, nil
+		}
+		switch a.GetVerb() {
+		case "create":
+			l := obj.GetObject().(*coordinationv1.Lease).DeepCopy()
+			rv++
+			l.ResourceVersion = strconv.Itoa(rv)
+			if err := cs.Tracker().Create(gvr, l, a.GetNamespace()); err != nil {
+				return true, nil, err
+			}
+			return true, l, nil
+		case "update":
+			l := obj.GetObject().(*coordinationv1.Lease).DeepCopy()
+			cur, err := cs.Tracker().Get(gvr, a.GetNamespace(), l.Name)
+			if err != nil {
+				return true, nil, err
+			}
+			if cur.(*coordinationv1.Lease).ResourceVersion != l.ResourceVersion {
+				return true, nil, apierrors.NewConflict(gvr.GroupResource(), l.Name, nil)
+			}
+			rv++
+			l.ResourceVersion = strconv.Itoa(rv)
+			if err := cs.Tracker().Update(gvr, l, a.GetNamespace()); err != nil {
+				return true, nil, err
+			}
+			return true, l, nil
+		}
+		return false, nil, nil
+	})
+	return cs
+}
+
+// Two replicas stand for the same Lease: one works at a time, and when the
+// leader stops, the other takes over — but only after the leader's work
+// has returned, even when it takes its time to stop.
+func TestLeaderRunsOneReplicaAtATime(t *testing.T) {
+	kube := leaseClientset()
+	le := config.LeaderElection{
+		Enabled: true, LeaseName: "ferry-test",
+		LeaseDuration: config.Duration{Duration: 3 * time.Second},
+		RenewDeadline: config.Duration{Duration: 2 * time.Second},
+		RetryPeriod:   config.Duration{Duration: 20 * time.Millisecond},
+	}
+	var (
+		working  atomic.Int32
+		overlaps atomic.Int32
+	)
+	started := make(chan string, 4)
+	stopping := make(chan struct{}) // closed: the first leader may finish stopping
+	work := func(name string) func(context.Context) error {
+		return func(ctx context.Context) error {
+			if working.Add(1) > 1 {
+				overlaps.Add(1)
+			}
+			started <- name
+			<-ctx.Done()
+			if name == "a" {
+				<-stopping // a slow stop: the Lease must stay held meanwhile
+			}
+			working.Add(-1)
+			return nil
+		}
+	}
+	log := slog.New(slog.DiscardHandler)
+	ctxA, stopA := context.WithCancel(context.Background())
+	defer stopA()
+	ctxB, stopB := context.WithCancel(context.Background())
+	defer stopB()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		newLeader(kube, "ferry", "a", "test", le, log).run(ctxA, work("a"))
+	}()
+	if got := waitFor(t, started); got != "a" {
+		t.Fatalf("first leader = %s, want a", got)
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		newLeader(kube, "ferry", "b", "test", le, log).run(ctxB, work("b"))
+	}()
+
+	stopA()
+	// b stands many times while a is still stopping; it must not win.
+	time.Sleep(20 * le.RetryPeriod.Duration)
+	select {
+	case name := <-started:
+		t.Fatalf("%s started leading while a was still stopping", name)
+	default:
+	}
+	close(stopping)
+	if got := waitFor(t, started); got != "b" {
+		t.Fatalf("second leader = %s, want b", got)
+	}
+	stopB()
+	wg.Wait()
+	if n := overlaps.Load(); n != 0 {
+		t.Errorf("%d times two replicas worked at once", n)
+	}
+}
+
+// Work that returns on its own ends the term: the Lease is given up and the
+// replica stands again, instead of holding the Lease with nothing running.
+func TestLeaderStandsAgainAfterWorkReturns(t *testing.T) {
+	kube := leaseClientset()
+	le := config.LeaderElection{
+		Enabled: true, LeaseName: "ferry-test",
+		LeaseDuration: config.Duration{Duration: 3 * time.Second},
+		RenewDeadline: config.Duration{Duration: 2 * time.Second},
+		RetryPeriod:   config.Duration{Duration: 20 * time.Millisecond},
+	}
+	started := make(chan string, 4)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	terms := 0
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		newLeader(kube, "ferry", "a", "test", le, slog.New(slog.DiscardHandler)).run(ctx, func(ctx context.Context) error {
+			terms++
+			started <- strconv.Itoa(terms)
+			if terms == 1 {
+				return context.DeadlineExceeded // a failed run
+			}
+			<-ctx.Done()
+			return nil
+		})
+	}()
+	waitFor(t, started)
+	if got := waitFor(t, started); got != "2" {
+		t.Fatalf("term %s, want 2", got)
+	}
+	cancel()
+	<-done
+}
+
+func waitFor(t *testing.T, c <-chan string) string {
+	t.Helper()
+	select {
+	case v := <-c:
+		return v
+	case <-time.After(30 * time.Second):
+		t.Fatal("nobody started leading within 30s")
+		return ""
+	}
+}

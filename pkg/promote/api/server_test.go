@@ -1,0 +1,168 @@
+package api_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+
+	"github.com/ferryci/ferry/pkg/config"
+	"github.com/ferryci/ferry/pkg/promote"
+	"github.com/ferryci/ferry/pkg/promote/api"
+	"github.com/ferryci/ferry/pkg/store"
+	"github.com/ferryci/ferry/pkg/store/memstore"
+)
+
+const (
+	token  = "api-test-token-0123"
+	source = "registry.example/ci/web"
+	digest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+)
+
+// registry resolves every tag to digest, except "down" (the registry does
+// not answer) and "missing" (it has no such tag).
+type registry struct{}
+
+func (registry) Resolve(_ context.Context, ref name.Reference) (name.Digest, error) {
+	switch ref.Identifier() {
+	case "down":
+		return name.Digest{}, &transport.Error{StatusCode: http.StatusServiceUnavailable}
+	case "missing":
+		return name.Digest{}, &transport.Error{StatusCode: http.StatusNotFound, Errors: []transport.Diagnostic{{Code: transport.ManifestUnknownErrorCode}}}
+	}
+	return ref.Context().Digest(digest), nil
+}
+
+func (registry) Copy(context.Context, name.Digest, name.Repository, []string) (name.Digest, error) {
+	return name.Digest{}, errors.New("not in this test")
+}
+
+func newServer(t *testing.T, token string) (*httptest.Server, store.Store) {
+	t.Helper()
+	st, err := memstore.New(memstore.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	p, err := promote.New(promote.Config{Store: st, Registry: registry{}, Apps: []config.PromotionApp{{
+		Name: "web", Source: source, Target: "registry.example/release/web",
+		Environments: []config.PromotionEnvironment{{Name: "test", Namespace: "web-test", Deployments: []string{"web"}}},
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gin.SetMode(gin.ReleaseMode)
+	e := gin.New()
+	api.New(api.Config{Promoter: p, Token: token}).Register(e)
+	srv := httptest.NewServer(e)
+	t.Cleanup(srv.Close)
+	return srv, st
+}
+
+// Requests are answered with the status their outcome calls for, behind
+// the bearer token; refused ones change nothing.
+func TestServerAnswers(t *testing.T) {
+	srv, st := newServer(t, token)
+	finished := store.Promotion{ID: "done-1", Kind: store.KindPromote, App: "web", State: store.PromotionSucceeded, CreatedAt: time.Now()}
+	if _, err := st.PutPromotion(context.Background(), finished); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, method, path, token, body string
+		want                            int
+		wantMsg                         string
+	}{
+		{"no token", "GET", "/api/v1/promotions", "", "", 401, "bearer token"},
+		{"wrong token", "GET", "/api/v1/promotions", token + "x", "", 401, "bearer token"},
+		{"unknown app", "POST", "/api/v1/promotions", token, `{"app":"api","image":"x"}`, 404, `unknown app "api"`},
+		{"image of another repository", "POST", "/api/v1/promotions", token, `{"app":"web","image":"registry.example/other:1"}`, 400, "not in the app's source repository"},
+		{"tag the registry does not have", "POST", "/api/v1/promotions", token, `{"app":"web","image":"` + source + `:missing"}`, 400, "MANIFEST_UNKNOWN"},
+		{"registry down", "POST", "/api/v1/promotions", token, `{"app":"web","image":"` + source + `:down"}`, 502, "registry error"},
+		{"not JSON", "POST", "/api/v1/promotions", token, `{"app":`, 400, "not valid JSON"},
+		{"unknown field", "POST", "/api/v1/promotions", token, `{"app":"web","img":"x"}`, 400, "unknown field"},
+		{"approve finished", "POST", "/api/v1/promotions/done-1/approve", token, `{}`, 409, "not waiting for approval"},
+		{"reject unknown", "POST", "/api/v1/promotions/nope/reject", token, `{}`, 404, "not found"},
+		{"rollback without history", "POST", "/api/v1/rollbacks", token, `{"app":"web","environment":"test"}`, 409, "no earlier promoted digest"},
+		{"list", "GET", "/api/v1/promotions?app=web", token, "", 200, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, _ := http.NewRequest(tt.method, srv.URL+tt.path, strings.NewReader(tt.body))
+			if tt.token != "" {
+				req.Header.Set("Authorization", "Bearer "+tt.token)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			raw, _ := io.ReadAll(resp.Body)
+			var body struct {
+				Error string `json:"error"`
+			}
+			_ = json.Unmarshal(raw, &body)
+			if resp.StatusCode != tt.want || !strings.Contains(body.Error, tt.wantMsg) {
+				t.Errorf("%s %s = %d %s, want %d containing %q", tt.method, tt.path, resp.StatusCode, raw, tt.want, tt.wantMsg)
+			}
+			if strings.Contains(string(raw), token) {
+				t.Errorf("the answer shows the token")
+			}
+		})
+	}
+	if all, _ := st.ListPromotions(context.Background()); len(all) != 1 || all[0].Revision != 1 {
+		t.Errorf("store holds %d promotions (first at revision %d), want only the finished one, untouched", len(all), all[0].Revision)
+	}
+}
+
+// The client sends what the server takes and returns its answers; a
+// refusal is an *api.Error with the status.
+func TestClientRoundTrip(t *testing.T) {
+	srv, _ := newServer(t, token)
+	c := &api.Client{BaseURL: srv.URL + "/", Token: token}
+	ctx := context.Background()
+	p, err := c.Create(ctx, promote.Request{App: "web", Image: source + ":1", Commit: "4f2a9c0d", RequestedBy: "jenkins"})
+	if err != nil || p.SourceDigest != digest || p.RequestedBy != "jenkins" || p.State != store.PromotionRunning {
+		t.Fatalf("create = %+v, %v", p, err)
+	}
+	if got, err := c.Get(ctx, p.ID); err != nil || got.ID != p.ID {
+		t.Errorf("get = %+v, %v", got, err)
+	}
+	if ps, err := c.List(ctx, "web"); err != nil || len(ps) != 1 || ps[0].ID != p.ID {
+		t.Errorf("list = %+v, %v", ps, err)
+	}
+	_, err = c.Approve(ctx, p.ID, api.Decision{Approver: "alice"})
+	var apiErr *api.Error
+	if !errors.As(err, &apiErr) || apiErr.Status != http.StatusConflict || !strings.Contains(apiErr.Message, "not waiting for approval") {
+		t.Errorf("approve a running promotion: err = %v, want a 409 *api.Error", err)
+	}
+	wrong := &api.Client{BaseURL: srv.URL, Token: "nope"}
+	if _, err := wrong.List(ctx, ""); !errors.As(err, &apiErr) || apiErr.Status != http.StatusUnauthorized {
+		t.Errorf("wrong token: err = %v, want a 401 *api.Error", err)
+	}
+}
+
+// A server without a token refuses every request, an empty bearer too
+// (served directly: an HTTP connection would trim the header's spaces).
+func TestServerWithoutTokenRefusesAll(t *testing.T) {
+	srv, _ := newServer(t, "")
+	for _, auth := range []string{"", "Bearer ", "Bearer  "} {
+		req := httptest.NewRequest("GET", "/api/v1/promotions", nil)
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		rec := httptest.NewRecorder()
+		srv.Config.Handler.ServeHTTP(rec, req)
+		if rec.Code != http.StatusUnauthorized {
+			t.Errorf("Authorization %q = %d, want 401", auth, rec.Code)
+		}
+	}
+}
