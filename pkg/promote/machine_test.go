@@ -627,7 +627,7 @@ func TestMachineSteps(t *testing.T) {
 			defer cancel()
 			got, err := m.p.Step(ctx, tt.in)
 			switch {
-			case tt.err == errRetry:
+			case errors.Is(tt.err, errRetry):
 				if err == nil || errors.Is(err, promote.ErrStop) || errors.Is(err, promote.ErrBusy) {
 					t.Fatalf("err = %v, want one that retries the step", err)
 				}

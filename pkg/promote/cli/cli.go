@@ -152,8 +152,8 @@ func (c *command) id() string {
 	return c.pos[0]
 }
 
-func (c *command) usage(format string, a ...any) int {
-	fmt.Fprintf(c.stderr, "ferry promote %s: %s\n", c.name, fmt.Sprintf(format, a...))
+func (c *command) usage(msg string) int {
+	fmt.Fprintf(c.stderr, "ferry promote %s: %s\n", c.name, msg)
 	return ExitUsage
 }
 
