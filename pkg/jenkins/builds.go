@@ -162,7 +162,8 @@ func (f Found) Exists() bool { return f.QueueID > 0 || f.BuildNumber > 0 }
 // cannot scroll a build out of its reach. This is how the dispatcher
 // learns, after a crash between trigger and ack, that its trigger went
 // through. Nothing found is the zero Found and a nil error; an unknown job
-// is ErrNotFound.
+// is ErrNotFound. Config.Timeout bounds each request, not the search: a
+// long history takes as many pages as it takes, within ctx.
 //
 // The queue is read before the builds: Jenkins creates a build in the same
 // queue-lock section in which the item leaves the queue, so an item seen
@@ -171,7 +172,7 @@ func (f Found) Exists() bool { return f.QueueID > 0 || f.BuildNumber > 0 }
 // are read twice, none is skipped.
 func (c *Client) FindByParam(ctx context.Context, job, name, value string, since time.Time) (Found, error) {
 	var f Found
-	err := c.call(ctx, "find_by_param", []attribute.KeyValue{attrJob.String(job), attrParam.String(name)}, func(ctx context.Context) error {
+	err := c.callWithin(ctx, "find_by_param", 0, []attribute.KeyValue{attrJob.String(job), attrParam.String(name)}, func(ctx context.Context) error {
 		p, err := jobPath(job)
 		if err != nil {
 			return err
@@ -179,7 +180,9 @@ func (c *Client) FindByParam(ctx context.Context, job, name, value string, since
 		if since.IsZero() {
 			return errors.New("jenkins: FindByParam needs the earliest time the request could have been made")
 		}
-		items, err := c.queue(ctx)
+		qctx, cancel := context.WithTimeout(ctx, c.timeout)
+		items, err := c.queue(qctx)
+		cancel()
 		if err != nil {
 			return err
 		}
@@ -218,7 +221,10 @@ func (c *Client) findBuild(ctx context.Context, p, name, value string, notBefore
 			AllBuilds []buildJSON `json:"allBuilds"`
 		}
 		tree := "allBuilds[" + buildFields + "]{" + strconv.Itoa(from) + "," + strconv.Itoa(from+page) + "}"
-		if err := c.getJSON(ctx, p+"/api/json", url.Values{"tree": {tree}}, &v); err != nil {
+		pctx, cancel := context.WithTimeout(ctx, c.timeout)
+		err := c.getJSON(pctx, p+"/api/json", url.Values{"tree": {tree}}, &v)
+		cancel()
+		if err != nil {
 			return Found{}, err
 		}
 		for _, j := range v.AllBuilds {

@@ -199,3 +199,25 @@ func TestFindByParamQueueDown(t *testing.T) {
 		t.Fatalf("err = %v, want retryable: a half-checked answer must not read as 'not found'", err)
 	}
 }
+
+// The timeout bounds each request of the search, not the whole search: a
+// long history is read to the end however many pages it takes.
+func TestFindByParamTimeoutIsPerRequest(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	f := newFake(t)
+	f.on("GET /queue/api/json", jsonAnswer(200, `{"items":[]}`))
+	slow := history(t0, 300)
+	f.on("GET /job/app/api/json", func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(40 * time.Millisecond)
+		slow(w, r)
+	})
+	c := f.client(t, func(c *jenkins.Config) { c.Timeout = 200 * time.Millisecond; c.SearchBuilds = 30 })
+	got, err := c.FindByParam(context.Background(), "app", "FERRY_ID", "ev-2", t0)
+	if err != nil {
+		t.Fatalf("FindByParam over 10 pages of 40 ms with a 200 ms timeout: %v", err)
+	}
+	if got.BuildNumber != 2 {
+		t.Errorf("found %+v, want build 2", got)
+	}
+}

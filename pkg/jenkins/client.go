@@ -243,8 +243,17 @@ func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastRe
 // jenkins.<op> with attrs, and a debug log line. fn's error is returned
 // as is; the exported methods add what they were doing.
 func (c *Client) call(ctx context.Context, op string, attrs []attribute.KeyValue, fn func(ctx context.Context) error) error {
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
+	return c.callWithin(ctx, op, c.timeout, attrs, fn)
+}
+
+// callWithin is call with its own bound on the whole call; 0 leaves the
+// bound to fn (a paged search bounds each request instead).
+func (c *Client) callWithin(ctx context.Context, op string, timeout time.Duration, attrs []attribute.KeyValue, fn func(ctx context.Context) error) error {
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
 	ctx, span := c.tracer.Start(ctx, "jenkins."+op,
 		trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...))
 	defer span.End()
