@@ -173,6 +173,9 @@ func Start(t testing.TB, opts Options) *Cluster {
 	t.Cleanup(func() {
 		for _, f := range c.ferries {
 			_ = f.Kill()
+			for _, race := range f.Races() {
+				t.Errorf("the race detector found a data race in %s:\n%s", f.name, race)
+			}
 		}
 		if t.Failed() {
 			for _, f := range c.ferries {

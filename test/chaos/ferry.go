@@ -28,8 +28,9 @@ var build struct {
 }
 
 // Binary returns the path of a ferry binary built from this module's
-// cmd/ferry, building it on the first call of the test binary's run
-// (FERRY_CHAOS_BINARY names a prebuilt one instead). Main removes it.
+// cmd/ferry, building it on the first call of the test binary's run, with
+// -race when the tests run with it (FERRY_CHAOS_BINARY names a prebuilt
+// one instead). Main removes it.
 func Binary(tb testing.TB) string {
 	tb.Helper()
 	build.once.Do(func() {
@@ -47,7 +48,11 @@ func Binary(tb testing.TB) string {
 			return
 		}
 		build.path = filepath.Join(build.dir, "ferry")
-		cmd := exec.Command("go", "build", "-o", build.path, "./cmd/ferry")
+		args := []string{"build", "-o", build.path}
+		if raceBuild {
+			args = append(args, "-race")
+		}
+		cmd := exec.Command("go", append(args, "./cmd/ferry")...)
 		cmd.Dir = root
 		start := time.Now()
 		if out, err := cmd.CombinedOutput(); err != nil {
@@ -295,6 +300,27 @@ func (f *Ferry) Logs(n int, msg string) []LogLine {
 		var l LogLine
 		if json.Unmarshal(sc.Bytes(), &l) == nil && strings.Contains(l.Msg(), msg) {
 			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// Races returns the data races the race detector reported in any start's
+// log (a ferry built with -race).
+func (f *Ferry) Races() []string {
+	f.mu.Lock()
+	logs := append([]string(nil), f.logs...)
+	f.mu.Unlock()
+	var out []string
+	for _, path := range logs {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			continue
+		}
+		for _, chunk := range strings.Split(string(data), "==================")[1:] {
+			if strings.Contains(chunk, "WARNING: DATA RACE") {
+				out = append(out, path+":"+chunk)
+			}
 		}
 	}
 	return out

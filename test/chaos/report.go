@@ -78,26 +78,25 @@ func (c *Cluster) Settle(timeout time.Duration) Report {
 }
 
 // WaitBuiltOnce settles the cluster and fails the test unless every
-// accepted delivery became exactly one build, every delivery was
-// accepted, and no build came from nowhere. It logs the summary line.
+// delivery was accepted and became exactly one build, and no build came
+// from nowhere. Print the report with Summary.
 func (c *Cluster) WaitBuiltOnce(timeout time.Duration) Report {
 	c.t.Helper()
 	r := c.Settle(timeout)
-	c.t.Logf("chaos: %s", r)
 	if r.Doubles > 0 {
-		c.t.Errorf("%d events were built more than once: %s", r.Doubles, strings.Join(r.DoubledIDs, "; "))
+		c.t.Errorf("%s: %d events were built more than once: %s", r, r.Doubles, strings.Join(r.DoubledIDs, "; "))
 	}
 	if r.Missing > 0 {
-		c.t.Errorf("%d accepted events were not built within %s: %s", r.Missing, timeout, strings.Join(r.MissingIDs, "; "))
+		c.t.Errorf("%s: %d accepted events were not built within %s: %s", r, r.Missing, timeout, strings.Join(r.MissingIDs, "; "))
 	}
 	if r.Failed > 0 {
-		c.t.Errorf("%d of %d deliveries were never accepted, even redelivered", r.Failed, r.Sent)
+		c.t.Errorf("%s: %d of %d deliveries were never accepted, even redelivered", r, r.Failed, r.Sent)
 	}
 	if r.Stray > 0 {
-		c.t.Errorf("%d builds belong to no accepted delivery", r.Stray)
+		c.t.Errorf("%s: %d builds belong to no accepted delivery", r, r.Stray)
 	}
 	if !r.Quiet {
-		c.t.Errorf("ferry's queue still had work after %s", timeout)
+		c.t.Errorf("%s: ferry's queue still had work after %s", r, timeout)
 	}
 	return r
 }
