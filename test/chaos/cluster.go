@@ -177,6 +177,9 @@ func Start(t testing.TB, opts Options) *Cluster {
 				t.Errorf("the race detector found a data race in %s:\n%s", f.name, race)
 			}
 		}
+		if dir := os.Getenv("FERRY_CHAOS_KEEP_LOGS"); dir != "" {
+			c.keepLogs(dir)
+		}
 		if t.Failed() {
 			for _, f := range c.ferries {
 				for n := 1; n <= f.Starts(); n++ {
@@ -356,6 +359,27 @@ func (c *Cluster) queueQuiet(ctx context.Context) (bool, string, error) {
 		return false, "no consumer group has read the queue yet", nil
 	}
 	return true, "", nil
+}
+
+// keepLogs copies every process's logs to dir/<test name>/.
+func (c *Cluster) keepLogs(dir string) {
+	dst := filepath.Join(dir, strings.NewReplacer("/", "_", " ", "_").Replace(c.t.Name()))
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		c.t.Errorf("keep logs: %v", err)
+		return
+	}
+	for _, f := range c.ferries {
+		for n := 1; n <= f.Starts(); n++ {
+			src := f.LogPath(n)
+			data, err := os.ReadFile(src)
+			if err == nil {
+				err = os.WriteFile(filepath.Join(dst, filepath.Base(src)), data, 0o644)
+			}
+			if err != nil {
+				c.t.Errorf("keep logs: %v", err)
+			}
+		}
+	}
 }
 
 // freePort asks the kernel for a free loopback port.

@@ -85,8 +85,8 @@ func TestKillDuringTriggersBuildsEachEventOnce(t *testing.T) {
 			rep := c.WaitBuiltOnce(c.Options().ReclaimAfter + time.Minute)
 			resumed, recovered, lastRecovered := afterRestart(f, restarted)
 			chaos.Summary(t, "%s resumed=%d recovered=%d recovered_within=%s", rep, resumed, recovered, lastRecovered.Round(time.Millisecond))
-			if rep.Dropped == 0 {
-				t.Errorf("no trigger answer was lost in the kill: the run proves nothing")
+			if rep.Doubles == 0 && recovered == 0 {
+				t.Errorf("no trigger was in flight at the kill (none doubled, none found again): the run proves nothing")
 			}
 			if c.Options().NoConsumerFlag {
 				return

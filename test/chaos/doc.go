@@ -28,7 +28,8 @@
 //
 // Environment: FERRY_CHAOS=full runs the long rounds (make chaos);
 // FERRY_CHAOS_REPORT names a file that Summary appends each run's figures
-// to; FERRY_CHAOS_NO_CONSUMER_FLAG=1 starts ferry without --consumer, to
+// to; FERRY_CHAOS_KEEP_LOGS names a directory the processes' logs are
+// copied to; FERRY_CHAOS_NO_CONSUMER_FLAG=1 starts ferry without --consumer, to
 // run the suite against a ferry older than that flag.
 //
 // Under -short the tests skip: they build a binary and need redis-server.
