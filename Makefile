@@ -15,7 +15,7 @@ PKGS ?= ./...
 FERRY_PARAMS := FERRY_GIT_SHA,FERRY_GIT_REF,FERRY_GIT_URL,FERRY_EVENT_ID,FERRY_TRIGGER_ID,FERRY_PIPELINE,TRACEPARENT
 
 .DEFAULT_GOAL := help
-.PHONY: help deps build run test test-short test-unit lint fmt vet fuzz bench bench-webhook bench-promote bench-outage bench-provision test-chart image emulator clean tools
+.PHONY: help deps build run test test-short test-unit chaos lint fmt vet fuzz bench bench-webhook bench-promote bench-outage bench-provision test-chart image emulator clean tools
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -46,6 +46,14 @@ test: deps $(GOTESTSUM) testbed-up ## Run the whole suite (unit, integration, en
 
 test-short: $(GOTESTSUM) ## Run the fast tier only (-short): skips what needs servers, saying which
 	$(GOTESTSUM) --format pkgname-and-test-fails --format-hide-empty-pkg -- -race -short $(PKGS)
+
+# The fault suite (test/chaos) also runs in `make test`, in two short rounds
+# with -race. Here ferry runs as built for production (no -race), at its own
+# speed. It needs redis-server only (make deps installs it), not the test bed.
+chaos: ## The fault suite in full: real ferry processes SIGKILLed mid-trigger at 50 ms, 300 ms and 5 s answers, fresh and 3,000-build jobs, 10 times (CHAOS_COUNT); a line per run
+	@mkdir -p $(BIN); rm -f $(BIN)/chaos-report.txt
+	FERRY_CHAOS=full FERRY_CHAOS_REPORT=$(BIN)/chaos-report.txt $(GO) test -count=$${CHAOS_COUNT:-10} -timeout 240m ./test/chaos; \
+		status=$$?; echo "fault suite, one line per run:"; cat $(BIN)/chaos-report.txt 2>/dev/null; exit $$status
 
 lint: ## Run golangci-lint (v2) with the repo's .golangci.yml
 	$(GO) run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION) run ./...
