@@ -135,7 +135,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 
 	c.Jenkins = jenkinsemu.New(jenkinsemu.Options{
 		BuiltInExecutors: opts.Executors,
-		Logger:           slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Logger:           slog.New(slog.DiscardHandler),
 	})
 	t.Cleanup(c.Jenkins.Close)
 	var params []jenkinsemu.Param
