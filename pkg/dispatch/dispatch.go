@@ -291,12 +291,7 @@ func (d *Dispatcher) consume(ctx context.Context) error {
 		}
 		storeBackoff.reset()
 		for _, e := range entries {
-			wg.Add(1)
-			go func(e store.Entry) {
-				defer wg.Done()
-				defer func() { <-slots }()
-				d.handle(ctx, e)
-			}(e)
+			d.work(ctx, e, slots, &wg)
 		}
 	}
 	return nil
@@ -333,6 +328,16 @@ func (d *Dispatcher) blocked(ctx context.Context, ev event.Event, p config.Pipel
 	return true
 }
 
+// work handles e on a worker of its own, which frees its slot when done.
+func (d *Dispatcher) work(ctx context.Context, e store.Entry, slots chan struct{}, wg *sync.WaitGroup) {
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer func() { <-slots }()
+		d.handle(ctx, e)
+	}()
+}
+
 // resume hands the workers the entries this consumer held when its
 // previous run stopped (a crash, a container restart under the same pod
 // name), so they finish now rather than after ReclaimAfter, when a busy
@@ -356,12 +361,7 @@ func (d *Dispatcher) resume(ctx context.Context, slots chan struct{}, wg *sync.W
 			case <-ctx.Done():
 				return
 			}
-			wg.Add(1)
-			go func(e store.Entry) {
-				defer wg.Done()
-				defer func() { <-slots }()
-				d.handle(ctx, e)
-			}(e)
+			d.work(ctx, e, slots, wg)
 			after = e.ID
 			n++
 		}
