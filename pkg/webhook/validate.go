@@ -242,6 +242,17 @@ func plainName(s string) bool {
 	return s != ""
 }
 
+// withoutUserinfo hides an http(s) URL's user and password (a token
+// pasted into a clone URL), so the answer and the log never repeat them.
+func withoutUserinfo(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.User == nil || (u.Scheme != "https" && u.Scheme != "http") {
+		return raw
+	}
+	u.User = url.User("REDACTED")
+	return u.String()
+}
+
 // checkCloneURL accepts an https URL (http only if the provider's own URL
 // is http), an ssh:// URL or an scp-like user@host:path, on the provider's
 // host, naming repo (with or without .git). Everything else git can fetch
@@ -249,7 +260,7 @@ func plainName(s string) bool {
 func (o origin) checkCloneURL(raw, repo string) error {
 	bad := func(why string) error {
 		return fmt.Errorf("clone URL %q is refused: %s; want %s (or ssh to %s) for repository %s",
-			printable(raw), why, o.cloneURL(repo), o.host, repo)
+			printable(withoutUserinfo(raw)), why, o.cloneURL(repo), o.host, repo)
 	}
 	if len(raw) > maxURLBytes {
 		return bad(fmt.Sprintf("it is %d bytes long; at most %d are accepted", len(raw), maxURLBytes))

@@ -401,3 +401,14 @@ func TestGitURLOverridesTheAPIHost(t *testing.T) {
 		t.Error("New accepted github.gitURL ftp://x")
 	}
 }
+
+// A token pasted into a clone URL is refused without being repeated.
+func TestCloneURLCredentialsAreNotEchoed(t *testing.T) {
+	gh, _ := gitHubOrigin("")
+	for _, raw := range []string{"https://ghp_secret123@github.com/acme/app.git", "https://x:ghp_secret123@github.com/acme/app.git"} {
+		err := gh.checkCloneURL(raw, "acme/app")
+		if err == nil || strings.Contains(err.Error(), "ghp_secret123") {
+			t.Errorf("checkCloneURL(%q) = %v, want a refusal without the token", raw, err)
+		}
+	}
+}
