@@ -4,6 +4,8 @@
 //
 //	ferry serve [--config FILE] [flags]   run the service
 //	ferry check-config --config FILE      validate a configuration and exit
+//	ferry render-pod --config FILE --template NAME
+//	                                      print the agent pod ferry would create
 //	ferry promote <command> [flags]       ask ferry to promote an image (from a pipeline)
 //	ferry version                         print the version
 package main
@@ -46,6 +48,7 @@ const usage = `usage: ferry <command> [flags]
 commands:
   serve          run ferry (webhooks, dispatcher, /healthz, /readyz, /metrics)
   check-config   validate a configuration file and print what ferry would use
+  render-pod     print the exact agent pod ferry would create for a template
   promote        create, wait for, approve, reject or roll back promotions (ferry promote -h)
   version        print the version
 
@@ -68,6 +71,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("promote exited with code %d", code)
 		}
 		return nil
+	case "render-pod":
+		return renderPod(args[1:], stdout, stderr)
 	case "serve", "check-config":
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
@@ -95,6 +100,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if args[0] == "check-config" {
 		fmt.Fprintf(stdout, "configuration is valid: store %s, %d pipeline(s), listening on %s\n",
 			cfg.BackendName(), len(cfg.Pipelines), cfg.Server.Listen)
+		for _, w := range cfg.Warnings() {
+			fmt.Fprintln(stdout, "warning:", w)
+		}
 		return nil
 	}
 	return app.Run(ctx, app.Options{Config: cfg, Version: version, LogOutput: stderr, Consumer: *consumer})

@@ -85,6 +85,9 @@ func New(ctx context.Context, opts Options) (*App, error) {
 	if a.store, err = openStore(ctx, cfg, tel.Logger); err != nil {
 		return nil, err
 	}
+	for _, w := range cfg.Warnings() {
+		a.log.Warn("configuration", "warning", w)
+	}
 	if cfg.BackendName() == "memory" {
 		a.log.Warn("no Redis configured: using the in-memory store; accepted events are lost on restart and replicas cannot share work (set store.redis.addr)")
 	}

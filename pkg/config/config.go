@@ -6,9 +6,11 @@ package config
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -830,4 +832,22 @@ func (a Agents) validate() []error {
 		add("templates", "%v", err)
 	}
 	return errs
+}
+
+// Warnings lists what is valid but probably not meant (an agent template
+// whose containers ECI rounds up to a dearer spec, say), for check-config
+// and start-up to print. It assumes a validated configuration.
+func (c Config) Warnings() []string {
+	if !c.Agents.Enabled {
+		return nil
+	}
+	templates, err := eci.Resolve(c.Agents.Templates)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, name := range slices.Sorted(maps.Keys(templates)) {
+		out = append(out, templates[name].Warnings()...)
+	}
+	return out
 }
