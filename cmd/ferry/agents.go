@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -13,6 +14,7 @@ import (
 
 	"github.com/ferryci/ferry/pkg/config"
 	"github.com/ferryci/ferry/pkg/eci"
+	"github.com/ferryci/ferry/pkg/kubeplugin"
 )
 
 // renderPod prints the pod ferry would create for one queue item served by
@@ -97,4 +99,58 @@ func renderPod(args []string, stdout, stderr io.Writer) error {
 	return err
 }
 
-func trimFloat(f float64) string { return strings.TrimSuffix(strings.TrimRight(fmt.Sprintf("%.3f", f), "0"), ".") }
+func trimFloat(f float64) string {
+	return strings.TrimSuffix(strings.TrimRight(fmt.Sprintf("%.3f", f), "0"), ".")
+}
+
+// importTemplates converts the kubernetes plugin's pod templates (a JCasC
+// file, or the ConfigMap holding it) into ferry agent templates.
+func importTemplates(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "kubernetes-plugin" {
+		fmt.Fprintln(stderr, "usage: ferry import kubernetes-plugin [-o FILE] JCASC.yaml")
+		return errors.New("ferry import knows one source: kubernetes-plugin")
+	}
+	fs := flag.NewFlagSet("ferry import kubernetes-plugin", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	out := fs.String("o", "", "write the templates to this file instead of standard output")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return errors.New("give one file: the JCasC YAML holding jenkins.clouds[].kubernetes, or the Jenkins chart's JCasC ConfigMap")
+	}
+	src := fs.Arg(0)
+	data, err := os.ReadFile(src) //nolint:gosec // the user names the file to import
+	if err != nil {
+		return err
+	}
+	res, err := kubeplugin.Import(data)
+	if err != nil {
+		return fmt.Errorf("%s: %w", src, err)
+	}
+	text, err := kubeplugin.Write(res, filepath.Base(src))
+	if err != nil {
+		return err
+	}
+	if *out != "" {
+		err = os.WriteFile(*out, text, 0o600)
+	} else {
+		_, err = stdout.Write(text)
+	}
+	if err != nil {
+		return err
+	}
+	var invalid []string
+	notes := 0
+	for _, im := range res.Templates {
+		notes += len(im.Notes)
+		if im.Invalid != nil {
+			invalid = append(invalid, im.Template.Name)
+		}
+	}
+	fmt.Fprintf(stderr, "imported %d template(s), %d not written, %d note(s) on what changed (in the comments)\n", len(res.Templates), len(res.Skipped), notes)
+	if len(invalid) > 0 {
+		return fmt.Errorf("%d imported template(s) do not pass ferry's validation yet: %s (the comments above each say why)", len(invalid), strings.Join(invalid, ", "))
+	}
+	return nil
+}

@@ -6,6 +6,7 @@
 //	ferry check-config --config FILE      validate a configuration and exit
 //	ferry render-pod --config FILE --template NAME
 //	                                      print the agent pod ferry would create
+//	ferry import kubernetes-plugin FILE   convert the plugin's pod templates
 //	ferry promote <command> [flags]       ask ferry to promote an image (from a pipeline)
 //	ferry version                         print the version
 package main
@@ -49,6 +50,7 @@ commands:
   serve          run ferry (webhooks, dispatcher, /healthz, /readyz, /metrics)
   check-config   validate a configuration file and print what ferry would use
   render-pod     print the exact agent pod ferry would create for a template
+  import         convert the kubernetes plugin's pod templates (JCasC) into ferry's
   promote        create, wait for, approve, reject or roll back promotions (ferry promote -h)
   version        print the version
 
@@ -73,6 +75,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return nil
 	case "render-pod":
 		return renderPod(args[1:], stdout, stderr)
+	case "import":
+		return importTemplates(args[1:], stdout, stderr)
 	case "serve", "check-config":
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)

@@ -4,6 +4,8 @@
 package config
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -433,13 +435,32 @@ func Default() Config {
 func Parse(data []byte) (Config, error) {
 	c := Default()
 	if err := yaml.UnmarshalWithOptions(data, &c, yaml.Strict(), yaml.UseJSONUnmarshaler()); err != nil {
-		return Config{}, fmt.Errorf("parse config: %s", yaml.FormatError(err, false, true))
+		// The YAML decoder misreads some Kubernetes types (an env var's
+		// secretKeyRef: "unknown field name"). encoding/json reads them as
+		// the API server does; the YAML error, with its line, is kept for
+		// what JSON refuses too.
+		c = Default()
+		if jerr := parseAsJSON(data, &c); jerr != nil {
+			return Config{}, fmt.Errorf("parse config: %s", yaml.FormatError(err, false, true))
+		}
 	}
 	for i := range c.Pipelines {
 		c.Pipelines[i].applyDefaults()
 	}
 	c.Promotion.applyDefaults()
 	return c, nil
+}
+
+// parseAsJSON decodes YAML through its JSON form with encoding/json,
+// refusing unknown fields.
+func parseAsJSON(data []byte, c *Config) error {
+	j, err := yaml.YAMLToJSON(data)
+	if err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(j))
+	dec.DisallowUnknownFields()
+	return dec.Decode(c)
 }
 
 // LoadFile reads a YAML file; an empty name gives the defaults.

@@ -37,6 +37,10 @@ type Sidecar struct {
 	Args    []string `json:"args,omitempty"`
 	// WorkingDir is the container's working directory.
 	WorkingDir string `json:"workingDir,omitempty"`
+	// TTY and Stdin keep a container whose command reads its input (the
+	// kubernetes plugin's "cat" idiom) running until the pod goes.
+	TTY   bool `json:"tty,omitempty"`
+	Stdin bool `json:"stdin,omitempty"`
 	// Env is the container's environment. The agent's variables (and its
 	// JNLP secret) are never given to a sidecar.
 	Env []corev1.EnvVar `json:"env,omitempty"`
@@ -165,6 +169,8 @@ func (s Sidecar) container(t Template) corev1.Container {
 		Command:         slices.Clone(s.Command),
 		Args:            slices.Clone(s.Args),
 		WorkingDir:      s.WorkingDir,
+		TTY:             s.TTY,
+		Stdin:           s.Stdin,
 		Env:             deepCopyAll(s.Env),
 		Ports:           slices.Clone(s.Ports),
 		Resources:       *s.Resources.DeepCopy(),

@@ -185,3 +185,27 @@ func TestSidecarsMergeByNameAndShareTheWorkspace(t *testing.T) {
 		t.Errorf("redis should run as the template's user %d", AgentUID)
 	}
 }
+
+func TestSetAnnotationReadsBackWhatRenderWrites(t *testing.T) {
+	want := ECI{
+		Specs: []string{"2-4Gi", "ecs.c6.large"}, SpotStrategy: SpotWithPriceLimit, SpotPriceLimit: "0.068",
+		SpotDuration: ptr(0), SpotFallback: ptr(true), AutoImageCache: ptr(false), ImageCacheID: "imc-1",
+		VSwitches: []string{"vsw-a", "vsw-b"}, ScheduleStrategy: VSwitchRandom, SecurityGroup: "sg-1",
+		RAMRoleName: "role", ExtraEphemeralStorage: "50Gi", FailStrategy: FailFast, ACRInstanceID: "cri-1", WithEIP: ptr(false),
+	}
+	var got ECI
+	for k, v := range want.annotations() {
+		if ok, err := got.SetAnnotation(k, v); !ok || err != nil {
+			t.Fatalf("SetAnnotation(%s, %s) = %v, %v", k, v, ok, err)
+		}
+	}
+	if fmt.Sprint(got.annotations()) != fmt.Sprint(want.annotations()) {
+		t.Fatalf("round trip:\n got %v\nwant %v", got.annotations(), want.annotations())
+	}
+	if ok, _ := got.SetAnnotation("example.com/team", "x"); ok {
+		t.Error("a key that is not ECI's was taken")
+	}
+	if _, err := got.SetAnnotation(annotationSpotFallback, "yes"); err == nil {
+		t.Error("a bad boolean was taken")
+	}
+}
