@@ -318,6 +318,9 @@ func parseCasC(data []byte) ([]Cloud, error) {
 	var out []Cloud
 	for _, c := range doc.Jenkins.Clouds {
 		if c.Kubernetes != nil {
+			if c.Kubernetes.Name == "" {
+				c.Kubernetes.Name = "kubernetes" // the plugin's default
+			}
 			out = append(out, *c.Kubernetes)
 		}
 	}
