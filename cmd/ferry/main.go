@@ -7,6 +7,7 @@
 //	ferry render-pod --config FILE --template NAME
 //	                                      print the agent pod ferry would create
 //	ferry import kubernetes-plugin FILE   convert the plugin's pod templates
+//	ferry image build --destination R:T   build the commit's image on ECI (from a pipeline)
 //	ferry promote <command> [flags]       ask ferry to promote an image (from a pipeline)
 //	ferry version                         print the version
 package main
@@ -24,6 +25,7 @@ import (
 
 	"github.com/ferryci/ferry/pkg/app"
 	"github.com/ferryci/ferry/pkg/config"
+	"github.com/ferryci/ferry/pkg/imagebuild"
 	"github.com/ferryci/ferry/pkg/promote/cli"
 )
 
@@ -35,6 +37,9 @@ func main() {
 	defer stop()
 	if len(os.Args) > 1 && os.Args[1] == "promote" {
 		os.Exit(cli.Run(ctx, os.Args[2:], os.Getenv, os.Stdout, os.Stderr))
+	}
+	if len(os.Args) > 1 && os.Args[1] == "image" {
+		os.Exit(imagebuild.Run(ctx, os.Args[2:], os.Getenv, os.Stdout, os.Stderr))
 	}
 	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
@@ -51,6 +56,7 @@ commands:
   check-config   validate a configuration file and print what ferry would use
   render-pod     print the exact agent pod ferry would create for a template
   import         convert the kubernetes plugin's pod templates (JCasC) into ferry's
+  image          build the commit's image on ECI with kaniko (ferry image build -h)
   promote        create, wait for, approve, reject or roll back promotions (ferry promote -h)
   version        print the version
 

@@ -58,6 +58,7 @@ type App struct {
 	dispatcher *dispatch.Dispatcher
 	agents     *agents
 	promoter   *promoter
+	images     *images
 	listener   net.Listener
 	server     *http.Server
 }
@@ -147,6 +148,11 @@ func New(ctx context.Context, opts Options) (*App, error) {
 			return nil, err
 		}
 	}
+	if cfg.Images.Enabled {
+		if a.images, err = newImages(cfg, tel); err != nil {
+			return nil, err
+		}
+	}
 	recv, err := webhook.New(webhook.Config{
 		Store: a.store, Matcher: cfg, GitHubSecrets: cfg.GitHub.WebhookSecrets, GitLabTokens: cfg.GitLab.WebhookTokens,
 		GitHubAPIURL: cfg.GitHub.APIURL, GitLabURL: cfg.GitLab.BaseURL,
@@ -205,6 +211,9 @@ func (a *App) routes(recv *webhook.Receiver) http.Handler {
 	recv.Register(e)
 	if a.promoter != nil {
 		a.promoter.api.Register(e)
+	}
+	if a.images != nil {
+		a.images.api.Register(e)
 	}
 	e.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	e.GET("/readyz", func(c *gin.Context) {
@@ -268,6 +277,13 @@ func (a *App) Run(ctx context.Context) error {
 				errs <- fmt.Errorf("promoter: %w", err)
 				cancel()
 			}
+		}()
+	}
+	if a.images != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a.images.run(ctx)
 		}()
 	}
 	if a.dispatcher != nil {

@@ -22,6 +22,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 
 	"github.com/ferryci/ferry/pkg/eci"
+	"github.com/ferryci/ferry/pkg/imagebuild"
 )
 
 // Config is the whole of ferry's configuration.
@@ -35,6 +36,7 @@ type Config struct {
 	Telemetry Telemetry  `json:"telemetry"`
 	Agents    Agents     `json:"agents"`
 	Promotion Promotion  `json:"promotion"`
+	Images    Images     `json:"images"`
 	Pipelines []Pipeline `json:"pipelines"`
 }
 
@@ -410,6 +412,11 @@ func Default() Config {
 				RetryPeriod:   Duration{Duration: 2 * time.Second},
 			},
 		},
+		Images: Images{
+			KanikoImage: imagebuild.DefaultKanikoImage,
+			Timeout:     Duration{Duration: 30 * time.Minute},
+			Keep:        Duration{Duration: 10 * time.Minute},
+		},
 		Promotion: Promotion{
 			Resync:         Duration{Duration: 2 * time.Second},
 			LeaseNamespace: "ferry",
@@ -619,6 +626,7 @@ func (c Config) Validate() error {
 		add("telemetry.sampleRatio", "must be between 0 and 1")
 	}
 	errs = append(errs, c.Agents.validate()...)
+	errs = append(errs, c.Images.validate(c)...)
 	errs = append(errs, c.Promotion.validate()...)
 	errs = append(errs, c.Promotion.validateReporting(c.GitHub.Token != "" || c.GitHub.TokenFile != "",
 		c.GitLab.Token != "" || c.GitLab.TokenFile != "")...)

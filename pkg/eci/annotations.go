@@ -67,3 +67,7 @@ func (e *ECI) SetAnnotation(key, value string) (bool, error) {
 	}
 	return true, nil
 }
+
+// Annotations returns the k8s.aliyun.com/ annotations of the settings, for
+// pods ferry makes that are not agents (image builds).
+func (e ECI) Annotations() map[string]string { return e.annotations() }
