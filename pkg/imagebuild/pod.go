@@ -177,10 +177,17 @@ func (b *Builder) verify(ctx context.Context, pod *corev1.Pod, destination, dige
 		return fmt.Errorf("the build's destination %q is not an image reference", destination)
 	}
 	ref := tag.Context().Digest(digest)
+	// A list by name needs only the rights the provisioner has (list),
+	// not get on every Secret of the namespace.
 	var dockerConfig []byte
-	sec, serr := b.cfg.Kube.CoreV1().Secrets(b.cfg.Namespace).Get(ctx, b.cfg.PushSecret, metav1.GetOptions{})
-	if serr == nil {
-		dockerConfig = sec.Data[corev1.DockerConfigJsonKey]
+	secs, serr := b.cfg.Kube.CoreV1().Secrets(b.cfg.Namespace).List(ctx, metav1.ListOptions{FieldSelector: "metadata.name=" + b.cfg.PushSecret})
+	switch {
+	case serr != nil:
+		b.log.Warn("could not read the push Secret to check the digest; asking the registry anonymously", "secret", b.cfg.PushSecret, "error", serr)
+	case len(secs.Items) == 0:
+		b.log.Warn("the push Secret is missing; asking the registry anonymously", "secret", b.cfg.PushSecret)
+	default:
+		dockerConfig = secs.Items[0].Data[corev1.DockerConfigJsonKey]
 	}
 	verr := b.cfg.Verify(ctx, ref, dockerConfig)
 	var terr *transport.Error
