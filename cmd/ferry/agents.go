@@ -133,7 +133,7 @@ func importTemplates(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if *out != "" {
-		err = os.WriteFile(*out, text, 0o600)
+		err = os.WriteFile(*out, text, 0o600) //nolint:gosec // the user names the output file
 	} else {
 		_, err = stdout.Write(text)
 	}
