@@ -323,40 +323,18 @@ func mergePods(parent, child *corev1.Pod) *corev1.Pod {
 	out.Annotations = mergeMap(out.Annotations, c.Annotations)
 	s, cs := &out.Spec, &c.Spec
 	s.NodeSelector = mergeMap(s.NodeSelector, cs.NodeSelector)
-	if cs.ServiceAccountName != "" {
-		s.ServiceAccountName = cs.ServiceAccountName
-	}
-	if cs.AutomountServiceAccountToken != nil {
-		s.AutomountServiceAccountToken = cs.AutomountServiceAccountToken
-	}
-	if cs.ActiveDeadlineSeconds != nil {
-		s.ActiveDeadlineSeconds = cs.ActiveDeadlineSeconds
-	}
-	if cs.TerminationGracePeriodSeconds != nil {
-		s.TerminationGracePeriodSeconds = cs.TerminationGracePeriodSeconds
-	}
-	if cs.SecurityContext != nil {
-		s.SecurityContext = cs.SecurityContext
-	}
-	if cs.Affinity != nil {
-		s.Affinity = cs.Affinity
-	}
+	setStr(&s.ServiceAccountName, cs.ServiceAccountName)
+	setPtr(&s.AutomountServiceAccountToken, cs.AutomountServiceAccountToken)
+	setPtr(&s.ActiveDeadlineSeconds, cs.ActiveDeadlineSeconds)
+	setPtr(&s.TerminationGracePeriodSeconds, cs.TerminationGracePeriodSeconds)
+	setPtr(&s.SecurityContext, cs.SecurityContext)
+	setPtr(&s.Affinity, cs.Affinity)
 	s.HostNetwork = s.HostNetwork || cs.HostNetwork
-	if cs.SchedulerName != "" {
-		s.SchedulerName = cs.SchedulerName
-	}
-	if cs.PriorityClassName != "" {
-		s.PriorityClassName = cs.PriorityClassName
-	}
-	if cs.RuntimeClassName != nil {
-		s.RuntimeClassName = cs.RuntimeClassName
-	}
-	if cs.DNSConfig != nil {
-		s.DNSConfig = cs.DNSConfig
-	}
-	if cs.DNSPolicy != "" {
-		s.DNSPolicy = cs.DNSPolicy
-	}
+	setStr(&s.SchedulerName, cs.SchedulerName)
+	setStr(&s.PriorityClassName, cs.PriorityClassName)
+	setPtr(&s.RuntimeClassName, cs.RuntimeClassName)
+	setPtr(&s.DNSConfig, cs.DNSConfig)
+	setStr(&s.DNSPolicy, cs.DNSPolicy)
 	s.HostAliases = append(s.HostAliases, cs.HostAliases...)
 	s.TopologySpreadConstraints = append(s.TopologySpreadConstraints, cs.TopologySpreadConstraints...)
 	s.InitContainers = mergeByName(s.InitContainers, cs.InitContainers, func(x corev1.Container) string { return x.Name }, mergeContainer)
@@ -377,30 +355,14 @@ func mergePods(parent, child *corev1.Pod) *corev1.Pod {
 
 func mergeContainer(p, c corev1.Container) corev1.Container {
 	out := p
-	if c.Image != "" {
-		out.Image = c.Image
-	}
-	if c.ImagePullPolicy != "" {
-		out.ImagePullPolicy = c.ImagePullPolicy
-	}
-	if len(c.Command) > 0 {
-		out.Command = c.Command
-	}
-	if len(c.Args) > 0 {
-		out.Args = c.Args
-	}
-	if c.WorkingDir != "" {
-		out.WorkingDir = c.WorkingDir
-	}
-	if c.SecurityContext != nil {
-		out.SecurityContext = c.SecurityContext
-	}
-	if c.ReadinessProbe != nil {
-		out.ReadinessProbe = c.ReadinessProbe
-	}
-	if c.LivenessProbe != nil {
-		out.LivenessProbe = c.LivenessProbe
-	}
+	setStr(&out.Image, c.Image)
+	setStr(&out.ImagePullPolicy, c.ImagePullPolicy)
+	setList(&out.Command, c.Command)
+	setList(&out.Args, c.Args)
+	setStr(&out.WorkingDir, c.WorkingDir)
+	setPtr(&out.SecurityContext, c.SecurityContext)
+	setPtr(&out.ReadinessProbe, c.ReadinessProbe)
+	setPtr(&out.LivenessProbe, c.LivenessProbe)
 	out.TTY, out.Stdin = out.TTY || c.TTY, out.Stdin || c.Stdin
 	out.Env = mergeEnv(out.Env, c.Env)
 	out.EnvFrom = append(out.EnvFrom, c.EnvFrom...)
@@ -441,4 +403,23 @@ func mergeMap[K comparable, V any](p, c map[K]V) map[K]V {
 	}
 	maps.Copy(out, c)
 	return out
+}
+
+// setStr, setPtr and setList let a child's value win where it sets one.
+func setStr[S ~string](dst *S, v S) {
+	if v != "" {
+		*dst = v
+	}
+}
+
+func setPtr[T any](dst **T, v *T) {
+	if v != nil {
+		*dst = v
+	}
+}
+
+func setList[T any](dst *[]T, v []T) {
+	if len(v) > 0 {
+		*dst = v
+	}
 }
