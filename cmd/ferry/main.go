@@ -4,6 +4,10 @@
 //
 //	ferry serve [--config FILE] [flags]   run the service
 //	ferry check-config --config FILE      validate a configuration and exit
+//	ferry render-pod --config FILE --template NAME
+//	                                      print the agent pod ferry would create
+//	ferry import kubernetes-plugin FILE   convert the plugin's pod templates
+//	ferry image build --destination R:T   build the commit's image on ECI (from a pipeline)
 //	ferry promote <command> [flags]       ask ferry to promote an image (from a pipeline)
 //	ferry version                         print the version
 package main
@@ -21,6 +25,7 @@ import (
 
 	"github.com/ferryci/ferry/pkg/app"
 	"github.com/ferryci/ferry/pkg/config"
+	"github.com/ferryci/ferry/pkg/imagebuild"
 	"github.com/ferryci/ferry/pkg/promote/cli"
 )
 
@@ -32,6 +37,9 @@ func main() {
 	defer stop()
 	if len(os.Args) > 1 && os.Args[1] == "promote" {
 		os.Exit(cli.Run(ctx, os.Args[2:], os.Getenv, os.Stdout, os.Stderr))
+	}
+	if len(os.Args) > 1 && os.Args[1] == "image" {
+		os.Exit(imagebuild.Run(ctx, os.Args[2:], os.Getenv, os.Stdout, os.Stderr))
 	}
 	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
@@ -46,6 +54,9 @@ const usage = `usage: ferry <command> [flags]
 commands:
   serve          run ferry (webhooks, dispatcher, /healthz, /readyz, /metrics)
   check-config   validate a configuration file and print what ferry would use
+  render-pod     print the exact agent pod ferry would create for a template
+  import         convert the kubernetes plugin's pod templates (JCasC) into ferry's
+  image          build the commit's image on ECI with kaniko (ferry image build -h)
   promote        create, wait for, approve, reject or roll back promotions (ferry promote -h)
   version        print the version
 
@@ -68,6 +79,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("promote exited with code %d", code)
 		}
 		return nil
+	case "render-pod":
+		return renderPod(args[1:], stdout, stderr)
+	case "import":
+		return importTemplates(args[1:], stdout, stderr)
 	case "serve", "check-config":
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
@@ -95,6 +110,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if args[0] == "check-config" {
 		fmt.Fprintf(stdout, "configuration is valid: store %s, %d pipeline(s), listening on %s\n",
 			cfg.BackendName(), len(cfg.Pipelines), cfg.Server.Listen)
+		for _, w := range cfg.Warnings() {
+			fmt.Fprintln(stdout, "warning:", w)
+		}
 		return nil
 	}
 	return app.Run(ctx, app.Options{Config: cfg, Version: version, LogOutput: stderr, Consumer: *consumer})

@@ -58,6 +58,7 @@ type App struct {
 	dispatcher *dispatch.Dispatcher
 	agents     *agents
 	promoter   *promoter
+	images     *images
 	listener   net.Listener
 	server     *http.Server
 }
@@ -84,6 +85,9 @@ func New(ctx context.Context, opts Options) (*App, error) {
 
 	if a.store, err = openStore(ctx, cfg, tel.Logger); err != nil {
 		return nil, err
+	}
+	for _, w := range cfg.Warnings() {
+		a.log.Warn("configuration", "warning", w)
 	}
 	if cfg.BackendName() == "memory" {
 		a.log.Warn("no Redis configured: using the in-memory store; accepted events are lost on restart and replicas cannot share work (set store.redis.addr)")
@@ -141,6 +145,11 @@ func New(ctx context.Context, opts Options) (*App, error) {
 			id = identity()
 		}
 		if a.promoter, err = newPromoter(cfg, a.store, tel, id); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Images.Enabled {
+		if a.images, err = newImages(cfg, tel); err != nil {
 			return nil, err
 		}
 	}
@@ -202,6 +211,9 @@ func (a *App) routes(recv *webhook.Receiver) http.Handler {
 	recv.Register(e)
 	if a.promoter != nil {
 		a.promoter.api.Register(e)
+	}
+	if a.images != nil {
+		a.images.api.Register(e)
 	}
 	e.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	e.GET("/readyz", func(c *gin.Context) {
@@ -265,6 +277,13 @@ func (a *App) Run(ctx context.Context) error {
 				errs <- fmt.Errorf("promoter: %w", err)
 				cancel()
 			}
+		}()
+	}
+	if a.images != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a.images.run(ctx)
 		}()
 	}
 	if a.dispatcher != nil {

@@ -4,11 +4,15 @@
 package config
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -18,6 +22,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 
 	"github.com/ferryci/ferry/pkg/eci"
+	"github.com/ferryci/ferry/pkg/imagebuild"
 )
 
 // Config is the whole of ferry's configuration.
@@ -31,6 +36,7 @@ type Config struct {
 	Telemetry Telemetry  `json:"telemetry"`
 	Agents    Agents     `json:"agents"`
 	Promotion Promotion  `json:"promotion"`
+	Images    Images     `json:"images"`
 	Pipelines []Pipeline `json:"pipelines"`
 }
 
@@ -406,6 +412,11 @@ func Default() Config {
 				RetryPeriod:   Duration{Duration: 2 * time.Second},
 			},
 		},
+		Images: Images{
+			KanikoImage: imagebuild.DefaultKanikoImage,
+			Timeout:     Duration{Duration: 30 * time.Minute},
+			Keep:        Duration{Duration: 10 * time.Minute},
+		},
 		Promotion: Promotion{
 			Resync:         Duration{Duration: 2 * time.Second},
 			LeaseNamespace: "ferry",
@@ -431,13 +442,32 @@ func Default() Config {
 func Parse(data []byte) (Config, error) {
 	c := Default()
 	if err := yaml.UnmarshalWithOptions(data, &c, yaml.Strict(), yaml.UseJSONUnmarshaler()); err != nil {
-		return Config{}, fmt.Errorf("parse config: %s", yaml.FormatError(err, false, true))
+		// The YAML decoder misreads some Kubernetes types (an env var's
+		// secretKeyRef: "unknown field name"). encoding/json reads them as
+		// the API server does; the YAML error, with its line, is kept for
+		// what JSON refuses too.
+		c = Default()
+		if jerr := parseAsJSON(data, &c); jerr != nil {
+			return Config{}, fmt.Errorf("parse config: %s", yaml.FormatError(err, false, true))
+		}
 	}
 	for i := range c.Pipelines {
 		c.Pipelines[i].applyDefaults()
 	}
 	c.Promotion.applyDefaults()
 	return c, nil
+}
+
+// parseAsJSON decodes YAML through its JSON form with encoding/json,
+// refusing unknown fields.
+func parseAsJSON(data []byte, c *Config) error {
+	j, err := yaml.YAMLToJSON(data)
+	if err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(j))
+	dec.DisallowUnknownFields()
+	return dec.Decode(c)
 }
 
 // LoadFile reads a YAML file; an empty name gives the defaults.
@@ -596,6 +626,7 @@ func (c Config) Validate() error {
 		add("telemetry.sampleRatio", "must be between 0 and 1")
 	}
 	errs = append(errs, c.Agents.validate()...)
+	errs = append(errs, c.Images.validate(c)...)
 	errs = append(errs, c.Promotion.validate()...)
 	errs = append(errs, c.Promotion.validateReporting(c.GitHub.Token != "" || c.GitHub.TokenFile != "",
 		c.GitLab.Token != "" || c.GitLab.TokenFile != "")...)
@@ -830,4 +861,22 @@ func (a Agents) validate() []error {
 		add("templates", "%v", err)
 	}
 	return errs
+}
+
+// Warnings lists what is valid but probably not meant (an agent template
+// whose containers ECI rounds up to a dearer spec, say), for check-config
+// and start-up to print. It assumes a validated configuration.
+func (c Config) Warnings() []string {
+	if !c.Agents.Enabled {
+		return nil
+	}
+	templates, err := eci.Resolve(c.Agents.Templates)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, name := range slices.Sorted(maps.Keys(templates)) {
+		out = append(out, templates[name].Warnings()...)
+	}
+	return out
 }

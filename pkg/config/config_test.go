@@ -355,3 +355,36 @@ func writeTemp(t *testing.T, data string) string {
 	writeFile(t, name, data)
 	return name
 }
+
+// An agent's env may read a Secret: the YAML decoder alone refused
+// secretKeyRef's name, which Kubernetes embeds inline.
+func TestParseReadsKubernetesTypesLikeTheAPIServer(t *testing.T) {
+	c, err := Parse([]byte(`
+agents:
+  templates:
+    - name: a
+      labels: [a]
+      env:
+        - name: TOKEN
+          valueFrom:
+            secretKeyRef: {name: nexus, key: password}
+        - name: MODE
+          valueFrom:
+            configMapKeyRef: {name: settings, key: mode, optional: true}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := c.Agents.Templates[0].Env
+	if got := env[0].ValueFrom.SecretKeyRef; got == nil || got.Name != "nexus" || got.Key != "password" {
+		t.Fatalf("secretKeyRef = %+v", got)
+	}
+	if got := env[1].ValueFrom.ConfigMapKeyRef; got == nil || got.Name != "settings" || !*got.Optional {
+		t.Fatalf("configMapKeyRef = %+v", got)
+	}
+	// A typo is still refused, with the line it is on.
+	_, err = Parse([]byte("agents:\n  templates:\n    - name: a\n      envv: []\n"))
+	if err == nil || !strings.Contains(err.Error(), `unknown field "envv"`) || !strings.Contains(err.Error(), "4:") {
+		t.Fatalf("Parse of a typo = %v", err)
+	}
+}

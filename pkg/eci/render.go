@@ -287,7 +287,9 @@ func Render(t Template, a Agent) *corev1.Pod {
 			}},
 		},
 	}
-
+	for _, sc := range t.Sidecars {
+		pod.Spec.Containers = append(pod.Spec.Containers, sc.container(t))
+	}
 	return pod
 }
 
@@ -302,11 +304,15 @@ func coreVolumes(in []Volume) []corev1.Volume {
 // mountsOf returns the agent container's volume mounts: the defaults
 // (workspace at /home/jenkins, tmp at /tmp) with the template's merged in
 // by mount path.
-func mountsOf(t Template) []corev1.VolumeMount {
+func mountsOf(t Template) []corev1.VolumeMount { return defaultMounts(deepCopyAll(t.VolumeMounts)) }
+
+// defaultMounts merges mounts over the default workspace and tmp mounts by
+// mount path; every container of an agent pod sees the workspace there.
+func defaultMounts(mounts []corev1.VolumeMount) []corev1.VolumeMount {
 	return mergeKeyed([]corev1.VolumeMount{
 		{Name: VolumeWorkspace, MountPath: defaultWorkspaceMount},
 		{Name: VolumeTmp, MountPath: defaultTmpMount},
-	}, deepCopyAll(t.VolumeMounts), func(m corev1.VolumeMount) string { return m.MountPath })
+	}, mounts, func(m corev1.VolumeMount) string { return m.MountPath })
 }
 
 // annotations renders the ECI settings; unset settings are left to ECI's

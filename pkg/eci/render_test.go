@@ -54,6 +54,7 @@ func TestRenderGolden(t *testing.T) {
 		{"multi-zone", "multi-zone", 0},
 		{"multi-zone-fallback-1", "multi-zone", 1},
 		{"inherited-kaniko", "kaniko", 0},
+		{"sidecar-postgres", "integration", 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.golden, func(t *testing.T) {

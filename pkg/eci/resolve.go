@@ -132,6 +132,7 @@ func Merge(parent, child Template) Template {
 	out.PodAnnotations = mergeMap(out.PodAnnotations, c.PodAnnotations)
 	setPtr(&out.VirtualNode, c.VirtualNode)
 	setPtr(&out.AutomountServiceAccountToken, c.AutomountServiceAccountToken)
+	out.Sidecars = mergeKeyed(out.Sidecars, c.Sidecars, func(s Sidecar) string { return s.Name })
 
 	s, cs := &out.Security, c.Security
 	setPtr(&s.RunAsUser, cs.RunAsUser)

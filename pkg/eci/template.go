@@ -84,7 +84,8 @@ func DefaultResources() corev1.ResourceRequirements {
 // Inheritance (Resolve) merges a child over its parent with one rule per
 // kind of field: a scalar set in the child wins; maps and lists keyed by a
 // name (env by name, volumes by name, volume mounts by mount path, resources
-// by resource name, node selector, pod labels and annotations by key) are
+// by resource name, sidecars by name, node selector, pod labels and
+// annotations by key) are
 // merged, the child winning per key; other lists (tolerations, image pull
 // secrets, specs, vSwitches, fallbacks, capabilities) are replaced as a whole
 // when the child sets them. Name and Labels are never inherited: two
@@ -172,6 +173,9 @@ type Template struct {
 	Fallbacks []Fallback `json:"fallbacks,omitempty"`
 	// ECI settings, rendered as k8s.aliyun.com/ pod annotations.
 	ECI ECI `json:"eci,omitzero"`
+	// Sidecars run beside the agent container in its pod (see Sidecar);
+	// inheritance merges them by name, the child's replacing the parent's.
+	Sidecars []Sidecar `json:"sidecars,omitempty"`
 }
 
 // Volume is a pod volume: a name and one source, written as in a pod
@@ -471,6 +475,7 @@ func (t Template) clone() Template {
 		c.Fallbacks = nil
 	}
 	c.ECI = t.ECI.clone()
+	c.Sidecars = cloneSidecars(t.Sidecars)
 	return c
 }
 

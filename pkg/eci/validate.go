@@ -66,6 +66,8 @@ func (t Template) Validate() error {
 	v.env(t.Env)
 	volumes := v.volumes(t)
 	v.mounts(t, volumes)
+	v.sidecars(t, volumes)
+	v.eciSize(t)
 	v.placement(t)
 	v.security(t)
 	v.durations(t)
@@ -84,17 +86,8 @@ func (v *validator) add(field, format string, a ...any) {
 }
 
 func (v *validator) image(t Template) {
-	switch {
-	case strings.TrimSpace(t.Image) != t.Image || strings.ContainsAny(t.Image, " \t\n"):
-		v.add("image", "%q must not contain whitespace", t.Image)
-	case strings.HasSuffix(t.Image, ":"):
-		v.add("image", "%q has an empty tag; write it like jenkins/inbound-agent:<tag>", t.Image)
-	}
-	switch t.ImagePullPolicy {
-	case corev1.PullAlways, corev1.PullIfNotPresent, corev1.PullNever:
-	default:
-		v.add("imagePullPolicy", "%q is not a pull policy: use IfNotPresent, Always or Never", t.ImagePullPolicy)
-	}
+	v.imageRef("image", t.Image)
+	v.pullPolicy("imagePullPolicy", t.ImagePullPolicy)
 	for i, s := range t.ImagePullSecrets {
 		if len(validation.IsDNS1123Subdomain(s)) > 0 {
 			v.add(fmt.Sprintf("imagePullSecrets[%d]", i), "%q is not a Secret name", s)
@@ -102,19 +95,38 @@ func (v *validator) image(t Template) {
 	}
 }
 
-func (v *validator) resources(r corev1.ResourceRequirements) {
+func (v *validator) imageRef(field, image string) {
+	switch {
+	case strings.TrimSpace(image) != image || strings.ContainsAny(image, " \t\n"):
+		v.add(field, "%q must not contain whitespace", image)
+	case strings.HasSuffix(image, ":"):
+		v.add(field, "%q has an empty tag; write it like jenkins/inbound-agent:<tag>", image)
+	}
+}
+
+func (v *validator) pullPolicy(field string, p corev1.PullPolicy) {
+	switch p {
+	case corev1.PullAlways, corev1.PullIfNotPresent, corev1.PullNever:
+	default:
+		v.add(field, "%q is not a pull policy: use IfNotPresent, Always or Never", p)
+	}
+}
+
+func (v *validator) resources(r corev1.ResourceRequirements) { v.resourcesAt("resources", r) }
+
+func (v *validator) resourcesAt(field string, r corev1.ResourceRequirements) {
 	for _, name := range slices.Sorted(maps.Keys(r.Requests)) {
 		q := r.Requests[name]
 		if q.Sign() < 0 {
-			v.add("resources.requests."+string(name), "must not be negative")
+			v.add(field+".requests."+string(name), "must not be negative")
 		}
 		if l, ok := r.Limits[name]; ok && q.Cmp(l) > 0 {
-			v.add("resources.requests."+string(name), "%s is above the limit %s; raise resources.limits.%s or lower the request", q.String(), l.String(), name)
+			v.add(field+".requests."+string(name), "%s is above the limit %s; raise %s.limits.%s or lower the request", q.String(), l.String(), field, name)
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(r.Limits)) {
 		if l := r.Limits[name]; l.Sign() < 0 {
-			v.add("resources.limits."+string(name), "must not be negative")
+			v.add(field+".limits."+string(name), "must not be negative")
 		}
 	}
 }

@@ -25,6 +25,8 @@ declare -A packages=(
 	[flock]=util-linux
 	[sha256sum]=coreutils
 	[awk]=gawk
+	# test/pipelines parses the Jenkinsfiles with Groovy (it brings a JRE).
+	[groovy]=groovy
 )
 missing=()
 for cmd in "${!packages[@]}"; do

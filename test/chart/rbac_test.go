@@ -283,6 +283,17 @@ func rbacCases(t testing.TB) []rbacCase {
 			},
 		},
 		rbacCase{
+			// Image builds run kaniko pods with the provisioner's rights,
+			// in their own namespace when they name one.
+			name: "image builds without the provisioner", values: full,
+			extra: []string{"--set", "config.agents.enabled=false", "--set", "config.images.enabled=true",
+				"--set", "config.images.namespace=ci-builds", "--set", "config.images.pushSecret=registry-push"},
+			rbac: map[string][]string{
+				"ci-builds": {partAgents}, "web-extra": {partAgents, partPromotion}, "web-prod": {partPromotion},
+				"web-test": {partPromotion}, releaseNamespace: {partLease},
+			},
+		},
+		rbacCase{
 			name: "agents and an environment share a namespace", values: full,
 			extra: []string{"--set", "config.agents.namespace=web-test", "--set", "rbac.extraNamespaces=null"},
 			rbac: map[string][]string{

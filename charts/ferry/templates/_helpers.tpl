@@ -96,12 +96,17 @@ app.kubernetes.io/part-of: ferry
 {{/*
 ferry.agentsRBACNamespaces is a JSON list of the namespaces where ferry
 gets the provisioner's rights: the agents namespace when the provisioner
-is on, and rbac.extraNamespaces; sorted, without repeats.
+is on, the image builds' namespace when they are on (kaniko pods need the
+same rights: pods, and listing the push Secret), and rbac.extraNamespaces;
+sorted, without repeats.
 */}}
 {{- define "ferry.agentsRBACNamespaces" -}}
 {{- $out := list -}}
 {{- if dig "agents" "enabled" false .Values.config -}}
 {{- $out = append $out (include "ferry.agentsNamespace" .) -}}
+{{- end -}}
+{{- if dig "images" "enabled" false .Values.config -}}
+{{- $out = append $out (dig "images" "namespace" "" .Values.config | default (include "ferry.agentsNamespace" .)) -}}
 {{- end -}}
 {{- range .Values.rbac.extraNamespaces -}}
 {{- $out = append $out . -}}
