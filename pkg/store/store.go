@@ -139,6 +139,13 @@ type Store interface {
 	// CreatedAt, then ID). Promotions are kept as the audit trail.
 	ListPromotions(ctx context.Context) ([]Promotion, error)
 
+	// PutRef writes r if the stored record's revision equals r.Revision
+	// (0: it must not exist yet) and returns r with Revision incremented;
+	// a different stored revision gives an error wrapping ErrConflict.
+	PutRef(ctx context.Context, r RefState) (RefState, error)
+	// GetRef returns a ref's state or ErrNotFound.
+	GetRef(ctx context.Context, key string) (RefState, error)
+
 	// Lease makes holder the holder of the named lease for ttl when nobody
 	// else holds it, or extends it when holder already does. It reports
 	// whether holder holds the lease now. Replicas use it to let one of
