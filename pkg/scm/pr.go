@@ -137,8 +137,8 @@ func (g *GitLab) AccessLevel(ctx context.Context, project string, userID int64) 
 	err := g.call(ctx, http.MethodGet, "/projects/"+url.PathEscape(project)+"/members/all/"+strconv.FormatInt(userID, 10),
 		nil, &m, ref, "check gitlab project membership")
 	var e *Error
-	if errors.As(err, &e) && e.StatusCode == http.StatusNotFound {
-		return 0, nil
+	if errors.As(err, &e) && e.StatusCode == http.StatusNotFound && !strings.Contains(e.Message, "Project Not Found") {
+		return 0, nil // "404 Not found": not a member
 	}
 	if err != nil {
 		return 0, err

@@ -73,6 +73,9 @@ type Build struct {
 	URL    string `json:"url,omitempty"`
 	// Result is Jenkins' result once the build ended (SUCCESS, FAILURE…).
 	Result string `json:"result,omitempty"`
+	// CanceledBy says why ferry cancelled the build, when it did: the
+	// short SHA of the head that superseded it, or the /cancel command.
+	CanceledBy string `json:"canceled_by,omitempty"`
 	// Reported is the last commit status state sent for the build while
 	// it runs, so a replica that takes the tracking over does not send it
 	// again.
