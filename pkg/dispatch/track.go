@@ -169,8 +169,10 @@ func (d *Dispatcher) trackOne(ctx context.Context, b store.Build) error {
 func (d *Dispatcher) ended(ctx context.Context, b store.Build, result string) error {
 	// A build ferry cancelled has its end recorded before Jenkins aborts
 	// it; that end (superseded, cancelled on command) is the one to report.
-	if cur, err := d.cfg.Store.GetBuild(ctx, b.Key); err == nil && cur.Result != "" {
-		return d.reportEnd(ctx, cur)
+	if result == jenkins.ResultAborted {
+		if cur, err := d.cfg.Store.GetBuild(ctx, b.Key); err == nil && (cur.Result == resultSuperseded || cur.Result == resultCommand) {
+			return d.reportEnd(ctx, cur)
+		}
 	}
 	b.Result = result
 	b.UpdatedAt = d.cfg.Now()
