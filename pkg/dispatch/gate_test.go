@@ -55,9 +55,9 @@ func newGateBed(t *testing.T, st store.Store, pipelines string) *gateBed {
 	}
 	d, err := New(Config{
 		Store: st, Jenkins: cl, Matcher: m, JenkinsURL: emu.URL(), Consumer: "gate",
-		Reporter: scm.NewMulti(scm.MultiConfig{Reporters: map[event.Provider]scm.Reporter{event.GitHub: gh, event.GitLab: gl}}),
-		Trust:    &trust.Checker{GitHub: gh, GitLab: gl, TTL: time.Minute},
-		PRHosts:  map[event.Provider]PRHost{event.GitHub: gh, event.GitLab: gl},
+		Reporter:     scm.NewMulti(scm.MultiConfig{Reporters: map[event.Provider]scm.Reporter{event.GitHub: gh, event.GitLab: gl}}),
+		Trust:        &trust.Checker{GitHub: gh, GitLab: gl, TTL: time.Minute},
+		PRHosts:      map[event.Provider]PRHost{event.GitHub: gh, event.GitLab: gl},
 		ReclaimAfter: 300 * time.Millisecond, RetryInitial: 10 * time.Millisecond, RetryMax: 80 * time.Millisecond,
 		PermanentAttempts: 3, StatusInterval: 20 * time.Millisecond,
 	})
