@@ -24,12 +24,14 @@ import (
 
 	"github.com/ferryci/ferry/pkg/config"
 	"github.com/ferryci/ferry/pkg/dispatch"
+	"github.com/ferryci/ferry/pkg/event"
 	"github.com/ferryci/ferry/pkg/jenkins"
 	"github.com/ferryci/ferry/pkg/scm"
 	"github.com/ferryci/ferry/pkg/store"
 	"github.com/ferryci/ferry/pkg/store/memstore"
 	"github.com/ferryci/ferry/pkg/store/redisstore"
 	"github.com/ferryci/ferry/pkg/telemetry"
+	"github.com/ferryci/ferry/pkg/trust"
 	"github.com/ferryci/ferry/pkg/webhook"
 )
 
@@ -113,8 +115,10 @@ func New(ctx context.Context, opts Options) (*App, error) {
 	if err != nil {
 		return nil, fmt.Errorf("commit status reporter: %w", err)
 	}
+	checker, prHosts := trustOf(cfg, reporter)
 	if !opts.DisableDispatch {
 		a.dispatcher, err = dispatch.New(dispatch.Config{
+			Trust: checker, PRHosts: prHosts,
 			Store: a.store, Jenkins: jc, Reporter: reporter, Matcher: cfg, Pipelines: cfg.Pipelines, JenkinsURL: cfg.Jenkins.URL,
 			Consumer: opts.Consumer, Workers: cfg.Dispatch.Workers, ReclaimAfter: cfg.Dispatch.ReclaimAfter.Duration,
 			RetryInitial: cfg.Dispatch.RetryInitial.Duration, RetryMax: cfg.Dispatch.RetryMax.Duration,
@@ -334,4 +338,18 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 	return a.Run(ctx)
+}
+
+// trustOf builds the trust checker and the comment answerers from the
+// providers that have a token: the same clients that report statuses.
+func trustOf(cfg config.Config, reporter *scm.Multi) (*trust.Checker, map[event.Provider]dispatch.PRHost) {
+	c := &trust.Checker{TTL: cfg.Dispatch.TrustCacheTTL.Duration}
+	hosts := map[event.Provider]dispatch.PRHost{}
+	if gh, ok := reporter.Reporter(event.GitHub).(*scm.GitHub); ok {
+		c.GitHub, hosts[event.GitHub] = gh, gh
+	}
+	if gl, ok := reporter.Reporter(event.GitLab).(*scm.GitLab); ok {
+		c.GitLab, hosts[event.GitLab] = gl, gl
+	}
+	return c, hosts
 }

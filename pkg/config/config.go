@@ -312,6 +312,9 @@ type Dispatch struct {
 	StatusGiveUpAfter Duration `json:"statusGiveUpAfter"`
 	// StatusContext is the commit status context prefix: "<prefix>/<pipeline>".
 	StatusContext string `json:"statusContext"`
+	// TrustCacheTTL is how long an answer of the Git host about a user's
+	// trust (membership, permission) is reused. Default 5m; at most 1h.
+	TrustCacheTTL Duration `json:"trustCacheTTL"`
 }
 
 // Telemetry configures logs, traces and metrics.
@@ -363,7 +366,73 @@ type Pipeline struct {
 	// {{ref}}, {{branch}}, {{tag}}, {{repo}}, {{repo_url}}, {{number}},
 	// {{event_id}}, {{pipeline}}.
 	Parameters map[string]string `json:"parameters"`
+	// PullRequests holds the trust gate and the cancellation of
+	// superseded builds for pull/merge requests (see PullRequests).
+	PullRequests PullRequests `json:"pullRequests"`
+	// CancelSupersededPushes, when true, cancels this pipeline's queued
+	// and running builds of a branch once a newer push to that branch is
+	// built. Default false: every push to a branch is built to its end.
+	CancelSupersededPushes bool `json:"cancelSupersededPushes"`
 }
+
+// PullRequests configures how a pipeline builds pull/merge requests.
+type PullRequests struct {
+	// Trust says whose pull requests build without a go-ahead and whose
+	// comment commands (/ok-to-test, /retest, /cancel) are obeyed.
+	Trust Trust `json:"trust"`
+	// ApproveEachHead, when true, makes an /ok-to-test approve only the
+	// head it was given for: every later push to the pull request waits
+	// for a new one. Default false: an approved pull request stays
+	// approved.
+	ApproveEachHead bool `json:"approveEachHead"`
+	// CancelSuperseded cancels the pipeline's queued and running builds
+	// of a pull request once a newer head of it is built. Default true.
+	CancelSuperseded *bool `json:"cancelSuperseded"`
+}
+
+// Trust lists who is trusted. Any one rule that holds makes a user
+// trusted.
+type Trust struct {
+	// Members trusts members of the repository's organization (GitHub)
+	// and, on GitLab, members of the project with at least Developer
+	// access, inherited group membership included. Default true.
+	Members *bool `json:"members"`
+	// Collaborators trusts GitHub collaborators with write access (write,
+	// maintain or admin). Default true.
+	Collaborators *bool `json:"collaborators"`
+	// Users are logins always trusted.
+	Users []string `json:"users"`
+	// Teams are GitHub teams, "org/team-slug", whose active members are
+	// trusted.
+	Teams []string `json:"teams"`
+	// Forks is what a pull request from a fork needs: "hold" (default)
+	// holds every one until /ok-to-test; "trustedAuthors" builds those
+	// whose author is trusted at once.
+	Forks string `json:"forks"`
+}
+
+// Trust.Forks values.
+const (
+	ForksHold           = "hold"
+	ForksTrustedAuthors = "trustedAuthors"
+)
+
+// CancelSupersededPRs reports whether a newer head of a pull request
+// cancels the pipeline's older builds of it (default true).
+func (p Pipeline) CancelSupersededPRs() bool {
+	return p.PullRequests.CancelSuperseded == nil || *p.PullRequests.CancelSuperseded
+}
+
+// TrustsMembers reports whether organization/project members are trusted.
+func (t Trust) TrustsMembers() bool { return t.Members == nil || *t.Members }
+
+// TrustsCollaborators reports whether collaborators with write access are
+// trusted.
+func (t Trust) TrustsCollaborators() bool { return t.Collaborators == nil || *t.Collaborators }
+
+// TrustsForkAuthors reports whether a trusted author's fork PR builds at
+// once.
+func (t Trust) TrustsForkAuthors() bool { return t.Forks == ForksTrustedAuthors }
 
 // Duration is a time.Duration written as "30s" or "5m" in YAML (or a
 // number of seconds). It is the agent templates' type, so one definition
@@ -396,6 +465,7 @@ func Default() Config {
 			StatusInterval:    Duration{Duration: 5 * time.Second},
 			StatusGiveUpAfter: Duration{Duration: 12 * time.Hour},
 			StatusContext:     "ferry",
+			TrustCacheTTL:     Duration{Duration: 5 * time.Minute},
 		},
 		Agents: Agents{
 			Namespace: "ferry-agents",
@@ -612,6 +682,9 @@ func (c Config) Validate() error {
 	if c.Dispatch.StatusContext == "" {
 		add("dispatch.statusContext", "must not be empty, e.g. ferry")
 	}
+	if d := c.Dispatch.TrustCacheTTL.Duration; d < 0 || d > time.Hour {
+		add("dispatch.trustCacheTTL", "is %s, must be between 0 (ask the Git host every time) and 1h: a removed member keeps their trust for this long", d)
+	}
 	switch c.Telemetry.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
@@ -680,6 +753,10 @@ func (p Pipeline) validate(field string, seen map[string]bool) []error {
 			}
 		}
 	}
+	errs = append(errs, p.PullRequests.Trust.validate(field+".pullRequests.trust")...)
+	if p.CancelSupersededPushes && !contains(p.Events, KindPush) {
+		add("cancelSupersededPushes", "is set but the pipeline does not build push events; add push to events or remove it")
+	}
 	keys := make([]string, 0, len(p.Parameters))
 	for k := range p.Parameters {
 		keys = append(keys, k)
@@ -694,6 +771,31 @@ func (p Pipeline) validate(field string, seen map[string]bool) []error {
 		}
 		if err := checkTemplate(p.Parameters[k]); err != nil {
 			add("parameters."+k, "%v", err)
+		}
+	}
+	return errs
+}
+
+var (
+	loginRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9._-]{0,254})$`)
+	teamRE  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9][A-Za-z0-9._-]{0,99}$`)
+)
+
+func (t Trust) validate(field string) []error {
+	var errs []error
+	switch t.Forks {
+	case "", ForksHold, ForksTrustedAuthors:
+	default:
+		errs = append(errs, fmt.Errorf("%s.forks: %q is not a choice: use hold (every fork PR waits for /ok-to-test) or trustedAuthors", field, t.Forks))
+	}
+	for _, u := range t.Users {
+		if !loginRE.MatchString(u) {
+			errs = append(errs, fmt.Errorf("%s.users: %q is not a user login (letters, digits, '.', '_', '-')", field, u))
+		}
+	}
+	for _, team := range t.Teams {
+		if !teamRE.MatchString(team) {
+			errs = append(errs, fmt.Errorf("%s.teams: %q must be a GitHub team as org/team-slug, e.g. acme/release", field, team))
 		}
 	}
 	return errs

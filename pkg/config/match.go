@@ -36,7 +36,12 @@ func (p Pipeline) Matches(ev event.Event) (bool, string) {
 	if ok, _ := path.Match(p.Repo, ev.Repo); !ok && !strings.EqualFold(p.Repo, ev.Repo) {
 		return false, ""
 	}
-	if !contains(p.Events, string(ev.Kind)) {
+	kind := ev.Kind
+	if kind == event.Comment {
+		// A comment command acts on the pull request's builds.
+		kind = event.PullRequest
+	}
+	if !contains(p.Events, string(kind)) {
 		return false, fmt.Sprintf("pipeline %s does not build %s events", p.Name, ev.Kind)
 	}
 	switch ev.Kind {
@@ -48,8 +53,10 @@ func (p Pipeline) Matches(ev event.Event) (bool, string) {
 		if t := ev.TagName(); !anyMatch(p.Tags, t) {
 			return false, fmt.Sprintf("pipeline %s does not build tag %s", p.Name, t)
 		}
-	case event.PullRequest:
-		if !anyMatch(p.Branches, ev.BaseRef) {
+	case event.PullRequest, event.Comment:
+		// A GitHub comment does not name the target branch; the PR's
+		// own event was filtered on it.
+		if ev.BaseRef != "" && !anyMatch(p.Branches, ev.BaseRef) {
 			return false, fmt.Sprintf("pipeline %s does not build pull requests into %s", p.Name, ev.BaseRef)
 		}
 	}

@@ -38,6 +38,7 @@ import (
 	"github.com/ferryci/ferry/pkg/scm"
 	"github.com/ferryci/ferry/pkg/store"
 	"github.com/ferryci/ferry/pkg/telemetry"
+	"github.com/ferryci/ferry/pkg/trust"
 )
 
 // Jenkins is what the dispatcher asks of Jenkins.
@@ -47,6 +48,9 @@ type Jenkins interface {
 	QueueItem(ctx context.Context, id int64) (jenkins.QueueItem, error)
 	Build(ctx context.Context, job string, number int64) (jenkins.Build, error)
 	Job(ctx context.Context, job string) (jenkins.Job, error)
+	// CancelQueueItem and StopBuild end a superseded or cancelled build.
+	CancelQueueItem(ctx context.Context, id int64) error
+	StopBuild(ctx context.Context, job string, number int64) error
 }
 
 // Matcher says which pipelines build an event.
@@ -69,6 +73,9 @@ type Store interface {
 	DeleteBuild(ctx context.Context, key string) error
 
 	Lease(ctx context.Context, name, holder string, ttl time.Duration) (bool, error)
+
+	PutRef(ctx context.Context, r store.RefState) (store.RefState, error)
+	GetRef(ctx context.Context, key string) (store.RefState, error)
 }
 
 // Config holds the dispatcher's dependencies and settings; zero values
@@ -98,6 +105,13 @@ type Config struct {
 	// commit status API before ferry gives up on reporting it.
 	StatusGiveUp  time.Duration
 	StatusContext string
+	// Trust decides whose pull requests build and whose comment commands
+	// are obeyed; nil trusts only what author_association and the listed
+	// users prove (no Git host is asked).
+	Trust *trust.Checker
+	// PRHosts acknowledge and answer comment commands, per provider; a
+	// provider without one gets no reaction or reply.
+	PRHosts map[event.Provider]PRHost
 	// OnTriggered, if set, is called after a build was recorded, e.g. to
 	// wake the provisioner.
 	OnTriggered    func(store.Build)
@@ -169,6 +183,9 @@ func New(cfg Config) (*Dispatcher, error) {
 	}
 	if cfg.Consumer == "" {
 		cfg.Consumer = consumerName()
+	}
+	if cfg.Trust == nil {
+		cfg.Trust = &trust.Checker{}
 	}
 	if cfg.Reporter == nil {
 		cfg.Reporter = scm.NewMulti(scm.MultiConfig{Reporters: map[event.Provider]scm.Reporter{event.GitHub: nil, event.GitLab: nil}, Logger: cfg.Logger})
@@ -390,12 +407,35 @@ func (d *Dispatcher) handle(ctx context.Context, e store.Entry) {
 	// Keep the entry ours while we work; stop if another consumer took it.
 	go d.keepTouching(ctx, cancel, e.ID, log)
 
+	if ev.Kind == event.Comment {
+		if err := d.command(ctx, e, log); err != nil {
+			span.SetStatus(codes.Error, err.Error())
+			log.Info("stopped before the comment command was handled; it stays queued", "reason", err)
+			return
+		}
+		if err := d.ack(ctx, e.ID); err != nil {
+			log.Warn("could not acknowledge a handled comment command; it will be reclaimed", "error", err)
+		}
+		return
+	}
 	pipes, reason := d.cfg.Matcher.Match(ev)
 	if len(pipes) == 0 {
 		log.Info("no pipeline builds this event any more; dropping it", "reason", reason)
 	}
+	head, err := d.noteHead(ctx, ev, pipes, log)
+	if err != nil {
+		span.SetStatus(codes.Error, err.Error())
+		log.Info("stopped before the event was dispatched; it stays queued", "reason", err)
+		return
+	}
 	for _, p := range pipes {
-		err := d.triggerOnce(ctx, e, p, log)
+		build, err := d.admit(ctx, ev, p, head, log)
+		if err == nil && build {
+			err = d.triggerOnce(ctx, e, p, log)
+			if err == nil {
+				err = d.supersede(ctx, ev, p, log)
+			}
+		}
 		if err != nil && !errors.Is(err, errGaveUp) {
 			// Only cancellation ends here: shutdown, or the entry was
 			// reclaimed. Leave it for its next holder.

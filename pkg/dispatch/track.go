@@ -167,6 +167,13 @@ func (d *Dispatcher) trackOne(ctx context.Context, b store.Build) error {
 // ended stores a build's known end, so Jenkins is not asked again while
 // the report is retried, and reports it.
 func (d *Dispatcher) ended(ctx context.Context, b store.Build, result string) error {
+	// A build ferry cancelled has its end recorded before Jenkins aborts
+	// it; that end (superseded, cancelled on command) is the one to report.
+	if result == jenkins.ResultAborted {
+		if cur, err := d.cfg.Store.GetBuild(ctx, b.Key); err == nil && (cur.Result == resultSuperseded || cur.Result == resultCommand) {
+			return d.reportEnd(ctx, cur)
+		}
+	}
 	b.Result = result
 	b.UpdatedAt = d.cfg.Now()
 	if err := d.cfg.Store.PutBuild(ctx, b); err != nil {
@@ -185,7 +192,9 @@ func (d *Dispatcher) reportEnd(ctx context.Context, b store.Build) error {
 	if err := d.reportRetry(d.report(ctx, b.Event, b.Pipeline, endStatus(b), target)); err != nil {
 		return err
 	}
-	if b.Result != resultVanished && b.Result != resultCancelled {
+	switch b.Result {
+	case resultVanished, resultCancelled, resultSuperseded, resultCommand:
+	default:
 		d.finished.Add(ctx, 1, metric.WithAttributes(attribute.String("result", b.Result)))
 	}
 	return d.forget(ctx, b.Key)
@@ -285,6 +294,10 @@ func endStatus(b store.Build) scm.Status {
 		return scm.Status{State: scm.StateCanceled, Description: fmt.Sprintf("Build #%d was aborted", b.Number)}
 	case resultCancelled:
 		return scm.Status{State: scm.StateCanceled, Description: "The build was cancelled before it started"}
+	case resultSuperseded:
+		return scm.Status{State: scm.StateCanceled, Description: "canceled: superseded by " + b.CanceledBy}
+	case resultCommand:
+		return scm.Status{State: scm.StateCanceled, Description: "canceled: " + b.CanceledBy}
 	case resultVanished:
 		if b.Number > 0 {
 			return scm.Status{State: scm.StateError, Description: fmt.Sprintf("Build #%d vanished from Jenkins", b.Number)}

@@ -28,6 +28,9 @@ const (
 	Push        Kind = "push"         // commits pushed to a branch
 	Tag         Kind = "tag"          // a tag pushed or created
 	PullRequest Kind = "pull_request" // a PR/MR opened, reopened or updated
+	// Comment is a command (/ok-to-test, /retest, /cancel) in a comment
+	// on a PR/MR; it is never built itself, it acts on the PR's builds.
+	Comment Kind = "comment"
 )
 
 // Event is one buildable change, normalized across providers.
@@ -69,6 +72,21 @@ type Event struct {
 	ChangedPaths []string `json:"changed_paths,omitempty"`
 	// Sender is the login of whoever caused the event.
 	Sender string `json:"sender,omitempty"`
+	// Author is the login of the PR's author (pull_request) or of the
+	// comment's author (comment); AuthorID is GitLab's numeric user id.
+	Author   string `json:"author,omitempty"`
+	AuthorID int64  `json:"author_id,omitempty"`
+	// Association is GitHub's author_association of Author with the
+	// repository (OWNER, MEMBER, COLLABORATOR, CONTRIBUTOR, NONE…).
+	Association string `json:"association,omitempty"`
+	// Fork is set for a PR whose head is in another repository.
+	Fork bool `json:"fork,omitempty"`
+	// Command is the PR command a comment carries (ok-to-test, retest,
+	// cancel); CommentID is the comment's (GitHub) or note's (GitLab) id.
+	Command   string `json:"command,omitempty"`
+	CommentID int64  `json:"comment_id,omitempty"`
+	// Closed is set for a comment on a PR/MR that is closed or merged.
+	Closed bool `json:"closed,omitempty"`
 	// ReceivedAt is when ferry accepted the delivery.
 	ReceivedAt time.Time `json:"received_at"`
 	// TraceParent is the W3C traceparent of the span that received the
@@ -99,7 +117,7 @@ func (e Event) Validate() error {
 		"id": e.ID, "provider": string(e.Provider), "kind": string(e.Kind),
 		"repo": e.Repo, "ref": e.Ref, "sha": e.SHA,
 	} {
-		if v == "" {
+		if v == "" && (name != "sha" || e.Kind != Comment) {
 			missing = append(missing, name)
 		}
 	}

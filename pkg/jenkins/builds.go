@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
@@ -261,4 +262,27 @@ func taskIsJob(taskURL, p string) bool {
 	}
 	// What precedes must be a context path (/jenkins), not a parent folder.
 	return !strings.Contains(got[:len(got)-len(want)]+"/", "/job/")
+}
+
+// StopBuild aborts a running build (POST /job/…/N/stop): Jenkins
+// interrupts its executor and the build ends ABORTED; the answer is a
+// redirect (302) to the build or the Referer. Stopping a build that has
+// already ended changes nothing and answers the same, so a repeated stop
+// is safe. A missing job or build gives ErrNotFound.
+func (c *Client) StopBuild(ctx context.Context, job string, number int64) error {
+	err := c.call(ctx, "stop_build", []attribute.KeyValue{attrJob.String(job), attrBuild.Int64(number)}, func(ctx context.Context) error {
+		p, err := jobPath(job)
+		if err != nil {
+			return err
+		}
+		if number <= 0 {
+			return fmt.Errorf("jenkins: invalid build number %d", number)
+		}
+		_, err = c.do(ctx, request{method: http.MethodPost, path: p + "/" + strconv.FormatInt(number, 10) + "/stop"})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("stop build %s #%d: %w", job, number, err)
+	}
+	return nil
 }

@@ -476,3 +476,36 @@ func TestEmulatorMarkOffline(t *testing.T) {
 		t.Errorf("MarkOffline without Computer.DISCONNECT: %v, want ErrAuth", err)
 	}
 }
+
+// TestEmulatorStopBuild: StopBuild aborts a running build, is a no-op on
+// one that ended, and says ErrNotFound for a build that does not exist.
+func TestEmulatorStopBuild(t *testing.T) {
+	srv := jenkinsemu.New(jenkinsemu.Options{BuiltInExecutors: 1, Logger: slog.New(slog.DiscardHandler)})
+	t.Cleanup(srv.Close)
+	ctx := context.Background()
+	if err := srv.AddJob("team/app", jenkinsemu.JobSpec{Duration: jenkinsemu.Forever, Params: ferryParams}); err != nil {
+		t.Fatal(err)
+	}
+	c := emuClient(t, srv, nil)
+	if _, err := c.Trigger(ctx, "team/app", map[string]string{"SHA": "a"}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for b, ok := srv.Build("team/app", 1); !ok || !b.Building; b, ok = srv.Build("team/app", 1) {
+		if time.Now().After(deadline) {
+			t.Fatal("build #1 never started")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	for range 2 {
+		if err := c.StopBuild(ctx, "team/app", 1); err != nil {
+			t.Fatalf("StopBuild: %v", err)
+		}
+	}
+	if b, _ := srv.Build("team/app", 1); b.Building || b.Result != jenkinsemu.Aborted {
+		t.Errorf("build after StopBuild = %+v, want ABORTED", b)
+	}
+	if err := c.StopBuild(ctx, "team/app", 9); !errors.Is(err, jenkins.ErrNotFound) {
+		t.Errorf("StopBuild of a missing build: %v, want ErrNotFound", err)
+	}
+}

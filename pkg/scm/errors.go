@@ -56,8 +56,11 @@ func (e *Error) Error() string {
 	} else {
 		fmt.Fprintf(&b, "set %s commit status", e.Provider)
 	}
-	if e.Repo != "" {
+	switch {
+	case e.Repo != "" && e.SHA != "":
 		fmt.Fprintf(&b, " on %s@%s", e.Repo, shortSHA(e.SHA))
+	case e.Repo != "":
+		fmt.Fprintf(&b, " on %s", e.Repo)
 	}
 	if e.StatusCode != 0 {
 		fmt.Fprintf(&b, ": HTTP %d", e.StatusCode)

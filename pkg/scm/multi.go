@@ -116,3 +116,7 @@ func New(cfg Config) (*Multi, error) {
 	}
 	return NewMulti(MultiConfig{Reporters: reporters, Logger: cfg.Logger}), nil
 }
+
+// Reporter returns the reporter of provider p (a Noop when p has no token),
+// nil for an unknown provider.
+func (m *Multi) Reporter(p event.Provider) Reporter { return m.reporters[p] }

@@ -73,6 +73,9 @@ type Build struct {
 	URL    string `json:"url,omitempty"`
 	// Result is Jenkins' result once the build ended (SUCCESS, FAILURE…).
 	Result string `json:"result,omitempty"`
+	// CanceledBy says why ferry cancelled the build, when it did: the
+	// short SHA of the head that superseded it, or the /cancel command.
+	CanceledBy string `json:"canceled_by,omitempty"`
 	// Reported is the last commit status state sent for the build while
 	// it runs, so a replica that takes the tracking over does not send it
 	// again.
@@ -138,6 +141,13 @@ type Store interface {
 	// ListPromotions returns every promotion record, oldest first (by
 	// CreatedAt, then ID). Promotions are kept as the audit trail.
 	ListPromotions(ctx context.Context) ([]Promotion, error)
+
+	// PutRef writes r if the stored record's revision equals r.Revision
+	// (0: it must not exist yet) and returns r with Revision incremented;
+	// a different stored revision gives an error wrapping ErrConflict.
+	PutRef(ctx context.Context, r RefState) (RefState, error)
+	// GetRef returns a ref's state or ErrNotFound.
+	GetRef(ctx context.Context, key string) (RefState, error)
 
 	// Lease makes holder the holder of the named lease for ttl when nobody
 	// else holds it, or extends it when holder already does. It reports

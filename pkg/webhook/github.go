@@ -64,7 +64,7 @@ func (g *gitHub) parse(h http.Header, body []byte) (outcome, error) {
 	}
 	typ := g.eventType(h)
 	switch typ {
-	case "push", "create", "pull_request", "ping":
+	case "push", "create", "pull_request", "ping", "issue_comment":
 	case "":
 		return outcome{}, fmt.Errorf("%w: missing %s header", errBadPayload, github.EventTypeHeader)
 	default:
@@ -90,6 +90,12 @@ func (g *gitHub) parse(h http.Header, body []byte) (outcome, error) {
 			return outcome{ignore: "tags are built from their push event, which carries the commit SHA"}, nil
 		}
 		return outcome{ignore: fmt.Sprintf("creating a %s is not built; its pushes are", printable(e.RefType))}, nil
+	case "issue_comment":
+		var e ghIssueComment
+		if err := decode(payload, &e); err != nil {
+			return outcome{}, fmt.Errorf("%w: issue_comment event: %w", errBadPayload, err)
+		}
+		return gitHubComment(e)
 	default: // pull_request
 		var e ghPullRequest
 		if err := decode(payload, &e); err != nil {
@@ -144,9 +150,11 @@ type ghCreate struct {
 type ghPullRequest struct {
 	Action      string `json:"action"`
 	PullRequest *struct {
-		Number int    `json:"number"`
-		Title  string `json:"title"`
-		Head   struct {
+		Number            int    `json:"number"`
+		Title             string `json:"title"`
+		User              ghUser `json:"user"`
+		AuthorAssociation string `json:"author_association"`
+		Head              struct {
 			SHA  string  `json:"sha"`
 			Repo *ghRepo `json:"repo"`
 		} `json:"head"`
@@ -229,6 +237,8 @@ func gitHubPullRequest(e ghPullRequest) (outcome, error) {
 	if pr.Head.Repo != nil && pr.Head.Repo.CloneURL != "" {
 		repoURL, urlRepo = pr.Head.Repo.CloneURL, pr.Head.Repo.FullName
 	}
+	// A head repository that is gone (null) was a fork that was deleted.
+	fork := pr.Head.Repo == nil || !strings.EqualFold(pr.Head.Repo.FullName, e.Repository.FullName)
 	return outcome{urlRepo: urlRepo, ev: event.Event{
 		Kind:    event.PullRequest,
 		Action:  action,
@@ -240,5 +250,9 @@ func gitHubPullRequest(e ghPullRequest) (outcome, error) {
 		Number:  pr.Number,
 		Message: pr.Title,
 		Sender:  e.Sender.Login,
+
+		Author:      pr.User.Login,
+		Association: pr.AuthorAssociation,
+		Fork:        fork,
 	}}, nil
 }

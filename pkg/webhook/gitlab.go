@@ -98,6 +98,8 @@ type glMergeRequest struct {
 	Project          glProject `json:"project"`
 	ObjectAttributes struct {
 		IID             int       `json:"iid"`
+		AuthorID        int64     `json:"author_id"`
+		TargetProjectID int64     `json:"target_project_id"`
 		Action          string    `json:"action"`
 		OldRev          string    `json:"oldrev"`
 		Title           string    `json:"title"`
@@ -124,6 +126,12 @@ func (g *gitLab) parse(h http.Header, body []byte) (outcome, error) {
 			return outcome{}, fmt.Errorf("%w: %s: %w", errBadPayload, typ, err)
 		}
 		return gitLabMergeRequest(m)
+	case "Note Hook":
+		var n glNote
+		if err := decode(body, &n); err != nil {
+			return outcome{}, fmt.Errorf("%w: %s: %w", errBadPayload, typ, err)
+		}
+		return gitLabNote(n)
 	case "":
 		return outcome{}, fmt.Errorf("%w: missing %s header", errBadPayload, gitLabEventHeader)
 	default:
@@ -207,6 +215,11 @@ func gitLabMergeRequest(m glMergeRequest) (outcome, error) {
 	if pid == 0 {
 		pid = m.Project.ID
 	}
+	target := a.TargetProjectID
+	if target == 0 {
+		target = m.Project.ID
+	}
+	fork := a.SourceProjectID != 0 && a.SourceProjectID != target
 	return outcome{urlRepo: urlRepo, ev: event.Event{
 		Kind:      event.PullRequest,
 		Action:    a.Action,
@@ -219,5 +232,9 @@ func gitLabMergeRequest(m glMergeRequest) (outcome, error) {
 		Number:    a.IID,
 		Message:   a.LastCommit.Message,
 		Sender:    m.User.Username,
+
+		Author:   m.User.Username,
+		AuthorID: a.AuthorID,
+		Fork:     fork,
 	}}, nil
 }

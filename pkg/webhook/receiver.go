@@ -369,6 +369,7 @@ func readBody(req *http.Request, max int64) ([]byte, error) {
 var knownTypes = map[string]bool{
 	"push": true, "create": true, "pull_request": true, "ping": true,
 	"Push Hook": true, "Tag Push Hook": true, "Merge Request Hook": true,
+	"issue_comment": true, "Note Hook": true,
 }
 
 // boundedType keeps metric labels to a known set.

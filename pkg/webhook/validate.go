@@ -112,8 +112,10 @@ func checkEvent(ev *event.Event, home origin, urlRepo string) []string {
 		}
 	}
 	var err error
-	ev.SHA, err = checkSHA("sha", ev.SHA)
-	add(err)
+	if ev.SHA != "" || ev.Kind != event.Comment { // a GitHub comment names no commit
+		ev.SHA, err = checkSHA("sha", ev.SHA)
+		add(err)
+	}
 	if isZeroSHA(ev.SHA) {
 		add(fmt.Errorf("sha %s names no commit: the all-zero id stands for a deleted ref", ev.SHA))
 	}

@@ -451,3 +451,43 @@ func TestStopBuild(t *testing.T) {
 		t.Errorf("stop of a missing build: %d, want 404", r.status)
 	}
 }
+
+// TestStopIsIdempotentAndNeedsACrumb: stopping a build that ended changes
+// nothing (Run.doStop on a finished build only redirects), and a
+// password-authenticated stop without a crumb is refused like any POST.
+func TestStopIsIdempotentAndNeedsACrumb(t *testing.T) {
+	s, _ := newTestServer(t, Options{})
+	mustAdd(t, s, "app", JobSpec{Label: "ferry", Duration: Forever})
+	c := tokenClient(t, s)
+	mustCreateAgent(t, s, c, "a1", "ferry", "EXCLUSIVE", 1)
+	c.post("/job/app/build", nil)
+	c.post("/job/app/build", nil)
+	waitFor(t, "build #1 running", func() bool { b, ok := s.Build("app", 1); return ok && b.Building })
+
+	browser := newClient(t, s, DefaultUser.Name, DefaultUser.Password)
+	if r := browser.post("/job/app/1/stop", nil); r.status != http.StatusForbidden || !strings.Contains(r.body, "No valid crumb") {
+		t.Fatalf("stop without a crumb: %d %q, want 403 No valid crumb", r.status, r.body)
+	}
+	if b, _ := s.Build("app", 1); !b.Building {
+		t.Fatal("a refused stop stopped the build")
+	}
+
+	if r := c.post("/job/app/1/stop", nil); r.status != http.StatusFound {
+		t.Fatalf("stop: %d", r.status)
+	}
+	// The freed executor takes the queued build #2.
+	waitFor(t, "build #2 on the freed executor", func() bool { b, ok := s.Build("app", 2); return ok && b.Building && b.Node == "a1" })
+	if r := c.post("/job/app/1/stop", nil); r.status != http.StatusFound {
+		t.Fatalf("second stop: %d, want the same redirect", r.status)
+	}
+	if b, _ := s.Build("app", 1); b.Result != Aborted {
+		t.Errorf("build #1 after a second stop = %+v", b)
+	}
+	if err := s.FinishBuild("app", 2, Success); err != nil {
+		t.Fatal(err)
+	}
+	c.post("/job/app/2/stop", nil)
+	if b, _ := s.Build("app", 2); b.Result != Success {
+		t.Errorf("stopping a finished build changed its result to %s", b.Result)
+	}
+}

@@ -39,6 +39,7 @@ type GitLab struct {
 	open     map[glKey]*glJob // statuses still pending or running
 	lastRef  map[glCommit]string
 	nextID   int64
+	conv     glConversation // notes.go
 }
 
 type glKey struct {
@@ -125,6 +126,11 @@ func (g *GitLab) handle(w http.ResponseWriter, r *http.Request, call *Call) int 
 	parts := strings.Split(rest, "/")
 	if ok && len(parts) >= 2 && parts[1] == "deployments" {
 		return g.handleDeployments(w, r, call, parts)
+	}
+	if ok {
+		if code, handled := g.handleConversation(w, r, call, parts); handled {
+			return code
+		}
 	}
 	if !ok || len(parts) != 3 || parts[1] != "statuses" || parts[0] == "" || parts[2] == "" || r.Method != http.MethodPost {
 		return glWrite(w, http.StatusNotFound, map[string]any{"error": "404 Not Found"})

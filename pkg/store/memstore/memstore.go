@@ -52,6 +52,7 @@ type Store struct {
 	backlog   []*entry          // never delivered, oldest first; may hold acked ones
 	builds    map[string][]byte
 	promos    map[string][]byte
+	refs      map[string]store.RefState
 	leases    map[string]lease
 	// wake is closed (and replaced) when an entry is added or the store is
 	// closed, waking blocked Claims.
@@ -87,6 +88,7 @@ func New(cfg Config) (*Store, error) {
 		entries: map[string]*entry{},
 		builds:  map[string][]byte{},
 		promos:  map[string][]byte{},
+		refs:    map[string]store.RefState{},
 		wake:    make(chan struct{}),
 	}, nil
 }
@@ -461,6 +463,50 @@ func (s *Store) ListPromotions(ctx context.Context) ([]store.Promotion, error) {
 	}
 	store.SortPromotions(out)
 	return out, nil
+}
+
+// PutRef implements store.Store.
+func (s *Store) PutRef(ctx context.Context, r store.RefState) (store.RefState, error) {
+	if r.Key == "" {
+		return store.RefState{}, errors.New("put ref state: empty key")
+	}
+	if err := s.lock(ctx); err != nil {
+		return store.RefState{}, fmt.Errorf("put ref state %s: %w", r.Key, err)
+	}
+	defer s.mu.Unlock()
+	if cur := s.refs[r.Key].Revision; cur != r.Revision {
+		return store.RefState{}, fmt.Errorf("put ref state %s at revision %d (stored: %d): %w", r.Key, r.Revision, cur, store.ErrConflict)
+	}
+	r.Revision++
+	// A copy through JSON, so the caller's maps are not shared.
+	raw, err := json.Marshal(r)
+	if err != nil {
+		return store.RefState{}, fmt.Errorf("put ref state %s: %w", r.Key, err)
+	}
+	var stored store.RefState
+	if err := json.Unmarshal(raw, &stored); err != nil {
+		return store.RefState{}, fmt.Errorf("put ref state %s: %w", r.Key, err)
+	}
+	s.refs[r.Key] = stored
+	return r, nil
+}
+
+// GetRef implements store.Store.
+func (s *Store) GetRef(ctx context.Context, key string) (store.RefState, error) {
+	if err := s.lock(ctx); err != nil {
+		return store.RefState{}, fmt.Errorf("get ref state %s: %w", key, err)
+	}
+	r, ok := s.refs[key]
+	s.mu.Unlock()
+	if !ok {
+		return store.RefState{}, fmt.Errorf("get ref state %s: %w", key, store.ErrNotFound)
+	}
+	raw, err := json.Marshal(r)
+	if err != nil {
+		return store.RefState{}, err
+	}
+	var out store.RefState
+	return out, json.Unmarshal(raw, &out)
 }
 
 type lease struct {

@@ -158,6 +158,8 @@ type Store struct {
 	builds       string
 	promos       string
 	promoRevs    string
+	refs         string
+	refRevs      string
 	dedupPrefix  string
 	leasePrefix  string
 	dedupSeconds int64
@@ -277,6 +279,8 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		builds:       cfg.Prefix + "builds",
 		promos:       cfg.Prefix + "promotions",
 		promoRevs:    cfg.Prefix + "promotions:rev",
+		refs:         cfg.Prefix + "refs",
+		refRevs:      cfg.Prefix + "refs:rev",
 		dedupPrefix:  cfg.Prefix + "dedup:",
 		leasePrefix:  cfg.Prefix + "lease:",
 		dedupSeconds: int64(math.Ceil(cfg.DedupTTL.Seconds())),
@@ -868,6 +872,44 @@ func (s *Store) ListPromotions(ctx context.Context) ([]store.Promotion, error) {
 	}
 	store.SortPromotions(out)
 	return out, nil
+}
+
+// PutRef implements store.Store with the promotions' revision check.
+func (s *Store) PutRef(ctx context.Context, r store.RefState) (store.RefState, error) {
+	if r.Key == "" {
+		return store.RefState{}, errors.New("put ref state: empty key")
+	}
+	expected := r.Revision
+	r.Revision++
+	raw, err := json.Marshal(r)
+	if err != nil {
+		return store.RefState{}, fmt.Errorf("put ref state %s: %w", r.Key, err)
+	}
+	cur, err := putPromotionScript.Run(ctx, s.client, []string{s.refs, s.refRevs},
+		r.Key, expected, r.Revision, string(raw)).Int64()
+	if err != nil {
+		return store.RefState{}, wrap("put ref state "+r.Key, err)
+	}
+	if cur != -1 {
+		return store.RefState{}, fmt.Errorf("put ref state %s at revision %d (stored: %d): %w", r.Key, expected, cur, store.ErrConflict)
+	}
+	return r, nil
+}
+
+// GetRef implements store.Store.
+func (s *Store) GetRef(ctx context.Context, key string) (store.RefState, error) {
+	raw, err := s.client.HGet(ctx, s.refs, key).Result()
+	if errors.Is(err, redis.Nil) {
+		return store.RefState{}, fmt.Errorf("get ref state %s: %w", key, store.ErrNotFound)
+	}
+	if err != nil {
+		return store.RefState{}, wrap("get ref state "+key, err)
+	}
+	var r store.RefState
+	if err := json.Unmarshal([]byte(raw), &r); err != nil {
+		return store.RefState{}, fmt.Errorf("decode ref state %s: %w", key, err)
+	}
+	return r, nil
 }
 
 // leaseScript takes or extends a lease. KEYS[1] lease key; ARGV[1] holder,

@@ -58,6 +58,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"Builds", testBuilds},
 		{"Promotions", testPromotions},
 		{"PromotionConflicts", testPromotionConflicts},
+		{"Refs", testRefs},
 		{"Lease", testLease},
 		{"CancelBlockedClaim", testCancelBlockedClaim},
 		{"CancelledContext", testCancelledContext},
@@ -965,5 +966,41 @@ func testLease(t *testing.T, s store.Store) {
 	}
 	if _, err := s.Lease(ctx, "", "a", time.Second); err == nil {
 		t.Error("Lease without a name must fail")
+	}
+}
+
+// testRefs checks RefState's revision check: a write based on a stale read
+// is refused, and what is stored reads back whole.
+func testRefs(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	key := store.RefKey(event.GitHub, "acme/app", "refs/pull/7/head")
+	if _, err := s.GetRef(ctx, key); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("GetRef(missing): err = %v, want ErrNotFound", err)
+	}
+	at := time.Date(2026, 3, 14, 15, 0, 0, 0, time.UTC)
+	r := store.RefState{Key: key, Head: Event(1), Held: map[string]bool{"app": true}, UpdatedAt: at}
+	first, err := s.PutRef(ctx, r)
+	if err != nil || first.Revision != 1 {
+		t.Fatalf("PutRef = rev %d, %v; want revision 1", first.Revision, err)
+	}
+	if _, err := s.PutRef(ctx, r); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("PutRef at revision 0 again: err = %v, want ErrConflict", err)
+	}
+	got, err := s.GetRef(ctx, key)
+	if err != nil || !sameJSON(t, got, first) {
+		t.Fatalf("GetRef = %+v, %v; want %+v", got, err, first)
+	}
+	got.Approved = map[string]store.Approval{"app": {By: "alice", SHA: got.Head.SHA, At: at}}
+	delete(got.Held, "app")
+	second, err := s.PutRef(ctx, got)
+	if err != nil || second.Revision != 2 {
+		t.Fatalf("PutRef (update) = rev %d, %v; want revision 2", second.Revision, err)
+	}
+	if _, err := s.PutRef(ctx, first); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("PutRef from a stale read: err = %v, want ErrConflict", err)
+	}
+	again, err := s.GetRef(ctx, key)
+	if err != nil || again.Approved["app"].By != "alice" || again.Held["app"] {
+		t.Fatalf("GetRef after update = %+v, %v", again, err)
 	}
 }
