@@ -17,8 +17,8 @@ import (
 type deliveryLog struct {
 	retention time.Duration
 	max       int
-	records   [][]byte // JSON, sorted by record id (oldest first)
-	ids       []string // record ids, parallel to records
+	records   [][]byte                    // JSON, sorted by record id (oldest first)
+	ids       []string                    // record ids, parallel to records
 	trails    map[string]map[string]trail // event id -> pipeline -> trail
 	marks     map[string]time.Time        // key -> expiry
 }
