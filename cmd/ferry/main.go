@@ -5,6 +5,7 @@
 //	ferry serve [--config FILE] [flags]   run the service
 //	ferry check-config --config FILE      validate a configuration and exit
 //	ferry promote <command> [flags]       ask ferry to promote an image (from a pipeline)
+//	ferry why --repo R --commit SHA       what became of a commit's webhook deliveries
 //	ferry version                         print the version
 package main
 
@@ -21,6 +22,7 @@ import (
 
 	"github.com/ferryci/ferry/pkg/app"
 	"github.com/ferryci/ferry/pkg/config"
+	"github.com/ferryci/ferry/pkg/deliveries/why"
 	"github.com/ferryci/ferry/pkg/promote/cli"
 )
 
@@ -32,6 +34,9 @@ func main() {
 	defer stop()
 	if len(os.Args) > 1 && os.Args[1] == "promote" {
 		os.Exit(cli.Run(ctx, os.Args[2:], os.Getenv, os.Stdout, os.Stderr))
+	}
+	if len(os.Args) > 1 && os.Args[1] == "why" {
+		os.Exit(why.Run(ctx, os.Args[2:], os.Getenv, os.Stdout, os.Stderr))
 	}
 	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
@@ -47,6 +52,7 @@ commands:
   serve          run ferry (webhooks, dispatcher, /healthz, /readyz, /metrics)
   check-config   validate a configuration file and print what ferry would use
   promote        create, wait for, approve, reject or roll back promotions (ferry promote -h)
+  why            what became of a commit's (or a delivery's) webhook deliveries (ferry why -h)
   version        print the version
 
 Run "ferry <command> -h" for the flags of a command.
@@ -66,6 +72,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		// embedding run.
 		if code := cli.Run(ctx, args[1:], os.Getenv, stdout, stderr); code != cli.ExitOK {
 			return fmt.Errorf("promote exited with code %d", code)
+		}
+		return nil
+	case "why":
+		if code := why.Run(ctx, args[1:], os.Getenv, stdout, stderr); code != why.ExitOK {
+			return fmt.Errorf("why exited with code %d", code)
 		}
 		return nil
 	case "serve", "check-config":

@@ -22,16 +22,19 @@ import (
 
 // Config is the whole of ferry's configuration.
 type Config struct {
-	Server    Server     `json:"server"`
-	Store     Store      `json:"store"`
-	Jenkins   Jenkins    `json:"jenkins"`
-	GitHub    GitHub     `json:"github"`
-	GitLab    GitLab     `json:"gitlab"`
-	Dispatch  Dispatch   `json:"dispatch"`
-	Telemetry Telemetry  `json:"telemetry"`
-	Agents    Agents     `json:"agents"`
-	Promotion Promotion  `json:"promotion"`
-	Pipelines []Pipeline `json:"pipelines"`
+	Server    Server    `json:"server"`
+	Store     Store     `json:"store"`
+	Jenkins   Jenkins   `json:"jenkins"`
+	GitHub    GitHub    `json:"github"`
+	GitLab    GitLab    `json:"gitlab"`
+	Dispatch  Dispatch  `json:"dispatch"`
+	Telemetry Telemetry `json:"telemetry"`
+	Agents    Agents    `json:"agents"`
+	Promotion Promotion `json:"promotion"`
+	// Deliveries is the delivery log and missed-delivery recovery
+	// (deliveries.go).
+	Deliveries Deliveries `json:"deliveries"`
+	Pipelines  []Pipeline `json:"pipelines"`
 }
 
 // Promotion configures the promoter: images copied by digest to a release
@@ -417,6 +420,7 @@ func Default() Config {
 				RetryPeriod:   Duration{Duration: 2 * time.Second},
 			},
 		},
+		Deliveries: defaultDeliveries(),
 		Telemetry: Telemetry{
 			LogLevel:    "info",
 			LogFormat:   "json",
@@ -597,6 +601,7 @@ func (c Config) Validate() error {
 	}
 	errs = append(errs, c.Agents.validate()...)
 	errs = append(errs, c.Promotion.validate()...)
+	errs = append(errs, c.Deliveries.validate(c)...)
 	errs = append(errs, c.Promotion.validateReporting(c.GitHub.Token != "" || c.GitHub.TokenFile != "",
 		c.GitLab.Token != "" || c.GitLab.TokenFile != "")...)
 	seen := map[string]bool{}
