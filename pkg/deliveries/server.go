@@ -236,4 +236,3 @@ func printable(s string) string {
 	}
 	return s
 }
-
