@@ -184,6 +184,9 @@ type DeliveryLog interface {
 	// MarkOnce records key for ttl and reports true the first time; while
 	// the mark lasts it reports false.
 	MarkOnce(ctx context.Context, key string, ttl time.Duration) (bool, error)
+	// Unmark removes a mark (undoing a MarkOnce whose work failed);
+	// removing a missing mark is not an error.
+	Unmark(ctx context.Context, key string) error
 }
 
 // RecordTimeKey is the time part of record ids made at t: ids of records

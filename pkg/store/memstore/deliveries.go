@@ -179,3 +179,13 @@ func (s *Store) MarkOnce(ctx context.Context, key string, ttl time.Duration) (bo
 	s.dlv.marks[key] = now.Add(ttl)
 	return true, nil
 }
+
+// Unmark implements store.DeliveryLog.
+func (s *Store) Unmark(ctx context.Context, key string) error {
+	if err := s.lock(ctx); err != nil {
+		return fmt.Errorf("unmark %s: %w", key, err)
+	}
+	defer s.mu.Unlock()
+	delete(s.dlv.marks, key)
+	return nil
+}

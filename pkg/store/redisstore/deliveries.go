@@ -246,3 +246,8 @@ func (s *Store) MarkOnce(ctx context.Context, key string, ttl time.Duration) (bo
 	}
 	return ok, nil
 }
+
+// Unmark implements store.DeliveryLog.
+func (s *Store) Unmark(ctx context.Context, key string) error {
+	return wrap("unmark "+key, s.client.Del(ctx, s.dlv.mark+key).Err())
+}

@@ -239,6 +239,15 @@ func testMarkOnce(t *testing.T, s store.Store) {
 			t.Errorf("MarkOnce #%d(%s) = %v, %v; want %v", i, tc.key, got, err, tc.want)
 		}
 	}
+	if err := s.Unmark(ctx, "redeliver:1"); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.MarkOnce(ctx, "redeliver:1", time.Hour); err != nil || !got {
+		t.Errorf("MarkOnce after Unmark = %v, %v; want true", got, err)
+	}
+	if err := s.Unmark(ctx, "never-marked"); err != nil {
+		t.Errorf("Unmark of a missing mark: %v", err)
+	}
 	if _, err := s.MarkOnce(ctx, "", time.Hour); err == nil {
 		t.Error("MarkOnce with an empty key succeeded")
 	}
