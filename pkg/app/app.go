@@ -61,6 +61,7 @@ type App struct {
 	dispatcher *dispatch.Dispatcher
 	agents     *agents
 	promoter   *promoter
+	recoverer  *recoverer
 	receiver   *webhook.Receiver
 	listener   net.Listener
 	server     *http.Server
@@ -145,6 +146,15 @@ func New(ctx context.Context, opts Options) (*App, error) {
 			id = identity()
 		}
 		if a.promoter, err = newPromoter(cfg, a.store, tel, id); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Deliveries.Recovery.Enabled {
+		id := opts.Consumer
+		if id == "" {
+			id = identity()
+		}
+		if a.recoverer, err = newRecoverer(cfg, a.store, tel, id); err != nil {
 			return nil, err
 		}
 	}
@@ -250,7 +260,7 @@ func (a *App) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errs := make(chan error, 4)
+	errs := make(chan error, 5)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -275,6 +285,16 @@ func (a *App) Run(ctx context.Context) error {
 			defer wg.Done()
 			if err := a.promoter.run(ctx); err != nil {
 				errs <- fmt.Errorf("promoter: %w", err)
+				cancel()
+			}
+		}()
+	}
+	if a.recoverer != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := a.recoverer.run(ctx); err != nil {
+				errs <- fmt.Errorf("recovery: %w", err)
 				cancel()
 			}
 		}()

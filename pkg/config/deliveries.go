@@ -154,6 +154,9 @@ func (d Deliveries) validate(c Config) []error {
 	if len(r.GitHub) > 0 && c.GitHub.Token == "" && c.GitHub.TokenFile == "" {
 		add("recovery.github", "needs github.token (admin:repo_hook, admin:org_hook for org hooks, or the fine-grained Webhooks permission)")
 	}
+	if len(r.GitLab) > 0 && c.Store.Redis.DedupTTL.Duration < 169*time.Hour {
+		add("recovery.gitlab", "needs store.redis.dedupTTL of at least 169h: GitLab lists a week of hook events without their times, and a resent event older than the dedup window could be built twice")
+	}
 	if len(r.GitLab) > 0 && c.GitLab.Token == "" && c.GitLab.TokenFile == "" {
 		add("recovery.gitlab", "needs gitlab.token (api scope, Maintainer of the project)")
 	}

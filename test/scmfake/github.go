@@ -39,6 +39,7 @@ type GitHub struct {
 	repos  map[string]bool   // lower-cased owner/name
 	refs   map[string]string // lower-cased owner/name NUL ref → sha
 	nextID atomic.Int64
+	hooks  hookBook // hooks.go
 }
 
 // NewGitHub starts a GitHub fake that accepts GitHubToken and knows no
@@ -136,6 +137,9 @@ func (g *GitHub) handle(w http.ResponseWriter, r *http.Request, call *Call) int 
 	parts := strings.Split(strings.Trim(path, "/"), "/")
 	if len(parts) >= 4 && parts[0] == "repos" && parts[3] == "deployments" {
 		return g.handleDeployments(w, r, call, parts)
+	}
+	if isHookPath(parts) {
+		return g.handleHooks(w, r, call, parts)
 	}
 	if len(parts) != 5 || parts[0] != "repos" || parts[3] != "statuses" {
 		return ghWrite(w, http.StatusNotFound, ghError{Message: "Not Found", DocumentationURL: ghDocsRoot, Status: "404"})
