@@ -144,7 +144,9 @@ func (g *GitLab) deliverEvent(hookID int64, key, event string, payload []byte) (
 }
 
 func (g *GitLab) handleHooks(w http.ResponseWriter, r *http.Request, call *Call, parts []string) int {
-	notFound := func(what string) int { return glWrite(w, http.StatusNotFound, map[string]any{"message": "404 " + what + " Not Found"}) }
+	notFound := func(what string) int {
+		return glWrite(w, http.StatusNotFound, map[string]any{"message": "404 " + what + " Not Found"})
+	}
 	if !call.Authorized {
 		return glWrite(w, http.StatusUnauthorized, map[string]any{"message": "401 Unauthorized"})
 	}
