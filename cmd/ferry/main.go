@@ -9,6 +9,7 @@
 //	ferry import kubernetes-plugin FILE   convert the plugin's pod templates
 //	ferry image build --destination R:T   build the commit's image on ECI (from a pipeline)
 //	ferry promote <command> [flags]       ask ferry to promote an image (from a pipeline)
+//	ferry why --repo R --commit SHA       what became of a commit's webhook deliveries
 //	ferry version                         print the version
 package main
 
@@ -25,6 +26,7 @@ import (
 
 	"github.com/ferryci/ferry/pkg/app"
 	"github.com/ferryci/ferry/pkg/config"
+	"github.com/ferryci/ferry/pkg/deliveries/why"
 	"github.com/ferryci/ferry/pkg/imagebuild"
 	"github.com/ferryci/ferry/pkg/promote/cli"
 )
@@ -40,6 +42,9 @@ func main() {
 	}
 	if len(os.Args) > 1 && os.Args[1] == "image" {
 		os.Exit(imagebuild.Run(ctx, os.Args[2:], os.Getenv, os.Stdout, os.Stderr))
+	}
+	if len(os.Args) > 1 && os.Args[1] == "why" {
+		os.Exit(why.Run(ctx, os.Args[2:], os.Getenv, os.Stdout, os.Stderr))
 	}
 	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
@@ -58,6 +63,7 @@ commands:
   import         convert the kubernetes plugin's pod templates (JCasC) into ferry's
   image          build the commit's image on ECI with kaniko (ferry image build -h)
   promote        create, wait for, approve, reject or roll back promotions (ferry promote -h)
+  why            what became of a commit's (or a delivery's) webhook deliveries (ferry why -h)
   version        print the version
 
 Run "ferry <command> -h" for the flags of a command.
@@ -83,6 +89,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return renderPod(args[1:], stdout, stderr)
 	case "import":
 		return importTemplates(args[1:], stdout, stderr)
+	case "why":
+		if code := why.Run(ctx, args[1:], os.Getenv, stdout, stderr); code != why.ExitOK {
+			return fmt.Errorf("why exited with code %d", code)
+		}
+		return nil
 	case "serve", "check-config":
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)

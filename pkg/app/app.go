@@ -5,6 +5,8 @@
 //
 //	GitHub/GitLab ─▶ webhook.Receiver ─Enqueue▶ store ─Claim▶ dispatch.Dispatcher ─Trigger▶ Jenkins
 //	                                                              └─ build records ─▶ scm.Reporter (commit status)
+//	   └─ every answer ─▶ delivery log ◀─ build trails (deliveries.Tracker around the dispatcher's store)
+//	ferry why ─▶ /api/v1/deliveries ─▶ delivery log ;  recovery (one replica) ─▶ GitHub/GitLab: list hook deliveries, redeliver failed ones
 //	ferry promote ─▶ /api/v1/promotions ─▶ store ─▶ promote.Promoter (leader) ─▶ registry copy, rollouts
 package app
 
@@ -23,6 +25,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/ferryci/ferry/pkg/config"
+	"github.com/ferryci/ferry/pkg/deliveries"
 	"github.com/ferryci/ferry/pkg/dispatch"
 	"github.com/ferryci/ferry/pkg/event"
 	"github.com/ferryci/ferry/pkg/jenkins"
@@ -61,6 +64,8 @@ type App struct {
 	agents     *agents
 	promoter   *promoter
 	images     *images
+	recoverer  *recoverer
+	receiver   *webhook.Receiver
 	listener   net.Listener
 	server     *http.Server
 }
@@ -119,7 +124,7 @@ func New(ctx context.Context, opts Options) (*App, error) {
 	if !opts.DisableDispatch {
 		a.dispatcher, err = dispatch.New(dispatch.Config{
 			Trust: checker, PRHosts: prHosts,
-			Store: a.store, Jenkins: jc, Reporter: reporter, Matcher: cfg, Pipelines: cfg.Pipelines, JenkinsURL: cfg.Jenkins.URL,
+			Store: deliveries.NewTracker(a.store, nil, tel.Logger), Jenkins: jc, Reporter: reporter, Matcher: cfg, Pipelines: cfg.Pipelines, JenkinsURL: cfg.Jenkins.URL,
 			Consumer: opts.Consumer, Workers: cfg.Dispatch.Workers, ReclaimAfter: cfg.Dispatch.ReclaimAfter.Duration,
 			RetryInitial: cfg.Dispatch.RetryInitial.Duration, RetryMax: cfg.Dispatch.RetryMax.Duration,
 			PermanentAttempts: cfg.Dispatch.PermanentAttempts, StatusInterval: cfg.Dispatch.StatusInterval.Duration,
@@ -157,8 +162,17 @@ func New(ctx context.Context, opts Options) (*App, error) {
 			return nil, err
 		}
 	}
+	if cfg.Deliveries.Recovery.Enabled {
+		id := opts.Consumer
+		if id == "" {
+			id = identity()
+		}
+		if a.recoverer, err = newRecoverer(cfg, a.store, tel, id); err != nil {
+			return nil, err
+		}
+	}
 	recv, err := webhook.New(webhook.Config{
-		Store: a.store, Matcher: cfg, GitHubSecrets: cfg.GitHub.WebhookSecrets, GitLabTokens: cfg.GitLab.WebhookTokens,
+		Store: a.store, Deliveries: a.store, Matcher: cfg, GitHubSecrets: cfg.GitHub.WebhookSecrets, GitLabTokens: cfg.GitLab.WebhookTokens,
 		GitHubAPIURL: cfg.GitHub.APIURL, GitLabURL: cfg.GitLab.BaseURL,
 		GitHubGitURL: cfg.GitHub.GitURL, GitLabGitURL: cfg.GitLab.GitURL,
 		MaxBodyBytes: cfg.Server.MaxBodyBytes, Logger: tel.Logger,
@@ -167,6 +181,7 @@ func New(ctx context.Context, opts Options) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
+	a.receiver = recv
 	if len(cfg.GitHub.WebhookSecrets) == 0 && len(cfg.GitLab.WebhookTokens) == 0 {
 		a.log.Warn("no webhook secret configured: /hooks/github and /hooks/gitlab answer 404 (set github.webhookSecrets or gitlab.webhookTokens)")
 	}
@@ -187,13 +202,15 @@ func New(ctx context.Context, opts Options) (*App, error) {
 
 func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (store.Store, error) {
 	if cfg.BackendName() == "memory" {
-		return memstore.New(memstore.Config{DedupTTL: cfg.Store.Redis.DedupTTL.Duration})
+		return memstore.New(memstore.Config{DedupTTL: cfg.Store.Redis.DedupTTL.Duration,
+			DeliveryRetention: cfg.Deliveries.Retention.Duration, DeliveryMax: cfg.Deliveries.MaxRecords})
 	}
 	redisstore.SetClientLogger(log)
 	r := cfg.Store.Redis
 	rc := redisstore.Config{
 		Addr: r.Addr, Username: r.Username, Password: r.Password, DB: r.DB, Prefix: r.Prefix, Group: r.Group,
 		DedupTTL: r.DedupTTL.Duration, WaitReplicas: r.WaitReplicas, Logger: log,
+		DeliveryRetention: cfg.Deliveries.Retention.Duration, DeliveryMax: cfg.Deliveries.MaxRecords,
 	}
 	if r.TLS {
 		rc.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
@@ -219,6 +236,11 @@ func (a *App) routes(recv *webhook.Receiver) http.Handler {
 	if a.images != nil {
 		a.images.api.Register(e)
 	}
+	token := a.opts.Config.Deliveries.APIToken
+	if token == "" {
+		token = a.opts.Config.Promotion.APIToken
+	}
+	deliveries.NewServer(deliveries.Config{Log: a.store, Token: token, Agents: a.opts.Config.Agents.Enabled, Logger: a.tel.Logger}).Register(e)
 	e.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	e.GET("/readyz", func(c *gin.Context) {
 		ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)
@@ -254,7 +276,7 @@ func (a *App) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errs := make(chan error, 4)
+	errs := make(chan error, 5)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -290,6 +312,16 @@ func (a *App) Run(ctx context.Context) error {
 			a.images.run(ctx)
 		}()
 	}
+	if a.recoverer != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := a.recoverer.run(ctx); err != nil {
+				errs <- fmt.Errorf("recovery: %w", err)
+				cancel()
+			}
+		}()
+	}
 	if a.dispatcher != nil {
 		wg.Add(1)
 		go func() {
@@ -306,6 +338,7 @@ func (a *App) Run(ctx context.Context) error {
 	if err := a.server.Shutdown(sctx); err != nil {
 		a.log.Warn("http server did not drain in time", "error", err)
 	}
+	a.receiver.Drain()
 	wg.Wait()
 	a.close(sctx)
 	a.log.Info("ferry stopped")

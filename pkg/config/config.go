@@ -27,17 +27,20 @@ import (
 
 // Config is the whole of ferry's configuration.
 type Config struct {
-	Server    Server     `json:"server"`
-	Store     Store      `json:"store"`
-	Jenkins   Jenkins    `json:"jenkins"`
-	GitHub    GitHub     `json:"github"`
-	GitLab    GitLab     `json:"gitlab"`
-	Dispatch  Dispatch   `json:"dispatch"`
-	Telemetry Telemetry  `json:"telemetry"`
-	Agents    Agents     `json:"agents"`
-	Promotion Promotion  `json:"promotion"`
-	Images    Images     `json:"images"`
-	Pipelines []Pipeline `json:"pipelines"`
+	Server    Server    `json:"server"`
+	Store     Store     `json:"store"`
+	Jenkins   Jenkins   `json:"jenkins"`
+	GitHub    GitHub    `json:"github"`
+	GitLab    GitLab    `json:"gitlab"`
+	Dispatch  Dispatch  `json:"dispatch"`
+	Telemetry Telemetry `json:"telemetry"`
+	Agents    Agents    `json:"agents"`
+	Promotion Promotion `json:"promotion"`
+	Images    Images    `json:"images"`
+	// Deliveries is the delivery log and missed-delivery recovery
+	// (deliveries.go).
+	Deliveries Deliveries `json:"deliveries"`
+	Pipelines  []Pipeline `json:"pipelines"`
 }
 
 // Promotion configures the promoter: images copied by digest to a release
@@ -498,6 +501,7 @@ func Default() Config {
 				RetryPeriod:   Duration{Duration: 2 * time.Second},
 			},
 		},
+		Deliveries: defaultDeliveries(),
 		Telemetry: Telemetry{
 			LogLevel:    "info",
 			LogFormat:   "json",
@@ -701,6 +705,7 @@ func (c Config) Validate() error {
 	errs = append(errs, c.Agents.validate()...)
 	errs = append(errs, c.Images.validate(c)...)
 	errs = append(errs, c.Promotion.validate()...)
+	errs = append(errs, c.Deliveries.validate(c)...)
 	errs = append(errs, c.Promotion.validateReporting(c.GitHub.Token != "" || c.GitHub.TokenFile != "",
 		c.GitLab.Token != "" || c.GitLab.TokenFile != "")...)
 	seen := map[string]bool{}

@@ -1,7 +1,9 @@
 // Package store keeps ferry's durable state: the queue of accepted webhook
 // events (with delivery de-duplication), the records of builds ferry has
 // triggered, and the promotions of images through environments (the
-// promoter's state machine and audit trail). Two implementations share one contract: Redis for production
+// promoter's state machine and audit trail), and the delivery log: each
+// webhook delivery's answer and the trail of the builds it led to, kept
+// for a bounded window (delivery.go). Two implementations share one contract: Redis for production
 // (several replicas share one queue through a consumer group) and memory for
 // a single process with nothing to install.
 package store
@@ -154,6 +156,10 @@ type Store interface {
 	// whether holder holds the lease now. Replicas use it to let one of
 	// them do work that must not run everywhere.
 	Lease(ctx context.Context, name, holder string, ttl time.Duration) (bool, error)
+
+	// DeliveryLog keeps every delivery's answer and the trails of the
+	// builds they led to, for a bounded window.
+	DeliveryLog
 
 	// Ping reports whether the store answers.
 	Ping(ctx context.Context) error

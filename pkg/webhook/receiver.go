@@ -24,7 +24,9 @@
 //
 // Each delivery writes one log line naming its delivery id and what
 // became of it (accepted, ignored and why, duplicate, rejected and why), so
-// "why was my push not built?" is answered by the logs.
+// "why was my push not built?" is answered by the logs — and, with
+// Config.Deliveries, by the delivery log (record.go), which `ferry why` and
+// GET /api/v1/deliveries read.
 //
 // A 503 means "not known to be accepted", not "refused": the store may
 // have failed after the write but before its answer, so the event may be
@@ -98,7 +100,9 @@ type Config struct {
 	StoreTimeout time.Duration
 	// OnAccepted, if set, is called after an event was stored, e.g. to
 	// wake the dispatcher.
-	OnAccepted     func(event.Event)
+	OnAccepted func(event.Event)
+	// Deliveries, if set, records every delivery's answer (record.go).
+	Deliveries     DeliveryRecorder
 	Logger         *slog.Logger
 	TracerProvider trace.TracerProvider
 	MeterProvider  metric.MeterProvider
@@ -115,6 +119,7 @@ type Receiver struct {
 	github   provider
 	gitlab   provider
 	homes    map[event.Provider]origin
+	records  recorder
 }
 
 // provider is one Git host's way of verifying and describing deliveries.
@@ -185,6 +190,7 @@ func New(cfg Config) (*Receiver, error) {
 		tracer: cfg.TracerProvider.Tracer("github.com/ferryci/ferry/pkg/webhook"),
 		homes:  map[event.Provider]origin{event.GitHub: gh, event.GitLab: gl},
 	}
+	r.records = newRecorder(cfg.Deliveries, cfg.StoreTimeout, r.log)
 	if len(cfg.GitHubSecrets) > 0 {
 		r.github = newGitHub(cfg.GitHubSecrets)
 	}
@@ -228,7 +234,8 @@ func (r *Receiver) handler(p provider, name, fix string) gin.HandlerFunc {
 			trace.WithAttributes(attribute.String("ferry.provider", name)))
 		defer span.End()
 		evType := "unknown"
-		code, ans := r.serve(ctx, span, p, name, fix, c.Request, &evType)
+		seen := store.Delivery{ReceivedAt: start.UTC()}
+		code, ans := r.serve(ctx, span, p, name, fix, c.Request, &evType, &seen)
 		outcome := ans.Status
 		if ans.Error != "" {
 			outcome = strings.ReplaceAll(strings.ToLower(http.StatusText(code)), " ", "_")
@@ -247,10 +254,14 @@ func (r *Receiver) handler(p provider, name, fix string) gin.HandlerFunc {
 			c.Header("Retry-After", "5")
 		}
 		c.JSON(code, ans)
+		if p != nil {
+			seen.Provider, seen.Event = p.name(), printable(p.eventType(c.Request.Header))
+			r.records.record(ctx, seen, code, ans)
+		}
 	}
 }
 
-func (r *Receiver) serve(ctx context.Context, span trace.Span, p provider, name, fix string, req *http.Request, evType *string) (int, answer) {
+func (r *Receiver) serve(ctx context.Context, span trace.Span, p provider, name, fix string, req *http.Request, evType *string, seen *store.Delivery) (int, answer) {
 	if p == nil {
 		return http.StatusNotFound, answer{Status: "error", Error: name + " webhooks are not configured: " + fix}
 	}
@@ -260,6 +271,7 @@ func (r *Receiver) serve(ctx context.Context, span trace.Span, p provider, name,
 	// line naming it, so "why was this not built?" has an answer.
 	delivery := p.deliveryID(req.Header)
 	shown := printable(delivery)
+	seen.DeliveryID = shown
 	log := r.log.With("provider", name, "event", *evType, "delivery", shown)
 	body, err := readBody(req, r.cfg.MaxBodyBytes)
 	if err != nil {
@@ -295,6 +307,7 @@ func (r *Receiver) serve(ctx context.Context, span trace.Span, p provider, name,
 	ev.ID = eventID(p.name(), delivery, body)
 	ev.ReceivedAt = r.cfg.Now().UTC()
 	ev.TraceParent = telemetry.TraceParent(ctx)
+	seen.EventID, seen.Repo, seen.Ref, seen.SHA = ev.ID, printable(ev.Repo), printable(ev.Ref), printable(ev.SHA)
 	if err := ev.Validate(); err != nil {
 		log.WarnContext(ctx, "webhook payload rejected", "event_id", ev.ID, "error", err)
 		return http.StatusBadRequest, answer{Status: "error", ID: ev.ID, Error: err.Error()}
@@ -304,6 +317,7 @@ func (r *Receiver) serve(ctx context.Context, span trace.Span, p provider, name,
 		log.WarnContext(ctx, "webhook payload rejected", "event_id", ev.ID, "error", msg)
 		return http.StatusBadRequest, answer{Status: "error", ID: ev.ID, Error: msg}
 	}
+	seen.SHA = ev.SHA
 	span.SetAttributes(attribute.String("ferry.event_id", ev.ID), attribute.String("vcs.repository.name", ev.Repo),
 		attribute.String("vcs.ref", ev.Ref), attribute.String("vcs.revision", ev.SHA))
 	log = log.With("event_id", ev.ID, "kind", ev.Kind, "repo", ev.Repo, "ref", ev.Ref, "sha", ev.SHA)

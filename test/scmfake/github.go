@@ -40,6 +40,7 @@ type GitHub struct {
 	refs   map[string]string // lower-cased owner/name NUL ref → sha
 	nextID atomic.Int64
 	conv   ghConversation // members.go
+	hooks  hookBook       // hooks.go
 }
 
 // NewGitHub starts a GitHub fake that accepts GitHubToken and knows no
@@ -140,6 +141,9 @@ func (g *GitHub) handle(w http.ResponseWriter, r *http.Request, call *Call) int 
 	}
 	if code, ok := g.handleConversation(w, r, call, parts); ok {
 		return code
+	}
+	if isHookPath(parts) {
+		return g.handleHooks(w, r, call, parts)
 	}
 	if len(parts) != 5 || parts[0] != "repos" || parts[3] != "statuses" {
 		return ghWrite(w, http.StatusNotFound, ghError{Message: "Not Found", DocumentationURL: ghDocsRoot, Status: "404"})

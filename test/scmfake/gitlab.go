@@ -40,6 +40,7 @@ type GitLab struct {
 	lastRef  map[glCommit]string
 	nextID   int64
 	conv     glConversation // notes.go
+	hooks    glHookBook     // gitlab_hooks.go
 }
 
 type glKey struct {
@@ -124,6 +125,9 @@ func (g *GitLab) handle(w http.ResponseWriter, r *http.Request, call *Call) int 
 	// Routing comes first: an unknown route is 404 even without a token.
 	rest, ok := strings.CutPrefix(call.Path, root+"/api/v4/projects/")
 	parts := strings.Split(rest, "/")
+	if ok && len(parts) >= 2 && parts[1] == "hooks" {
+		return g.handleHooks(w, r, call, parts)
+	}
 	if ok && len(parts) >= 2 && parts[1] == "deployments" {
 		return g.handleDeployments(w, r, call, parts)
 	}

@@ -153,6 +153,7 @@ examples/ferry.yaml, pass): a ConfigMap is no place for them.
   "github" (list (list "token" "secrets.githubToken" "github-token") (list "webhookSecrets" "secrets.githubWebhookSecrets" "github-webhook-secrets"))
   "gitlab" (list (list "token" "secrets.gitlabToken" "gitlab-token") (list "webhookTokens" "secrets.gitlabWebhookTokens" "gitlab-webhook-tokens"))
   "promotion" (list (list "apiToken" "secrets.promotionApiToken" "promotion-api-token"))
+  "deliveries" (list (list "apiToken" "secrets.deliveriesApiToken" "deliveries-api-token"))
 -}}
 {{- range $section, $fields := $forbidden -}}
 {{- range $f := $fields -}}
@@ -179,6 +180,11 @@ examples/ferry.yaml, pass): a ConfigMap is no place for them.
 {{- $_ := set $promotion "dockerConfig" (printf "%s/.dockerconfigjson" (include "ferry.registryDir" .)) -}}
 {{- end -}}
 {{- $_ := set $cfg "promotion" $promotion -}}
+{{- $deliveries := get $cfg "deliveries" | default dict -}}
+{{- $recovery := get $deliveries "recovery" | default dict -}}
+{{- $_ := set $recovery "leaseNamespace" (get $recovery "leaseNamespace" | default .Release.Namespace) -}}
+{{- $_ := set $deliveries "recovery" $recovery -}}
+{{- $_ := set $cfg "deliveries" $deliveries -}}
 {{- toYaml $cfg -}}
 {{- end -}}
 
@@ -194,6 +200,7 @@ variable each becomes: key, variable, the secrets.* value.
 - [gitlab-token, FERRY_GITLAB_TOKEN, gitlabToken]
 - [redis-password, FERRY_REDIS_PASSWORD, redisPassword]
 - [promotion-api-token, FERRY_PROMOTION_API_TOKEN, promotionApiToken]
+- [deliveries-api-token, FERRY_DELIVERIES_API_TOKEN, deliveriesApiToken]
 {{- end -}}
 
 {{/* ferry.checks fails the release on combinations that cannot work. */}}

@@ -5,8 +5,6 @@
 package api
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"io"
@@ -16,6 +14,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/ferryci/ferry/pkg/apiauth"
 	"github.com/ferryci/ferry/pkg/promote"
 	"github.com/ferryci/ferry/pkg/store"
 )
@@ -36,8 +35,7 @@ const maxRequestBytes = 64 << 10
 // with a wrong one, the answer is 401. Errors are {"error": "..."}.
 type Server struct {
 	promoter *promote.Promoter
-	token    [sha256.Size]byte
-	hasToken bool
+	auth     gin.HandlerFunc
 	log      *slog.Logger
 }
 
@@ -54,7 +52,7 @@ func New(cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Server{promoter: cfg.Promoter, token: sha256.Sum256([]byte(cfg.Token)), hasToken: cfg.Token != "",
+	return &Server{promoter: cfg.Promoter, auth: apiauth.Bearer(cfg.Token),
 		log: cfg.Logger.With("component", "promote-api")}
 }
 
@@ -67,20 +65,6 @@ func (a *Server) Register(r gin.IRouter) {
 	g.POST("/promotions/:id/approve", a.approve)
 	g.POST("/promotions/:id/reject", a.reject)
 	g.POST("/rollbacks", a.rollback)
-}
-
-// auth compares the bearer token in constant time (hashes of equal
-// length, so not even the length leaks).
-func (a *Server) auth(c *gin.Context) {
-	h := c.GetHeader("Authorization")
-	tok, ok := strings.CutPrefix(h, "Bearer ")
-	got := sha256.Sum256([]byte(strings.TrimSpace(tok)))
-	if !ok || !a.hasToken || subtle.ConstantTimeCompare(got[:], a.token[:]) != 1 {
-		c.Header("WWW-Authenticate", `Bearer realm="ferry"`)
-		c.AbortWithStatusJSON(http.StatusUnauthorized, gin.H{"error": "missing or wrong bearer token"})
-		return
-	}
-	c.Next()
 }
 
 func (a *Server) bind(c *gin.Context, v any) bool {

@@ -36,6 +36,11 @@ type Config struct {
 	// Now is the clock for idle times and dedup expiry; default time.Now.
 	// Claim's block is always waited for in real time.
 	Now func() time.Time
+	// DeliveryRetention and DeliveryMax bound the delivery log (by age
+	// and count); defaults store.DefaultDeliveryRetention and
+	// store.DefaultDeliveryMax.
+	DeliveryRetention time.Duration
+	DeliveryMax       int
 }
 
 // Store is an in-memory store.Store. It is safe for concurrent use.
@@ -54,6 +59,7 @@ type Store struct {
 	promos    map[string][]byte
 	refs      map[string]store.RefState
 	leases    map[string]lease
+	dlv       deliveryLog
 	// wake is closed (and replaced) when an entry is added or the store is
 	// closed, waking blocked Claims.
 	wake chan struct{}
@@ -81,7 +87,14 @@ func New(cfg Config) (*Store, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.DeliveryRetention <= 0 {
+		cfg.DeliveryRetention = store.DefaultDeliveryRetention
+	}
+	if cfg.DeliveryMax <= 0 {
+		cfg.DeliveryMax = store.DefaultDeliveryMax
+	}
 	return &Store{
+		dlv:     newDeliveryLog(cfg.DeliveryRetention, cfg.DeliveryMax),
 		now:     cfg.Now,
 		ttl:     cfg.DedupTTL,
 		dedup:   map[string]time.Time{},

@@ -9,6 +9,12 @@
 //	ferry:events:dead   entries whose payload could not be decoded
 //	ferry:dedup:<key>   delivery de-duplication keys, with a TTL
 //	ferry:builds        hash of build records, key -> JSON
+//	ferry:dlv:r:<id>    one delivery record (JSON), expiring after the retention
+//	ferry:dlv:all       sorted set of record ids by time (µs), capped
+//	ferry:dlv:repo:<r>, ferry:dlv:ref:<r>, ferry:dlv:sha:<s>, ferry:dlv:id:<d>
+//	                    the same, per repository, ref, commit and delivery id
+//	ferry:dlv:trail:<e> hash of an event's build trails, pipeline -> JSON
+//	ferry:mark:<key>    MarkOnce marks, with a TTL
 //
 // The consumer group (Config.Group, default "ferry-dispatch") is created on
 // the stream at start. Enqueue is one Lua script: it refuses a dedup key that
@@ -125,6 +131,14 @@ type Config struct {
 	Client redis.UniversalClient
 	// Logger receives the store's logs; default slog.Default().
 	Logger *slog.Logger
+	// DeliveryRetention and DeliveryMax bound the delivery log (by age
+	// and count); defaults store.DefaultDeliveryRetention and
+	// store.DefaultDeliveryMax.
+	DeliveryRetention time.Duration
+	DeliveryMax       int
+	// Now is the clock the delivery log's retention is measured with;
+	// default time.Now. (Keys still expire by Redis' clock.)
+	Now func() time.Time
 }
 
 // String describes the configuration without the password.
@@ -167,6 +181,7 @@ type Store struct {
 	waitTimeout  time.Duration
 	batchTimeout time.Duration
 	batch        *batcher
+	dlv          deliveryKeys
 }
 
 var _ store.Store = (*Store)(nil)
@@ -261,6 +276,15 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.DeliveryRetention <= 0 {
+		cfg.DeliveryRetention = store.DefaultDeliveryRetention
+	}
+	if cfg.DeliveryMax <= 0 {
+		cfg.DeliveryMax = store.DefaultDeliveryMax
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	if _, ok := cfg.Client.(*redis.ClusterClient); ok {
 		if !hasHashTag(cfg.Prefix) {
 			return nil, fmt.Errorf("redis store: prefix %q has no hash tag; a cluster needs one such as \"{ferry}:\" so the queue's keys share a slot", cfg.Prefix)
@@ -287,6 +311,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		waitReplicas: cfg.WaitReplicas,
 		waitTimeout:  cfg.WaitTimeout,
 		batchTimeout: batchTimeoutFor(cfg.ReadTimeout, cfg.WriteTimeout),
+		dlv:          newDeliveryKeys(cfg.Prefix, cfg.DeliveryRetention, cfg.DeliveryMax, cfg.Now),
 	}
 	if s.client == nil {
 		s.client = redis.NewClient(&redis.Options{
