@@ -55,6 +55,14 @@ func newAgents(cfg config.Config, jc *jenkins.Client, d *dispatch.Dispatcher, te
 			})
 		}
 	}
+	if d != nil {
+		pc.RequestRerun = func(ctx context.Context, f provision.Failure) error {
+			return d.RequestRerun(ctx, dispatch.RerunRequest{
+				TriggerID: f.Params[config.ParamTriggerID], QueueID: f.QueueID, RunURL: f.TaskURL,
+				Reason: f.RerunReason, Cause: f.RerunCause,
+			})
+		}
+	}
 	p, err := provision.New(pc)
 	if err != nil {
 		return nil, err

@@ -357,6 +357,27 @@ type Pipeline struct {
 	// {{ref}}, {{branch}}, {{tag}}, {{repo}}, {{repo_url}}, {{number}},
 	// {{event_id}}, {{pipeline}}.
 	Parameters map[string]string `json:"parameters"`
+	// Reruns is how many times a build lost to infrastructure (its agent's
+	// spot instance reclaimed, its pod evicted or deleted, an ECI system
+	// failure, the build vanished with a Jenkins restart) is triggered
+	// again on the same commit. Default DefaultReruns; 0 turns re-runs off.
+	// A build whose steps failed is never re-run.
+	Reruns *int `json:"reruns,omitempty"`
+}
+
+// DefaultReruns is Pipeline.Reruns when unset.
+const DefaultReruns = 1
+
+// MaxReruns bounds Pipeline.Reruns.
+const MaxReruns = 5
+
+// RerunLimit returns how many re-runs after infrastructure loss the
+// pipeline allows.
+func (p Pipeline) RerunLimit() int {
+	if p.Reruns == nil {
+		return DefaultReruns
+	}
+	return *p.Reruns
 }
 
 // Duration is a time.Duration written as "30s" or "5m" in YAML (or a
@@ -629,6 +650,9 @@ func (p Pipeline) validate(field string, seen map[string]bool) []error {
 		add("repo", "%q must be the repository's full path, e.g. acme/app", p.Repo)
 	} else if _, err := path.Match(p.Repo, ""); err != nil {
 		add("repo", "%q is not a valid pattern: %v", p.Repo, err)
+	}
+	if p.Reruns != nil && (*p.Reruns < 0 || *p.Reruns > MaxReruns) {
+		add("reruns", "%d must be between 0 (no re-run after infrastructure loss) and %d", *p.Reruns, MaxReruns)
 	}
 	if p.Job == "" {
 		add("job", "must name the Jenkins job, e.g. app or folder/app")

@@ -32,6 +32,8 @@ type rules struct {
 	// awaitBuild is how soon to look again while an agent is about to
 	// take its build and other items of its template wait.
 	awaitBuild time.Duration
+	// rerun: builds lost to infrastructure are re-run (RequestRerun set).
+	rerun bool
 }
 
 func newRules(cfg Config) *rules {
@@ -41,6 +43,7 @@ func newRules(cfg Config) *rules {
 		gcGrace: cfg.GCGrace, disableGC: cfg.DisableGC, disableAnchors: cfg.DisableAnchors,
 		maxPending: maxPendingCreates * cfg.Parallelism,
 		awaitBuild: min(awaitBuildPoll, cfg.Resync),
+		rerun:      cfg.RequestRerun != nil,
 	}
 }
 
@@ -72,6 +75,8 @@ const (
 	countRetrying    = "retrying"
 	countTerminating = "terminating"
 	countOrphan      = "orphan"
+	// countLost: dead under its build, kept until its re-run is asked.
+	countLost = "lost"
 )
 
 // decision is what one cycle decided.
@@ -284,6 +289,8 @@ func (x *decider) decideAgent(a agent, m agentMemory) verdict {
 		v = x.reclaiming(a, m)
 	case stateLost:
 		v = x.lost(a, m)
+	case stateInfraLost:
+		v = x.infraLost(a, m)
 	case stateBuildOver:
 		v = buildOver(a, m)
 	case stateCreating:

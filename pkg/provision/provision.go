@@ -168,6 +168,12 @@ type Config struct {
 	// cancelling it) and every build whose agent died under it, e.g. to
 	// report it on the commit status. It must not block for long.
 	OnFailure func(context.Context, Failure)
+	// RequestRerun, if set, is asked to re-run a build lost to
+	// infrastructure (Failure.RerunReason says how); it returns nil once
+	// the request is durable (or declined and reported), and an error to
+	// be asked again. The dead agent is kept until it returned nil. Unset:
+	// such builds are reported through OnFailure like any lost build.
+	RequestRerun func(context.Context, Failure) error
 	// Parallelism bounds the concurrent actions of each kind (creations;
 	// deletions; taking agents offline), and eight times it bounds the
 	// creations queued; default DefaultParallelism.
@@ -207,6 +213,9 @@ type Failure struct {
 	Imminent bool
 	// Cancelled reports whether ferry cancelled the queue item.
 	Cancelled bool
+	// RerunReason and RerunCause say why a build lost to infrastructure is
+	// re-run (RequestRerun): stable, and in words for the commit.
+	RerunReason, RerunCause string
 }
 
 func (f Failure) String() string {
@@ -258,6 +267,9 @@ type Provisioner struct {
 	// no cycle deletes one twice.
 	podMade    map[string]time.Time
 	podDeleted map[string]time.Time
+	// rerunAsked holds when each lost build's re-run was accepted, by
+	// agent (see infraLost).
+	rerunAsked map[string]time.Time
 	// kubeBackoff pauses creations after a quota or throttling answer.
 	kubeBackoff      time.Time
 	kubeBackoffDelay time.Duration
@@ -325,6 +337,7 @@ func New(cfg Config) (*Provisioner, error) {
 		done:       map[string]doneAct{},
 		podMade:    map[string]time.Time{},
 		podDeleted: map[string]time.Time{},
+		rerunAsked: map[string]time.Time{},
 	}
 	p.batch = newBatcher(p)
 	for i := range p.lanes {
