@@ -55,6 +55,7 @@ const (
 	actCreatePod                    // the pod of an existing node
 	actDeleteSecret                 // an agent Secret no pod reads
 	actRequestRerun                 // a build lost to infrastructure: ask the dispatcher to re-run it
+	actCheckImage                   // resolve a template's image before its pods
 )
 
 // key makes the action unique while it runs: a cycle skips an action whose
@@ -79,6 +80,8 @@ func (a act) key() string {
 		return "secret/" + a.secret
 	case actRequestRerun:
 		return "rerun/" + a.agent.name
+	case actCheckImage:
+		return "image/" + a.agent.template
 	}
 	return fmt.Sprintf("unknown/%d", a.kind)
 }
@@ -127,6 +130,8 @@ func (a act) String() string {
 		return "delete secret " + a.secret
 	case actRequestRerun:
 		return fmt.Sprintf("request rerun %s: %s", a.agent.name, a.rerun.reason)
+	case actCheckImage:
+		return "check image of " + a.agent.template
 	}
 	return a.key()
 }
@@ -192,6 +197,8 @@ func (p *Provisioner) calls(a act) (run, then action) {
 		return p.deleteSecret(a.secret), nil
 	case actRequestRerun:
 		return p.requestRerun(a.agent, a.build, a.item, a.failure, a.rerun), nil
+	case actCheckImage:
+		return p.checkImage(a.agent.template), nil
 	}
 	return func(context.Context) error { return fmt.Errorf("provision: no calls for %s", a) }, nil
 }

@@ -49,6 +49,8 @@ type scene struct {
 	noAnchor bool
 	// asked are the agents whose lost build's re-run was accepted.
 	asked []string
+	// images are the templates' image verdicts.
+	images map[string]imageCheck
 }
 
 func (s scene) world(p *Provisioner) *world {
@@ -62,7 +64,7 @@ func (s scene) world(p *Provisioner) *world {
 		w.flight[a.key()] = a
 	}
 	p.join(w)
-	w.rerunAsked = map[string]bool{}
+	w.rerunAsked, w.images = map[string]bool{}, s.images
 	for _, name := range s.asked {
 		w.rerunAsked[name] = true
 	}

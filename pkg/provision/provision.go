@@ -70,6 +70,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sync"
 	"time"
 
@@ -168,6 +169,11 @@ type Config struct {
 	// cancelling it) and every build whose agent died under it, e.g. to
 	// report it on the commit status. It must not block for long.
 	OnFailure func(context.Context, Failure)
+	// ImageCheck resolves each template's image manifest before its agents
+	// are made (see image.go); ImageTransport, if set, is the HTTP
+	// transport for registries.
+	ImageCheck     bool
+	ImageTransport http.RoundTripper
 	// RequestRerun, if set, is asked to re-run a build lost to
 	// infrastructure (Failure.RerunReason says how); it returns nil once
 	// the request is durable (or declined and reported), and an error to
@@ -270,6 +276,8 @@ type Provisioner struct {
 	// rerunAsked holds when each lost build's re-run was accepted, by
 	// agent (see infraLost).
 	rerunAsked map[string]time.Time
+	// images holds each template's image verdict (see image.go).
+	images map[string]imageCheck
 	// kubeBackoff pauses creations after a quota or throttling answer.
 	kubeBackoff      time.Time
 	kubeBackoffDelay time.Duration
@@ -338,6 +346,7 @@ func New(cfg Config) (*Provisioner, error) {
 		podMade:    map[string]time.Time{},
 		podDeleted: map[string]time.Time{},
 		rerunAsked: map[string]time.Time{},
+		images:     map[string]imageCheck{},
 	}
 	p.batch = newBatcher(p)
 	for i := range p.lanes {
