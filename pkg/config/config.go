@@ -173,6 +173,10 @@ type Agents struct {
 	GCGrace Duration `json:"gcGrace"`
 	// DisableGC turns orphan collection off.
 	DisableGC bool `json:"disableGC"`
+	// DisableImageCheck stops ferry from resolving each template's image
+	// in its registry (with its pull secrets) before making its pods; with
+	// the check, a missing image or a denied pull fails the build at once.
+	DisableImageCheck bool `json:"disableImageCheck"`
 	// QPS and Burst limit ferry's Kubernetes API client.
 	QPS   float32 `json:"qps"`
 	Burst int     `json:"burst"`

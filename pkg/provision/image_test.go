@@ -22,6 +22,7 @@ import (
 
 	"github.com/ferryci/ferry/pkg/eci"
 	"github.com/ferryci/ferry/pkg/jenkins"
+	"github.com/ferryci/ferry/test/jenkinsemu"
 	"github.com/ferryci/ferry/test/testbed"
 )
 
@@ -186,5 +187,38 @@ func TestImageCheckWithPullSecrets(t *testing.T) {
 	}
 	if c := checkOnce(t, image, []string{"pull"}, secret("pull", user, pass)); strings.Contains(c.message, pass) {
 		t.Errorf("the verdict's message carries the password: %q", c.message)
+	}
+}
+
+// On the bed: a template whose image is missing from the bed's registry
+// fails its build's queue item at once, with the reason, and no pod is
+// ever made.
+func TestBedMissingImageFailsTheItemWithNoPod(t *testing.T) {
+	b := newBed(t)
+	addr := testbed.RegistryAddr(t)
+	repo := fmt.Sprintf("%s/ferry-agents-imgcheck/bed-%d", addr, time.Now().UnixNano())
+	b.addJob(jenkinsemu.JobSpec{Duration: jenkinsemu.Forever})
+	pw := b.watchPhases()
+	cfg := b.config(bedTemplate(func(tm *eci.Template) { tm.Image = repo + ":missing" }))
+	cfg.ImageCheck = true
+	b.start(cfg)
+	q := b.trigger(1)
+	waitFor(t, "the item given up", func() bool { return len(b.failuresSeen()) > 0 })
+	f := b.failuresSeen()[0]
+	if f.QueueID != q || !f.Cancelled || f.Reason != eci.ReasonImagePull || !strings.Contains(f.Message, repo+":missing") ||
+		!strings.Contains(f.Message, "does not exist") {
+		t.Errorf("failure = %+v, want the item cancelled for its missing image", f)
+	}
+	if it, ok := b.emu.QueueItem(q); ok && !it.Cancelled {
+		t.Errorf("queue item %d = %+v, want cancelled", q, it)
+	}
+	if pods := b.pods(); len(pods) != 0 {
+		t.Errorf("%d agent pods exist, want none", len(pods))
+	}
+	pw.mu.Lock()
+	seen := len(pw.pods)
+	pw.mu.Unlock()
+	if seen != 0 {
+		t.Errorf("%d agent pods were made, want none", seen)
 	}
 }
