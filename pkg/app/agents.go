@@ -45,9 +45,9 @@ func newAgents(cfg config.Config, jc *jenkins.Client, d *dispatch.Dispatcher, te
 	pc := provision.Config{
 		Jenkins: jc, Kube: kube, Namespace: a.Namespace, Templates: templates, JenkinsURL: jenkinsURL,
 		MaxAgents: a.MaxAgents, Resync: a.Resync.Duration, GCGrace: a.GCGrace.Duration, DisableGC: a.DisableGC,
-		ImageCheck: !a.DisableImageCheck,
 		Logger: tel.Logger, TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider,
 	}
+	pc.ImageCheck = !a.DisableImageCheck
 	if d != nil {
 		pc.OnFailure = func(ctx context.Context, f provision.Failure) {
 			d.ReportAgentFailure(ctx, dispatch.AgentFailure{

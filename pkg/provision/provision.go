@@ -9,16 +9,20 @@
 //
 //	poll      Jenkins computers, then the queue (two calls)
 //	  │
-//	observe   + pods, Secrets, Events (informer caches) and the actions
-//	  │       in flight → world: one snapshot, with its now      world.go
+//	observe   + pods, Secrets, Events (informer caches), the     world.go
+//	  │       actions in flight, the re-runs accepted and the
+//	  │       templates' image verdicts → world: one snapshot
 //	classify  each agent → one state: creating, needs pod,      classify.go
 //	  │       starting, awaiting build, building, reclaiming, lost,
-//	  │       build over, failed, spare, settling, item gone, orphan,
-//	  │       unknown template, terminating, deleting
+//	  │       lost to infrastructure, build over, failed, spare,
+//	  │       settling, item gone, orphan, unknown template,
+//	  │       terminating, deleting
 //	decide    one small function per state, then the waiting    decide.go
-//	  │       items (serve with a spare, make a node's pod, create
-//	  │       within the caps, wait, back off, give up), anchors,
-//	  │       Secrets → acts and memory as values; pure
+//	  │       items (give up on a missing or denied image, wait    rerun.go
+//	  │       for a template's first image check, serve with a    image.go
+//	  │       spare, make a node's pod, create within the caps,
+//	  │       wait, back off, give up), anchors, Secrets → acts
+//	  │       and memory as values; pure
 //	record    metrics, failures' logs and Events                 reconcile.go
 //	remember  apply the decided memory
 //	  │
@@ -26,7 +30,9 @@
 //	          CreateNode → NodeSecret → Secret → Pod → own       agent.go,
 //	          Secret; MarkOffline once its build runs (one       secrets.go
 //	          build per agent); DeleteNode + delete Pod;
-//	          CancelQueueItem + Event + OnFailure
+//	          CancelQueueItem + Event + OnFailure; RequestRerun
+//	          of a build lost to infrastructure; resolve a
+//	          template's image manifest
 //
 // A cycle does not wait for its actions: they run in lanes of their own
 // (taking agents offline; deleting; creating), each bounded by
