@@ -47,11 +47,20 @@ func newAgents(cfg config.Config, jc *jenkins.Client, d *dispatch.Dispatcher, te
 		MaxAgents: a.MaxAgents, Resync: a.Resync.Duration, GCGrace: a.GCGrace.Duration, DisableGC: a.DisableGC,
 		Logger: tel.Logger, TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider,
 	}
+	pc.ImageCheck = !a.DisableImageCheck
 	if d != nil {
 		pc.OnFailure = func(ctx context.Context, f provision.Failure) {
 			d.ReportAgentFailure(ctx, dispatch.AgentFailure{
 				TriggerID: f.Params[config.ParamTriggerID], QueueID: f.QueueID, RunURL: f.TaskURL,
 				Message: f.String(), Cancelled: f.Cancelled, Imminent: f.Imminent,
+			})
+		}
+	}
+	if d != nil {
+		pc.RequestRerun = func(ctx context.Context, f provision.Failure) error {
+			return d.RequestRerun(ctx, dispatch.RerunRequest{
+				TriggerID: f.Params[config.ParamTriggerID], QueueID: f.QueueID, RunURL: f.TaskURL,
+				Reason: f.RerunReason, Cause: f.RerunCause,
 			})
 		}
 	}

@@ -182,6 +182,10 @@ type Agents struct {
 	GCGrace Duration `json:"gcGrace"`
 	// DisableGC turns orphan collection off.
 	DisableGC bool `json:"disableGC"`
+	// DisableImageCheck stops ferry from resolving each template's image
+	// in its registry (with its pull secrets) before making its pods; with
+	// the check, a missing image or a denied pull fails the build at once.
+	DisableImageCheck bool `json:"disableImageCheck"`
 	// QPS and Burst limit ferry's Kubernetes API client.
 	QPS   float32 `json:"qps"`
 	Burst int     `json:"burst"`
@@ -376,6 +380,27 @@ type Pipeline struct {
 	// and running builds of a branch once a newer push to that branch is
 	// built. Default false: every push to a branch is built to its end.
 	CancelSupersededPushes bool `json:"cancelSupersededPushes"`
+	// Reruns is how many times a build lost to infrastructure (its agent's
+	// spot instance reclaimed, its pod evicted or deleted, an ECI system
+	// failure, the build vanished with a Jenkins restart) is triggered
+	// again on the same commit. Default DefaultReruns; 0 turns re-runs off.
+	// A build whose steps failed is never re-run.
+	Reruns *int `json:"reruns,omitempty"`
+}
+
+// DefaultReruns is Pipeline.Reruns when unset.
+const DefaultReruns = 1
+
+// MaxReruns bounds Pipeline.Reruns.
+const MaxReruns = 5
+
+// RerunLimit returns how many re-runs after infrastructure loss the
+// pipeline allows.
+func (p Pipeline) RerunLimit() int {
+	if p.Reruns == nil {
+		return DefaultReruns
+	}
+	return *p.Reruns
 }
 
 // PullRequests configures how a pipeline builds pull/merge requests.
@@ -738,6 +763,9 @@ func (p Pipeline) validate(field string, seen map[string]bool) []error {
 		add("repo", "%q must be the repository's full path, e.g. acme/app", p.Repo)
 	} else if _, err := path.Match(p.Repo, ""); err != nil {
 		add("repo", "%q is not a valid pattern: %v", p.Repo, err)
+	}
+	if p.Reruns != nil && (*p.Reruns < 0 || *p.Reruns > MaxReruns) {
+		add("reruns", "%d must be between 0 (no re-run after infrastructure loss) and %d", *p.Reruns, MaxReruns)
 	}
 	if p.Job == "" {
 		add("job", "must name the Jenkins job, e.g. app or folder/app")

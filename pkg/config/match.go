@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"path"
+	"strconv"
 	"strings"
 
 	"github.com/ferryci/ferry/pkg/event"
@@ -135,3 +136,27 @@ func (p Pipeline) Params(ev event.Event, traceparent string) map[string]string {
 // TriggerID is the correlation id of one event built by one pipeline: the
 // value of FERRY_TRIGGER_ID, searched for in Jenkins before triggering.
 func TriggerID(eventID, pipeline string) string { return eventID + "/" + pipeline }
+
+// RerunTriggerID is the correlation id of attempt n (n ≥ 2) of a
+// pipeline's build of an event, re-run after the earlier attempt was lost
+// to infrastructure: TriggerID + "#n". Attempt 1 is TriggerID itself.
+func RerunTriggerID(eventID, pipeline string, n int) string {
+	if n <= 1 {
+		return TriggerID(eventID, pipeline)
+	}
+	return fmt.Sprintf("%s#%d", TriggerID(eventID, pipeline), n)
+}
+
+// TriggerAttempt returns the attempt a correlation id names: n for one
+// ending in "#n", else 1.
+func TriggerAttempt(triggerID string) int {
+	i := strings.LastIndexByte(triggerID, '#')
+	if i < 0 {
+		return 1
+	}
+	n, err := strconv.Atoi(triggerID[i+1:])
+	if err != nil || n < 2 {
+		return 1
+	}
+	return n
+}

@@ -36,16 +36,19 @@ func (d *Dispatcher) ReportAgentFailure(ctx context.Context, f AgentFailure) {
 		return
 	}
 	var desc string
+	state := scm.StateError
 	switch {
 	case f.Cancelled:
 		desc = "No build agent: " + f.Message
 	case f.Imminent:
-		desc = "The build's agent is being reclaimed: " + f.Message
+		// The build still runs, and may finish; if it is lost, it is
+		// re-run (see RequestRerun): not a failure yet.
+		state, desc = scm.StateRunning, "The build's agent is being reclaimed: "+f.Message
 	default:
 		desc = "The build lost its agent: " + f.Message
 	}
 	d.log.Warn("agent failure reported on the commit", "key", b.Key, "queue_id", f.QueueID, "reason", f.Message)
-	err := d.reportRetry(d.report(ctx, b.Event, b.Pipeline, scm.Status{State: scm.StateError, Description: desc}, b.URL))
+	err := d.reportRetry(d.report(ctx, b.Event, b.Pipeline, scm.Status{State: state, Description: desc}, b.URL))
 	if err == nil && f.Cancelled && !b.Pending() {
 		if err := d.forget(ctx, b.Key); err != nil {
 			d.log.Warn("could not forget a failed build record", "key", b.Key, "error", err)

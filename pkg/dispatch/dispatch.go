@@ -12,6 +12,39 @@
 // (event id/pipeline); a reclaimed entry is first looked for in Jenkins'
 // queue and recent builds under that id, so a crash between trigger and
 // acknowledgement never builds twice.
+//
+// # Re-runs after infrastructure loss
+//
+// A build lost to infrastructure rather than to its own steps is built
+// once more (config.Pipeline.Reruns, default 1), as attempt n with the
+// correlation id config.RerunTriggerID, "<event>/<pipeline>#n". Who
+// decides what:
+//
+//   - the provisioner tells infrastructure loss from a failing build: its
+//     agent died while the build still ran on it (spot reclaimed, pod
+//     evicted or deleted by someone else, an ECI system failure, the
+//     node's state Unknown; see provision's stateInfraLost). A build whose
+//     steps fail ends on a live agent, so it is never re-run. It calls
+//     RequestRerun before it deletes the dead agent, and keeps calling it
+//     each cycle until it succeeds.
+//   - the tracker sees a build that vanished from Jenkins (a controller
+//     restart that lost it) and calls the same path. An ABORTED build is
+//     not re-run: ferry does not read Jenkins' interruption causes yet, so
+//     it cannot tell a restart's abort from a user's.
+//   - RequestRerun checks the limit and writes the durable request: a
+//     pending attempt record under the new key (what triggerOnce writes
+//     before it calls Jenkins), then queues a copy of the event naming
+//     the pipeline and attempt (event.Rerun) under the dedup key
+//     "rerun:<key>". The store's dedup makes repeated requests (a retry,
+//     a restart, a new leader seeing the same dead agent) one entry; the
+//     pending record makes whoever handles that entry search Jenkins for
+//     the new key before triggering. So the re-run goes through the same
+//     exactly-once machinery as a first trigger: crash anywhere, and the
+//     entry is resumed or reclaimed, found in Jenkins or triggered once.
+//   - the lost build's record is superseded: its end is not reported as a
+//     failure while a record of the next attempt exists; the commit shows
+//     "re-running: <cause>" and then the re-run's own progress, linked to
+//     the new build.
 package dispatch
 
 import (
@@ -131,6 +164,7 @@ type Dispatcher struct {
 	triggers metric.Int64Counter
 	retries  metric.Int64Counter
 	finished metric.Int64Counter
+	reruns   metric.Int64Counter
 
 	reportFailures metric.Int64Counter
 	gaveUp         metric.Int64Counter
@@ -221,6 +255,10 @@ func New(cfg Config) (*Dispatcher, error) {
 	}
 	if d.finished, err = m.Int64Counter("ferry_builds_finished",
 		metric.WithDescription("Triggered builds whose outcome was reported, by result.")); err != nil {
+		return nil, err
+	}
+	if d.reruns, err = m.Int64Counter("ferry_dispatch_reruns",
+		metric.WithDescription("Builds lost to infrastructure, by reason (spot_reclaimed, pod_deleted, evicted, node_lost, eci_system_failure, jenkins_restart) and outcome: requested (re-run queued), limit (pipeline's reruns spent), off.")); err != nil {
 		return nil, err
 	}
 	if d.reportFailures, err = m.Int64Counter("ferry_status_report_failures",
@@ -419,6 +457,7 @@ func (d *Dispatcher) handle(ctx context.Context, e store.Entry) {
 		return
 	}
 	pipes, reason := d.cfg.Matcher.Match(ev)
+	pipes = rerunPipes(ev, pipes)
 	if len(pipes) == 0 {
 		log.Info("no pipeline builds this event any more; dropping it", "reason", reason)
 	}
@@ -498,7 +537,7 @@ func (d *Dispatcher) ack(ctx context.Context, id string) error {
 // since.
 func (d *Dispatcher) triggerOnce(ctx context.Context, e store.Entry, p config.Pipeline, log *slog.Logger) error {
 	ev := e.Event
-	key := config.TriggerID(ev.ID, p.Name)
+	key := triggerKey(ev, p.Name)
 	log = log.With("pipeline", p.Name, "job", p.Job)
 	a, err := d.attemptOf(ctx, e, p, key, log)
 	if err != nil || a.recorded {
@@ -645,7 +684,7 @@ func (d *Dispatcher) attempt(ctx context.Context, ev event.Event, p config.Pipel
 		if since.IsZero() {
 			since = now
 		}
-		rec := store.Build{Key: key, Event: ev, Pipeline: p.Name, Job: p.Job, Attempted: since, UpdatedAt: now}
+		rec := withRerun(store.Build{Key: key, Event: ev, Pipeline: p.Name, Job: p.Job, Attempted: since, UpdatedAt: now}, ev)
 		if err := d.cfg.Store.PutBuild(ctx, rec); err != nil {
 			return jenkins.TriggerResult{}, "", fmt.Errorf("%w: %w", errNotAttempted, err)
 		}
@@ -654,7 +693,7 @@ func (d *Dispatcher) attempt(ctx context.Context, ev event.Event, p config.Pipel
 	ctx, span := d.tracer.Start(ctx, "jenkins.trigger", trace.WithSpanKind(trace.SpanKindClient),
 		trace.WithAttributes(attribute.String("ferry.pipeline", p.Name), attribute.String("jenkins.job", p.Job)))
 	defer span.End()
-	res, err := d.cfg.Jenkins.Trigger(ctx, p.Job, p.Params(ev, telemetry.TraceParent(ctx)))
+	res, err := d.cfg.Jenkins.Trigger(ctx, p.Job, triggerParams(p, ev, key, telemetry.TraceParent(ctx)))
 	if err != nil {
 		span.SetStatus(codes.Error, err.Error())
 		return res, "", err
@@ -673,8 +712,8 @@ func (d *Dispatcher) attempt(ctx context.Context, ev event.Event, p config.Pipel
 // repeated just because the store hiccuped) and reports it pending.
 func (d *Dispatcher) record(ctx context.Context, ev event.Event, p config.Pipeline, key string, attempted time.Time, res jenkins.TriggerResult, outcome string, log *slog.Logger) {
 	now := d.cfg.Now()
-	rec := store.Build{Key: key, Event: ev, Pipeline: p.Name, Job: p.Job, QueueID: res.QueueID,
-		Attempted: attempted, TriggeredAt: now, UpdatedAt: now}
+	rec := withRerun(store.Build{Key: key, Event: ev, Pipeline: p.Name, Job: p.Job, QueueID: res.QueueID,
+		Attempted: attempted, TriggeredAt: now, UpdatedAt: now}, ev)
 	b := d.backoff()
 	for {
 		err := d.cfg.Store.PutBuild(ctx, rec)
@@ -700,7 +739,7 @@ func (d *Dispatcher) record(ctx context.Context, ev event.Event, p config.Pipeli
 	default:
 		log.Info("triggered Jenkins build", "queue_id", res.QueueID)
 	}
-	_ = d.report(ctx, ev, p.Name, scm.Status{State: scm.StatePending, Description: "Queued in Jenkins"}, d.jobURL(p.Job))
+	_ = d.report(ctx, ev, p.Name, scm.Status{State: scm.StatePending, Description: rerunPrefix(rec) + "Queued in Jenkins"}, d.jobURL(p.Job))
 	if d.cfg.OnTriggered != nil {
 		d.cfg.OnTriggered(rec)
 	}

@@ -144,6 +144,9 @@ func (d *Dispatcher) trackOne(ctx context.Context, b store.Build) error {
 	switch {
 	case errors.Is(err, jenkins.ErrNotFound):
 		log.Error("triggered build vanished from Jenkins", "number", b.Number)
+		if done, err := d.rerunLost(ctx, b, rerunJenkinsRestart); done || err != nil {
+			return err
+		}
 		return d.ended(ctx, b, resultVanished)
 	case err != nil:
 		return fmt.Errorf("read build %s #%d: %w", b.Job, b.Number, err)
@@ -153,7 +156,7 @@ func (d *Dispatcher) trackOne(ctx context.Context, b store.Build) error {
 			return nil
 		}
 		err := d.reportRetry(d.report(ctx, b.Event, b.Pipeline, scm.Status{State: scm.StateRunning,
-			Description: fmt.Sprintf("Build #%d running", b.Number)}, b.URL))
+			Description: fmt.Sprintf("%sBuild #%d running", rerunPrefix(b), b.Number)}, b.URL))
 		if err != nil {
 			return err
 		}
@@ -185,6 +188,10 @@ func (d *Dispatcher) ended(ctx context.Context, b store.Build, result string) er
 // reportEnd reports a build's stored end and forgets the record once the
 // report went through, failed for good, or kept failing for StatusGiveUp.
 func (d *Dispatcher) reportEnd(ctx context.Context, b store.Build) error {
+	if d.superseded(ctx, b) {
+		// Its re-run reports on the commit instead.
+		return d.forget(ctx, b.Key)
+	}
 	target := b.URL
 	if target == "" {
 		target = d.jobURL(b.Job)
@@ -246,6 +253,9 @@ func (d *Dispatcher) resolveQueue(ctx context.Context, b *store.Build, log *slog
 		}
 		if d.cfg.Now().Sub(b.TriggeredAt) > vanishAfter {
 			log.Error("triggered build vanished from Jenkins before it started")
+			if done, err := d.rerunLost(ctx, *b, rerunJenkinsRestart); done || err != nil {
+				return false, err
+			}
 			return false, d.ended(ctx, *b, resultVanished)
 		}
 		return false, nil
@@ -281,8 +291,17 @@ func (d *Dispatcher) forget(ctx context.Context, key string) error {
 	return nil
 }
 
-// endStatus is the commit status of a build's stored end.
+// endStatus is the commit status of a build's stored end; a re-run's
+// says so.
 func endStatus(b store.Build) scm.Status {
+	st := plainEndStatus(b)
+	if b.Attempt > 1 && b.RerunCause != "" {
+		st.Description = "re-run after " + b.RerunCause + ": " + st.Description
+	}
+	return st
+}
+
+func plainEndStatus(b store.Build) scm.Status {
 	switch b.Result {
 	case jenkins.ResultSuccess:
 		return scm.Status{State: scm.StateSuccess, Description: fmt.Sprintf("Build #%d succeeded", b.Number)}

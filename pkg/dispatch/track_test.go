@@ -256,8 +256,9 @@ func TestStatusGivenUpAfterBoundedTime(t *testing.T) {
 }
 
 // A build that disappeared from Jenkins (deleted, or lost in a controller
-// restart) is reported as vanished once, not asked for forever.
-func TestVanishedBuildIsReportedOnce(t *testing.T) {
+// restart) is re-run once; a re-run that vanishes too is reported as
+// vanished once, not asked for forever.
+func TestVanishedBuildIsRerunThenReportedOnce(t *testing.T) {
 	tb := newTrackerBed(t, 1, time.Hour)
 	ctx := context.Background()
 	recs, _ := tb.store.ListBuilds(ctx)
@@ -266,6 +267,21 @@ func TestVanishedBuildIsReportedOnce(t *testing.T) {
 	if err := tb.store.PutBuild(ctx, rec); err != nil {
 		t.Fatal(err)
 	}
+	tb.d.TrackOnce(ctx)
+	if got := tb.api.state("ferry/app", tb.shas[0]); got != scm.StatePending {
+		t.Errorf("status = %q, want pending (re-running)", got)
+	}
+	recs, _ = tb.store.ListBuilds(ctx)
+	if len(recs) != 1 || recs[0].Key != rec.Key+"#2" || !recs[0].Pending() || recs[0].Attempt != 2 {
+		t.Fatalf("records = %+v, want only the re-run's pending request", recs)
+	}
+	// The re-run vanishes too: the limit (1) is spent.
+	rerun := recs[0]
+	rerun.QueueID, rerun.Number, rerun.TriggeredAt = 77, 998, tb.clock.Now()
+	if err := tb.store.PutBuild(ctx, rerun); err != nil {
+		t.Fatal(err)
+	}
+	tb.clock.Advance(trackInterval)
 	tb.d.TrackOnce(ctx)
 	if got := tb.api.state("ferry/app", tb.shas[0]); got != scm.StateError {
 		t.Errorf("status = %q, want error", got)

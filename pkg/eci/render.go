@@ -28,6 +28,9 @@ const (
 	// AnnotationFallback records the fallback level an agent was rendered
 	// at (absent at level 0).
 	AnnotationFallback = ferryPrefix + "fallback"
+	// AnnotationOnDemand marks an agent made on-demand instead of spot
+	// because its build is a re-run after infrastructure loss.
+	AnnotationOnDemand = ferryPrefix + "on-demand"
 )
 
 // ManagedSelector selects every object ferry created for agents; use it for
@@ -107,6 +110,9 @@ type Agent struct {
 	Attempt int
 	// Fallback is the template's fallback level for this attempt.
 	Fallback int
+	// OnDemand turns spot off whatever the level says: the agent of a
+	// build re-run after its first agent was lost to infrastructure.
+	OnDemand bool
 	// JenkinsURL is the controller the agent connects to over WebSocket.
 	JenkinsURL string
 	// SecretName names the Secret holding the node's JNLP secret under the
@@ -172,6 +178,9 @@ func Labels(t Template, a Agent) map[string]string {
 // with OwnSecret so that it goes when the pod goes.
 func Render(t Template, a Agent) *corev1.Pod {
 	t = t.WithDefaults().AtFallback(a.Fallback)
+	if a.OnDemand {
+		t.ECI = Fallback{OnDemand: true}.apply(t.ECI)
+	}
 	labels := Labels(t, a)
 
 	annotations := maps.Clone(t.PodAnnotations)
@@ -187,6 +196,9 @@ func Render(t Template, a Agent) *corev1.Pod {
 	}
 	if lvl := min(a.Fallback, t.FallbackLevels()); lvl > 0 {
 		annotations[AnnotationFallback] = strconv.Itoa(lvl)
+	}
+	if a.OnDemand {
+		annotations[AnnotationOnDemand] = "true"
 	}
 
 	podLabels := maps.Clone(t.PodLabels)

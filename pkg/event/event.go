@@ -92,6 +92,26 @@ type Event struct {
 	// TraceParent is the W3C traceparent of the span that received the
 	// event, so the dispatch and the build join the same trace.
 	TraceParent string `json:"traceparent,omitempty"`
+	// Rerun is set on the copy of an event that ferry queues again to
+	// re-run one pipeline's build lost to infrastructure (see
+	// dispatch.RequestRerun); nil for a webhook's event.
+	Rerun *Rerun `json:"rerun,omitempty"`
+}
+
+// Rerun says which pipeline of an event is built again, as which attempt,
+// and why.
+type Rerun struct {
+	// Pipeline is the one pipeline built again.
+	Pipeline string `json:"pipeline"`
+	// Attempt is the build's attempt, 2 for the first re-run; it is the
+	// "#2" of the correlation id (config.RerunTriggerID).
+	Attempt int `json:"attempt"`
+	// Reason is the stable reason (spot_reclaimed, pod_deleted, …), Cause
+	// the words put on the commit ("spot instance reclaimed").
+	Reason string `json:"reason"`
+	Cause  string `json:"cause"`
+	// Of is the URL of the build that was lost.
+	Of string `json:"of,omitempty"`
 }
 
 // Branch returns the branch name for branch refs and "" otherwise.

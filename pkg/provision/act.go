@@ -35,6 +35,8 @@ type act struct {
 	report bool
 	// secret is the agent Secret to delete.
 	secret string
+	// rerun is why a lost build is re-run (actRequestRerun).
+	rerun rerunCause
 }
 
 type actKind int
@@ -52,6 +54,8 @@ const (
 	actCreateNode                   // the node of a retry; its pod after the backoff
 	actCreatePod                    // the pod of an existing node
 	actDeleteSecret                 // an agent Secret no pod reads
+	actRequestRerun                 // a build lost to infrastructure: ask the dispatcher to re-run it
+	actCheckImage                   // resolve a template's image before its pods
 )
 
 // key makes the action unique while it runs: a cycle skips an action whose
@@ -74,6 +78,10 @@ func (a act) key() string {
 		return createKey(a.agent.name)
 	case actDeleteSecret:
 		return "secret/" + a.secret
+	case actRequestRerun:
+		return "rerun/" + a.agent.name
+	case actCheckImage:
+		return "image/" + a.agent.template
 	}
 	return fmt.Sprintf("unknown/%d", a.kind)
 }
@@ -120,6 +128,10 @@ func (a act) String() string {
 		return fmt.Sprintf("create pod %s fallback %d", a.agent.name, a.fallback)
 	case actDeleteSecret:
 		return "delete secret " + a.secret
+	case actRequestRerun:
+		return fmt.Sprintf("request rerun %s: %s", a.agent.name, a.rerun.reason)
+	case actCheckImage:
+		return "check image of " + a.agent.template
 	}
 	return a.key()
 }
@@ -183,6 +195,10 @@ func (p *Provisioner) calls(a act) (run, then action) {
 		return p.createPod(a.agent.name, a.agent.queueID, a.agent.attempt, a.agent.template, a.fallback, a.item)
 	case actDeleteSecret:
 		return p.deleteSecret(a.secret), nil
+	case actRequestRerun:
+		return p.requestRerun(a.agent, a.build, a.item, a.failure, a.rerun), nil
+	case actCheckImage:
+		return p.checkImage(a.agent.template), nil
 	}
 	return func(context.Context) error { return fmt.Errorf("provision: no calls for %s", a) }, nil
 }

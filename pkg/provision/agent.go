@@ -191,6 +191,7 @@ func (p *Provisioner) createPod(name string, queueID int64, attempt int, templat
 			QueueID:     queueID,
 			Attempt:     attempt,
 			Fallback:    fallback,
+			OnDemand:    isRerun(it),
 			JenkinsURL:  p.cfg.JenkinsURL,
 			TraceParent: it.Params[traceParentParam],
 			Job:         it.TaskName,

@@ -29,6 +29,9 @@ const (
 	// stateLost: its build runs, but the agent is dead: pod gone, ended
 	// or going, or disconnected for longer than the connect timeout.
 	stateLost
+	// stateInfraLost: lost, and the infrastructure killed it, not the
+	// build (see infraCause): the build is re-run.
+	stateInfraLost
 	// stateBuildOver: it ran its build and is idle: the build is over.
 	stateBuildOver
 	// stateCreating: its node, Secret or pod is being created.
@@ -59,7 +62,7 @@ const (
 
 var stateNames = [numStates]string{
 	stateDeleting: "deleting", stateTerminating: "terminating", stateBuilding: "building",
-	stateReclaiming: "reclaiming", stateLost: "lost", stateBuildOver: "build over",
+	stateReclaiming: "reclaiming", stateLost: "lost", stateInfraLost: "lost to infrastructure", stateBuildOver: "build over",
 	stateCreating: "creating", stateOrphan: "orphan", stateUnknownTemplate: "unknown template",
 	stateFailed: "failed", stateNeedsPod: "needs pod", stateStarting: "starting",
 	stateAwaitingBuild: "awaiting build", stateSpare: "spare", stateSettling: "settling",
@@ -82,6 +85,8 @@ type agent struct {
 	why eci.Failure
 	// creating: its creation is still in flight.
 	creating bool
+	// cause is why the infrastructure lost it (stateInfraLost).
+	cause rerunCause
 }
 
 // classify gives each agent of the world its state, in name order.
@@ -103,6 +108,11 @@ func classifyAgent(r *rules, w *world, a *agentView, m agentMemory) agent {
 		c.state = stateTerminating
 	case a.node != nil && len(a.node.Running) > 0:
 		c.state, c.why = classifyRunning(r, w, c, m)
+		if c.state == stateLost {
+			if cause, infra := infraCause(a.pod, c.why); infra {
+				c.state, c.cause = stateInfraLost, cause
+			}
+		}
 	case !m.ranSince.IsZero() || ranBuild(a.node):
 		// The offline mark says so after a restart too.
 		c.state = stateBuildOver

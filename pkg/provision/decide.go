@@ -32,6 +32,10 @@ type rules struct {
 	// awaitBuild is how soon to look again while an agent is about to
 	// take its build and other items of its template wait.
 	awaitBuild time.Duration
+	// rerun: builds lost to infrastructure are re-run (RequestRerun set).
+	rerun bool
+	// imageCheck: templates' images are checked before their pods.
+	imageCheck bool
 }
 
 func newRules(cfg Config) *rules {
@@ -41,6 +45,8 @@ func newRules(cfg Config) *rules {
 		gcGrace: cfg.GCGrace, disableGC: cfg.DisableGC, disableAnchors: cfg.DisableAnchors,
 		maxPending: maxPendingCreates * cfg.Parallelism,
 		awaitBuild: min(awaitBuildPoll, cfg.Resync),
+		rerun:      cfg.RequestRerun != nil,
+		imageCheck: cfg.ImageCheck,
 	}
 }
 
@@ -72,6 +78,8 @@ const (
 	countRetrying    = "retrying"
 	countTerminating = "terminating"
 	countOrphan      = "orphan"
+	// countLost: dead under its build, kept until its re-run is asked.
+	countLost = "lost"
 )
 
 // decision is what one cycle decided.
@@ -160,6 +168,8 @@ type decider struct {
 	levels     map[int64]int
 	spares     map[string][]agent
 	needPod    []agent
+	// checking holds the templates whose image check this cycle started.
+	checking map[string]bool
 }
 
 // decide decides a cycle: every agent by its state, then the waiting items
@@ -181,6 +191,7 @@ func decide(r *rules, w *world, agents []agent, mem memory) *decision {
 	}
 	x.serveWithSpares()
 	x.makePods()
+	x.refreshImages()
 	x.serveWaiting()
 	acts, after, unread := decideSecrets(r, w, mem.unread)
 	x.d.acts = append(x.d.acts, acts...)
@@ -284,6 +295,8 @@ func (x *decider) decideAgent(a agent, m agentMemory) verdict {
 		v = x.reclaiming(a, m)
 	case stateLost:
 		v = x.lost(a, m)
+	case stateInfraLost:
+		v = x.infraLost(a, m)
 	case stateBuildOver:
 		v = buildOver(a, m)
 	case stateCreating:
@@ -589,6 +602,14 @@ func (x *decider) decideItem(wi waitingItem, m itemMemory) itemVerdict {
 		v.acts = []act{{kind: actGiveUp, item: wi.item,
 			agent:   &agentView{name: eci.AgentName(q, attempt-1), queueID: q, attempt: attempt - 1, template: wi.template},
 			failure: eci.Failure{Reason: eci.ReasonUnknown, Message: fmt.Sprintf("%d agent attempts did not start the build", attempt-1)}}}
+	case x.imageBlocks(wi.template):
+		c := x.w.images[wi.template]
+		v.memory.gaveUp = true
+		v.acts = []act{{kind: actGiveUp, item: wi.item,
+			agent:   &agentView{name: eci.AgentName(q, attempt), queueID: q, attempt: attempt, template: wi.template},
+			failure: imageFailure(t.WithDefaults().Image, c)}}
+	case x.imageUnchecked(wi.template):
+		v.waits, v.acts = "image_check", x.checkImage(wi.template)
 	case x.w.now.Before(m.notBefore):
 		v.waits, v.after = "backoff", m.notBefore.Sub(x.w.now)
 	case x.live >= x.r.maxAgents || (t.MaxAgents > 0 && x.perTemplate[wi.template] >= t.MaxAgents):

@@ -47,6 +47,10 @@ type scene struct {
 	making   map[string]bool
 	paused   time.Time
 	noAnchor bool
+	// asked are the agents whose lost build's re-run was accepted.
+	asked []string
+	// images are the templates' image verdicts.
+	images map[string]imageCheck
 }
 
 func (s scene) world(p *Provisioner) *world {
@@ -60,6 +64,10 @@ func (s scene) world(p *Provisioner) *world {
 		w.flight[a.key()] = a
 	}
 	p.join(w)
+	w.rerunAsked, w.images = map[string]bool{}, s.images
+	for _, name := range s.asked {
+		w.rerunAsked[name] = true
+	}
 	w.events = map[string][]corev1.Event{}
 	for _, e := range s.events {
 		w.events[e.InvolvedObject.Name] = append(w.events[e.InvolvedObject.Name], *e)
@@ -524,15 +532,15 @@ func TestDecideRunningAgents(t *testing.T) {
 		acts:   []string{"delete " + a51 + " (failed)", "report lost " + a51 + ": NodeLost (tell true)"},
 		then:   func(t *testing.T, d *decision) { wantOutcomes(t, d, a51+" NodeLost died_mid_build") },
 	}, {
-		name:   "its pod is gone under its build: deleted and reported",
+		name:   "its pod is gone under its build, re-runs off: deleted and reported",
 		scene:  scene{comps: []jenkins.Computer{node(5, 1, connected, runs(1), marked)}},
-		states: map[string]agentState{a51: stateLost},
+		states: map[string]agentState{a51: stateInfraLost},
 		acts:   []string{"delete " + a51 + " (failed)", "report lost " + a51 + ": PodGone (tell true)"},
 		then:   func(t *testing.T, d *decision) { wantOutcomes(t, d, a51+" PodGone died_mid_build") },
 	}, {
-		name:   "its pod is being deleted under its build",
+		name:   "its pod is being deleted under its build, re-runs off",
 		scene:  scene{comps: []jenkins.Computer{node(5, 1, connected, runs(1), marked)}, pods: []*corev1.Pod{pod(5, 1, running, going)}},
-		states: map[string]agentState{a51: stateLost},
+		states: map[string]agentState{a51: stateInfraLost},
 		acts:   []string{"delete " + a51 + " (failed)", "report lost " + a51 + ": PodGone (tell true)"},
 		then:   func(t *testing.T, d *decision) { wantOutcomes(t, d, a51+" PodGone died_mid_build") },
 	}, {
@@ -560,7 +568,7 @@ func TestDecideRunningAgents(t *testing.T) {
 		mem:  remembered(map[string]agentMemory{a51: seenBefore(func(m *agentMemory) { m.reclaimReported = true; m.ranSince = t0.Add(-time.Minute) })}, nil),
 		scene: scene{comps: []jenkins.Computer{node(5, 1, connected, runs(1), marked)},
 			pods: []*corev1.Pod{pod(5, 1, podFailed("Expired", "Spot ECI was released"))}},
-		states: map[string]agentState{a51: stateLost},
+		states: map[string]agentState{a51: stateInfraLost},
 		acts:   []string{"delete " + a51 + " (failed)", "report lost " + a51 + ": SpotReclaimed (tell false)"},
 		then:   func(t *testing.T, d *decision) { wantOutcomes(t, d, a51+" SpotReclaimed died_mid_build") },
 	}})

@@ -25,6 +25,8 @@ type metrics struct {
 	lifetime    metric.Float64Histogram
 	busy        metric.Float64Histogram
 	cycleErrors metric.Int64Counter
+	reruns      metric.Int64Counter
+	imageChecks metric.Int64Counter
 	waiting     metric.Int64Gauge
 }
 
@@ -72,6 +74,14 @@ func newMetrics(m metric.Meter) (*metrics, error) {
 	if out.busy, err = m.Float64Histogram("ferry_provision_agent_build_seconds",
 		metric.WithDescription("Time an agent was seen running its build; compare with ferry_provision_agent_pod_seconds."),
 		metric.WithUnit("s"), long); err != nil {
+		return nil, err
+	}
+	if out.reruns, err = m.Int64Counter("ferry_provision_reruns",
+		metric.WithDescription("Builds lost to infrastructure whose re-run the dispatcher accepted, by template and reason (spot_reclaimed, pod_deleted, evicted, node_lost, eci_system_failure).")); err != nil {
+		return nil, err
+	}
+	if out.imageChecks, err = m.Int64Counter("ferry_provision_image_checks",
+		metric.WithDescription("Checks of a template's agent image before its pods, by template and result (found, missing, denied, unreachable).")); err != nil {
 		return nil, err
 	}
 	if out.cycleErrors, err = m.Int64Counter("ferry_provision_cycle_errors",

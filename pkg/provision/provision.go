@@ -9,16 +9,20 @@
 //
 //	poll      Jenkins computers, then the queue (two calls)
 //	  │
-//	observe   + pods, Secrets, Events (informer caches) and the actions
-//	  │       in flight → world: one snapshot, with its now      world.go
+//	observe   + pods, Secrets, Events (informer caches), the     world.go
+//	  │       actions in flight, the re-runs accepted and the
+//	  │       templates' image verdicts → world: one snapshot
 //	classify  each agent → one state: creating, needs pod,      classify.go
 //	  │       starting, awaiting build, building, reclaiming, lost,
-//	  │       build over, failed, spare, settling, item gone, orphan,
-//	  │       unknown template, terminating, deleting
+//	  │       lost to infrastructure, build over, failed, spare,
+//	  │       settling, item gone, orphan, unknown template,
+//	  │       terminating, deleting
 //	decide    one small function per state, then the waiting    decide.go
-//	  │       items (serve with a spare, make a node's pod, create
-//	  │       within the caps, wait, back off, give up), anchors,
-//	  │       Secrets → acts and memory as values; pure
+//	  │       items (give up on a missing or denied image, wait    rerun.go
+//	  │       for a template's first image check, serve with a    image.go
+//	  │       spare, make a node's pod, create within the caps,
+//	  │       wait, back off, give up), anchors, Secrets → acts
+//	  │       and memory as values; pure
 //	record    metrics, failures' logs and Events                 reconcile.go
 //	remember  apply the decided memory
 //	  │
@@ -26,7 +30,9 @@
 //	          CreateNode → NodeSecret → Secret → Pod → own       agent.go,
 //	          Secret; MarkOffline once its build runs (one       secrets.go
 //	          build per agent); DeleteNode + delete Pod;
-//	          CancelQueueItem + Event + OnFailure
+//	          CancelQueueItem + Event + OnFailure; RequestRerun
+//	          of a build lost to infrastructure; resolve a
+//	          template's image manifest
 //
 // A cycle does not wait for its actions: they run in lanes of their own
 // (taking agents offline; deleting; creating), each bounded by
@@ -70,6 +76,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sync"
 	"time"
 
@@ -168,6 +175,17 @@ type Config struct {
 	// cancelling it) and every build whose agent died under it, e.g. to
 	// report it on the commit status. It must not block for long.
 	OnFailure func(context.Context, Failure)
+	// ImageCheck resolves each template's image manifest before its agents
+	// are made (see image.go); ImageTransport, if set, is the HTTP
+	// transport for registries.
+	ImageCheck     bool
+	ImageTransport http.RoundTripper
+	// RequestRerun, if set, is asked to re-run a build lost to
+	// infrastructure (Failure.RerunReason says how); it returns nil once
+	// the request is durable (or declined and reported), and an error to
+	// be asked again. The dead agent is kept until it returned nil. Unset:
+	// such builds are reported through OnFailure like any lost build.
+	RequestRerun func(context.Context, Failure) error
 	// Parallelism bounds the concurrent actions of each kind (creations;
 	// deletions; taking agents offline), and eight times it bounds the
 	// creations queued; default DefaultParallelism.
@@ -207,6 +225,9 @@ type Failure struct {
 	Imminent bool
 	// Cancelled reports whether ferry cancelled the queue item.
 	Cancelled bool
+	// RerunReason and RerunCause say why a build lost to infrastructure is
+	// re-run (RequestRerun): stable, and in words for the commit.
+	RerunReason, RerunCause string
 }
 
 func (f Failure) String() string {
@@ -258,6 +279,11 @@ type Provisioner struct {
 	// no cycle deletes one twice.
 	podMade    map[string]time.Time
 	podDeleted map[string]time.Time
+	// rerunAsked holds when each lost build's re-run was accepted, by
+	// agent (see infraLost).
+	rerunAsked map[string]time.Time
+	// images holds each template's image verdict (see image.go).
+	images map[string]imageCheck
 	// kubeBackoff pauses creations after a quota or throttling answer.
 	kubeBackoff      time.Time
 	kubeBackoffDelay time.Duration
@@ -325,6 +351,8 @@ func New(cfg Config) (*Provisioner, error) {
 		done:       map[string]doneAct{},
 		podMade:    map[string]time.Time{},
 		podDeleted: map[string]time.Time{},
+		rerunAsked: map[string]time.Time{},
+		images:     map[string]imageCheck{},
 	}
 	p.batch = newBatcher(p)
 	for i := range p.lanes {

@@ -72,6 +72,9 @@ func (p *Provisioner) remember(w *world, agents []agent, d *decision) {
 			p.events.forget(name)
 			p.forgetMadePod(name)
 			p.forgetDeletedPod(name)
+			p.mu.Lock()
+			delete(p.rerunAsked, name)
+			p.mu.Unlock()
 		}
 	}
 	p.mem = d.memory

@@ -39,6 +39,11 @@ type world struct {
 	// kubeBackoff is when creations may resume after a quota or
 	// throttling answer from the API server.
 	kubeBackoff time.Time
+	// rerunAsked holds the agents whose lost build's re-run the
+	// dispatcher accepted (see infraLost).
+	rerunAsked map[string]bool
+	// images holds the templates' image verdicts (see image.go).
+	images map[string]imageCheck
 
 	// The join of the above (see join).
 	agents map[string]*agentView
@@ -122,6 +127,8 @@ func (p *Provisioner) observe(comps []jenkins.Computer, items []jenkins.QueueIte
 	w := &world{now: now, computers: comps, queue: items, pods: p.listPods(), secrets: p.listSecrets()}
 	w.flight, w.made, w.deleted, w.kubeBackoff = p.inFlight(p.polledAt)
 	w.making = p.batch.makingNow()
+	w.rerunAsked = p.rerunsAsked(now)
+	w.images = p.imagesNow()
 	p.join(w)
 	w.events = map[string][]corev1.Event{}
 	for _, name := range w.names {

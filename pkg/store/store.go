@@ -81,7 +81,13 @@ type Build struct {
 	// Reported is the last commit status state sent for the build while
 	// it runs, so a replica that takes the tracking over does not send it
 	// again.
-	Reported    string    `json:"reported,omitempty"`
+	Reported string `json:"reported,omitempty"`
+	// Attempt is the build's attempt: 0 or 1 for the first, n ≥ 2 for a
+	// re-run after infrastructure loss (Key then ends in "#n"); RerunCause
+	// says why it was re-run, RerunOf the lost build's URL.
+	Attempt     int       `json:"attempt,omitempty"`
+	RerunCause  string    `json:"rerun_cause,omitempty"`
+	RerunOf     string    `json:"rerun_of,omitempty"`
 	TriggeredAt time.Time `json:"triggered_at"`
 	UpdatedAt   time.Time `json:"updated_at"`
 }

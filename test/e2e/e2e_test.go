@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -43,6 +44,8 @@ type world struct {
 	gitlab  *scmfake.GitLab
 	url     string
 	cfg     config.Config
+	// stop stops the running ferry (start and restart run one).
+	stop func()
 }
 
 func ferryParams() []jenkinsemu.Param {
@@ -115,26 +118,36 @@ pipelines:
 		t.Fatal(err)
 	}
 	w.cfg = cfg
+	w.run()
+	return w
+}
+
+// run starts ferry with w.cfg; w.stop stops it (and the test's end does).
+func (w *world) run() {
+	t := w.t
 	logs := io.Writer(io.Discard)
 	if os.Getenv("FERRY_E2E_LOGS") != "" {
 		logs = os.Stderr
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	a, err := app.New(ctx, app.Options{Config: cfg, Version: "e2e", LogOutput: logs})
+	a, err := app.New(ctx, app.Options{Config: w.cfg, Version: "e2e", LogOutput: logs})
 	if err != nil {
 		cancel()
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("ferry stopped with: %v", err)
-		}
-	})
+	var once sync.Once
+	w.stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("ferry stopped with: %v", err)
+			}
+		})
+	}
+	t.Cleanup(w.stop)
 	w.url = "http://" + a.Addr()
-	return w
 }
 
 func fixture(t *testing.T, name string) []byte {
