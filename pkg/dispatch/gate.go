@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"slices"
 	"strings"
 
 	"github.com/ferryci/ferry/pkg/config"
@@ -443,10 +444,7 @@ func (d *Dispatcher) answer(ctx context.Context, ev event.Event, acted bool, rep
 			log.Warn("could not acknowledge the command with a reaction", "error", err)
 		}
 	}
-	msgs := make([]string, 0, len(replies))
-	for m := range replies {
-		msgs = append(msgs, m)
-	}
+	msgs := slices.Sorted(maps.Keys(replies)) // one reply, the same on every retry
 	if len(msgs) == 0 {
 		return
 	}

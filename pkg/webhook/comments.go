@@ -86,7 +86,7 @@ type glNote struct {
 	ObjectAttributes struct {
 		ID           int64  `json:"id"`
 		Note         string `json:"note"`
-		NoteableType string `json:"noteable_type"`
+		NoteableType string `json:"noteable_type"` //nolint:misspell // GitLab spells it so
 		Action       string `json:"action"`
 	} `json:"object_attributes"`
 	MergeRequest *struct {

@@ -27,7 +27,7 @@ func glNoteBody(typ, note, state string) []byte {
 	b, _ := json.Marshal(map[string]any{
 		"object_kind": "note", "user": map[string]any{"id": 42, "username": "dev"}, "project_id": 15,
 		"project":           map[string]any{"id": 15, "path_with_namespace": "platform/infra/terraform", "git_http_url": "https://gitlab.example.com/platform/infra/terraform.git"},
-		"object_attributes": map[string]any{"id": 501, "note": note, "noteable_type": typ, "action": "create"},
+		"object_attributes": map[string]any{"id": 501, "note": note, "noteable_type": typ, "action": "create"}, //nolint:misspell // GitLab spells it so
 		"merge_request": map[string]any{"iid": 3, "state": state, "target_branch": "main",
 			"last_commit": map[string]any{"id": "da1560886d4f094c3e6c9ef40349f7d38b5d27d7"}},
 	})

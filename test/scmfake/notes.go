@@ -167,8 +167,8 @@ func (g *GitLab) handleConversation(w http.ResponseWriter, r *http.Request, call
 			return glWrite(w, http.StatusBadRequest, map[string]any{"error": "body is missing"}), true
 		}
 		id := g.addNoteLocked(project, iid, params["body"])
-		return glWrite(w, http.StatusCreated, map[string]any{"id": id, "body": params["body"], "noteable_type": "MergeRequest",
-			"noteable_iid": iid, "created_at": now, "author": map[string]any{"username": "ferry-bot"}}), true
+		return glWrite(w, http.StatusCreated, map[string]any{"id": id, "body": params["body"], "noteable_type": "MergeRequest", //nolint:misspell // GitLab spells it so
+			"noteable_iid": iid, "created_at": now, "author": map[string]any{"username": "ferry-bot"}}), true //nolint:misspell // GitLab spells it so
 	}
 	noteID, _ := strconv.ParseInt(parts[4], 10, 64)
 	known := false
