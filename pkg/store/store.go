@@ -138,6 +138,10 @@ type Store interface {
 	// ListPromotions returns every promotion record, oldest first (by
 	// CreatedAt, then ID). Promotions are kept as the audit trail.
 	ListPromotions(ctx context.Context) ([]Promotion, error)
+	// ClaimKey records value under key for ttl unless key holds a value
+	// already; it returns the value key holds now and whether this call
+	// recorded it. Idempotency-Keys of promotion creates use it.
+	ClaimKey(ctx context.Context, key, value string, ttl time.Duration) (string, bool, error)
 
 	// Lease makes holder the holder of the named lease for ttl when nobody
 	// else holds it, or extends it when holder already does. It reports
