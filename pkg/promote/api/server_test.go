@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -22,6 +23,8 @@ import (
 	"github.com/ferryci/ferry/pkg/promote/api"
 	"github.com/ferryci/ferry/pkg/store"
 	"github.com/ferryci/ferry/pkg/store/memstore"
+	"github.com/ferryci/ferry/pkg/store/redisstore"
+	"github.com/ferryci/ferry/test/testbed"
 )
 
 const (
@@ -56,6 +59,11 @@ func newServer(t *testing.T, token string) (*httptest.Server, store.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return newServerOn(t, token, st)
+}
+
+func newServerOn(t *testing.T, token string, st store.Store) (*httptest.Server, store.Store) {
+	t.Helper()
 	t.Cleanup(func() { _ = st.Close() })
 	p, err := promote.New(promote.Config{Store: st, Registry: registry{}, Apps: []config.PromotionApp{{
 		Name: "web", Source: source, Target: "registry.example/release/web",
@@ -176,7 +184,26 @@ func sha(token string) string {
 // (even after the tag moved: it is not resolved again); the same key with
 // another body is refused with 422; another identity's key is its own.
 func TestIdempotentCreate(t *testing.T) {
-	srv, st := newServer(t, token)
+	t.Run("memory", func(t *testing.T) {
+		srv, st := newServer(t, token)
+		testIdempotentCreate(t, srv, st)
+	})
+	t.Run("redis", func(t *testing.T) {
+		if testing.Short() {
+			t.Skip("needs the test bed's redis-server (FERRY_TESTBED_ENV); skipped with -short")
+		}
+		b := make([]byte, 4)
+		_, _ = rand.Read(b)
+		st, err := redisstore.New(context.Background(), redisstore.Config{Addr: testbed.RedisAddr(t), Prefix: "promote-idem-" + hex.EncodeToString(b) + ":"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv, _ := newServerOn(t, token, st)
+		testIdempotentCreate(t, srv, st)
+	})
+}
+
+func testIdempotentCreate(t *testing.T, srv *httptest.Server, st store.Store) {
 	ctx := context.Background()
 	pipeline := &api.Client{BaseURL: srv.URL, Token: token}
 	alice := &api.Client{BaseURL: srv.URL, Token: aliceToken}
@@ -199,12 +226,32 @@ func TestIdempotentCreate(t *testing.T) {
 	if err != nil || mine.ID == first.ID || mine.RequestedBy != "alice" {
 		t.Errorf("alice's create with the pipeline's key = %+v, %v; want her own promotion", mine, err)
 	}
+	// Concurrent repeats of a new key: one promotion, every answer it.
+	r2 := r
+	r2.BuildURL = "http://jenkins/job/web/8/"
+	ids := make(chan string, 6)
+	for range 6 {
+		go func() {
+			p, err := pipeline.CreateIdempotent(ctx, "build-8", r2)
+			if err != nil {
+				t.Errorf("concurrent repeat: %v", err)
+			}
+			ids <- p.ID
+		}()
+	}
+	seen := map[string]bool{}
+	for range 6 {
+		seen[<-ids] = true
+	}
+	if len(seen) != 1 {
+		t.Errorf("6 concurrent creates with one key made promotions %v, want one", seen)
+	}
 	unkeyed, err := pipeline.Create(ctx, r)
 	if err != nil || unkeyed.ID == first.ID {
 		t.Errorf("create without a key = %s, %v; want a new promotion", unkeyed.ID, err)
 	}
-	if all, _ := st.ListPromotions(ctx); len(all) != 3 {
-		t.Errorf("store holds %d promotions, want 3", len(all))
+	if all, _ := st.ListPromotions(ctx); len(all) != 4 {
+		t.Errorf("store holds %d promotions, want 4", len(all))
 	}
 	req, _ := http.NewRequest("POST", srv.URL+"/api/v1/promotions", strings.NewReader(`{"app":"web","image":"`+source+`:1","build_url":"http://jenkins/job/web/7/"}`))
 	req.Header.Set("Authorization", "Bearer "+token)
