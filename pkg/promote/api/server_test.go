@@ -31,8 +31,8 @@ const (
 	aliceToken = "alice-token-0123456789"
 	bobToken   = "bob-token-0123456789"
 	token      = "api-test-token-0123"
-	source = "registry.example/ci/web"
-	digest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	source     = "registry.example/ci/web"
+	digest     = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 )
 
 // registry resolves every tag to digest, except "down" (the registry does
