@@ -95,10 +95,10 @@ func (v Verdict) String() string { return [...]string{"continue", "passed", "fai
 func Round(outcomes []Outcome) Outcome {
 	r := Pass
 	for _, o := range outcomes {
-		switch {
-		case o == Fail:
+		switch o {
+		case Fail:
 			return Fail
-		case o == Inconclusive:
+		case Inconclusive:
 			r = Inconclusive
 		}
 	}

@@ -19,7 +19,6 @@ import (
 	"github.com/ferryci/ferry/pkg/promote"
 )
 
-
 func TestMetricJudge(t *testing.T) {
 	rate := promote.Metric{Name: "success", Min: ptr(0.99)}
 	latency := promote.Metric{Name: "p99", Max: ptr(0.5)}
