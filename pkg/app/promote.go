@@ -50,14 +50,26 @@ func newPromoter(cfg config.Config, st store.Store, tel *telemetry.Telemetry, id
 		Deployer: deployer,
 		Store:    st, Apps: pc.Apps,
 		Registry: promote.NewRegistry(promote.RegistryConfig{Keychain: promote.DockerConfigKeychain{Path: pc.DockerConfig}}),
-		Kube:     pr.kube, Resync: pc.Resync.Duration,
+		Kube:     pr.kube, Resync: pc.Resync.Duration, IdempotencyTTL: pc.IdempotencyTTL.Duration,
 		Logger: tel.Logger, TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider,
 	})
 	if err != nil {
 		return nil, err
 	}
 	pr.promoter = p
-	pr.api = api.New(api.Config{Promoter: p, Token: pc.APIToken, Logger: tel.Logger})
+	ac := api.AuthConfig{PipelineToken: pc.APIToken, Auth: pc.Auth}
+	if pc.Auth.Kubernetes.Enabled {
+		// TokenReviews and SubjectAccessReviews go to ferry's own cluster
+		// (the default context), whatever cluster an environment is in.
+		if ac.Kube, err = pr.kube(""); err != nil {
+			return nil, fmt.Errorf("promotion.auth.kubernetes: %w", err)
+		}
+	}
+	auth, err := api.NewAuth(ac)
+	if err != nil {
+		return nil, err
+	}
+	pr.api = api.New(api.Config{Promoter: p, Auth: auth, Logger: tel.Logger})
 	return pr, nil
 }
 

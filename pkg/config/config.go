@@ -69,6 +69,54 @@ type Promotion struct {
 	LeaderElection LeaderElection `json:"leaderElection"`
 	// Apps are what can be promoted.
 	Apps []PromotionApp `json:"apps"`
+	// Auth says who may do what through the promotion API. APIToken is
+	// the pipelines' credential: it may create and read promotions only.
+	Auth PromotionAuth `json:"auth"`
+	// IdempotencyTTL is how long an Idempotency-Key of a create is
+	// remembered (default 24h).
+	IdempotencyTTL Duration `json:"idempotencyTTL"`
+}
+
+// PromotionAuth authenticates and authorizes people on the promotion API.
+// Approve, reject and rollback need one of its mechanisms; the audit
+// trail records the identity it verified.
+type PromotionAuth struct {
+	// Kubernetes accepts Kubernetes bearer tokens: authenticated by a
+	// TokenReview, authorized by a SubjectAccessReview in the
+	// environment's namespace against Group's "promotions" resource.
+	Kubernetes KubernetesAuth `json:"kubernetes"`
+	// Tokens are per-person (or per-pipeline) tokens with roles, stored
+	// as the SHA-256 of the token.
+	Tokens []PromotionToken `json:"tokens"`
+}
+
+// KubernetesAuth configures TokenReview/SubjectAccessReview checks.
+type KubernetesAuth struct {
+	Enabled bool `json:"enabled"`
+	// Group is the API group of the promotions resource RBAC rules name
+	// (default ferry.dev).
+	Group string `json:"group"`
+	// Audiences the token must be issued for; empty: the API server's.
+	Audiences []string `json:"audiences"`
+}
+
+// PromotionToken is one holder's token.
+type PromotionToken struct {
+	// Name is the identity recorded in the audit trail.
+	Name string `json:"name"`
+	// SHA256 is the hex SHA-256 of the token (e.g. `printf %s "$T" |
+	// sha256sum`); the token itself is never configured.
+	SHA256 string `json:"sha256"`
+	// Roles grant verbs on apps in environments.
+	Roles []PromotionRole `json:"roles"`
+}
+
+// PromotionRole grants Verbs on Apps in Environments ("*": all).
+type PromotionRole struct {
+	Apps         []string `json:"apps"`
+	Environments []string `json:"environments"`
+	// Verbs among create, get, approve, reject, rollback.
+	Verbs []string `json:"verbs"`
 }
 
 // PromotionApp is an application that can be promoted.
@@ -517,6 +565,8 @@ func Default() Config {
 		},
 		Promotion: Promotion{
 			Resync:         Duration{Duration: 2 * time.Second},
+			IdempotencyTTL: Duration{Duration: 24 * time.Hour},
+			Auth:           PromotionAuth{Kubernetes: KubernetesAuth{Group: "ferry.dev"}},
 			LeaseNamespace: "ferry",
 			LeaderElection: LeaderElection{
 				Enabled:       true,

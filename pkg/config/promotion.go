@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 )
@@ -67,9 +68,13 @@ func (p Promotion) validate() []error {
 	add := func(field, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("promotion.%s: %s", field, fmt.Sprintf(format, args...)))
 	}
-	if p.APIToken == "" && p.APITokenFile == "" {
-		add("apiTokenFile", "must be set when promotion is enabled: the API refuses every request without a token (or set FERRY_PROMOTION_API_TOKEN)")
+	if p.APIToken == "" && p.APITokenFile == "" && len(p.Auth.Tokens) == 0 && !p.Auth.Kubernetes.Enabled {
+		add("apiTokenFile", "must be set when promotion is enabled (or auth.tokens or auth.kubernetes): the API refuses every request without a credential (or set FERRY_PROMOTION_API_TOKEN)")
 	}
+	if p.IdempotencyTTL.Duration < time.Minute {
+		add("idempotencyTTL", "must be at least 1m (default 24h): a retried create within it returns the first promotion")
+	}
+	errs = append(errs, p.Auth.validate()...)
 	if p.APIToken != "" && p.APITokenFile != "" {
 		add("apiToken", "set apiToken or apiTokenFile, not both")
 	}
@@ -121,6 +126,59 @@ func (p Promotion) validate() []error {
 	}
 	return errs
 }
+
+// PromotionVerbs are the verbs a PromotionRole may grant (and the verbs of
+// the SubjectAccessReviews of auth.kubernetes).
+var PromotionVerbs = []string{"create", "get", "approve", "reject", "rollback"}
+
+var sha256Hex = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+func (a PromotionAuth) validate() []error {
+	var errs []error
+	add := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("promotion.auth.%s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	if a.Kubernetes.Enabled && !dnsSubdomain.MatchString(a.Kubernetes.Group) {
+		add("kubernetes.group", "%q must be an API group name such as ferry.dev", a.Kubernetes.Group)
+	}
+	names, hashes := map[string]bool{}, map[string]bool{}
+	for i, t := range a.Tokens {
+		f := fmt.Sprintf("tokens[%d]", i)
+		switch {
+		case strings.TrimSpace(t.Name) == "" || strings.ContainsAny(t.Name, "\n\r\t"):
+			add(f+".name", "must name the token's holder (recorded in the audit trail)")
+		case strings.HasPrefix(t.Name, "system:"):
+			add(f+".name", "%q must not start with system: (reserved for Kubernetes identities)", t.Name)
+		case names[t.Name]:
+			add(f+".name", "%q is used by another token", t.Name)
+		}
+		names[t.Name] = true
+		switch {
+		case !sha256Hex.MatchString(t.SHA256):
+			add(f+".sha256", "must be the lower-case hex SHA-256 of the token (printf %%s \"$TOKEN\" | sha256sum), not the token")
+		case hashes[t.SHA256]:
+			add(f+".sha256", "is the hash of another token too; each holder needs an own token")
+		}
+		hashes[t.SHA256] = true
+		if len(t.Roles) == 0 {
+			add(f+".roles", "list at least one role (apps, environments, verbs)")
+		}
+		for j, r := range t.Roles {
+			rf := fmt.Sprintf("%s.roles[%d]", f, j)
+			if len(r.Apps) == 0 || len(r.Environments) == 0 || len(r.Verbs) == 0 {
+				add(rf, "needs apps, environments and verbs (\"*\" for all apps or environments)")
+			}
+			for _, v := range r.Verbs {
+				if !slices.Contains(PromotionVerbs, v) {
+					add(rf+".verbs", "%q is not a verb: use %s", v, strings.Join(PromotionVerbs, ", "))
+				}
+			}
+		}
+	}
+	return errs
+}
+
+var dnsSubdomain = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$`)
 
 // ghRepo is a GitHub owner/name.
 var ghRepo = regexp.MustCompile(`^[A-Za-z0-9-]+/[A-Za-z0-9._-]+$`)

@@ -21,6 +21,47 @@ func TestPromotionValidation(t *testing.T) {
       environments:
         - {name: test, namespace: t, deployments: [web]}
 `, nil},
+		{"people only, no pipeline token", minimal + `promotion:
+  enabled: true
+  auth:
+    kubernetes: {enabled: true}
+    tokens:
+      - name: alice
+        sha256: 2bd806c97f0e00af1a1fc3328fa763a9269723c8db8fac4f93af71db186d6e90
+        roles: [{apps: [web], environments: [production], verbs: [approve, reject]}]
+  apps:
+    - name: web
+      source: 127.0.0.1:5000/ci/web
+      target: registry.example.com/release/web
+      environments:
+        - {name: test, namespace: t, deployments: [web]}
+`, nil},
+		{"auth problems", minimal + `promotion:
+  enabled: true
+  idempotencyTTL: 1s
+  auth:
+    kubernetes: {enabled: true, group: Ferry}
+    tokens:
+      - {name: alice, sha256: s3cret-token, roles: [{apps: [web], environments: ["*"], verbs: [approve, deploy]}]}
+      - {name: alice, sha256: 2bd806c97f0e00af1a1fc3328fa763a9269723c8db8fac4f93af71db186d6e90}
+      - {name: "system:admin", sha256: 2bd806c97f0e00af1a1fc3328fa763a9269723c8db8fac4f93af71db186d6e90, roles: [{apps: [web]}]}
+  apps:
+    - name: web
+      source: 127.0.0.1:5000/ci/web
+      target: registry.example.com/release/web
+      environments:
+        - {name: test, namespace: t, deployments: [web]}
+`, []string{
+			"promotion.idempotencyTTL: must be at least 1m",
+			`promotion.auth.kubernetes.group: "Ferry" must be an API group name`,
+			"promotion.auth.tokens[0].sha256: must be the lower-case hex SHA-256 of the token",
+			`promotion.auth.tokens[0].roles[0].verbs: "deploy" is not a verb`,
+			`promotion.auth.tokens[1].name: "alice" is used by another token`,
+			"promotion.auth.tokens[1].roles: list at least one role",
+			`promotion.auth.tokens[2].name: "system:admin" must not start with system:`,
+			"promotion.auth.tokens[2].sha256: is the hash of another token too",
+			"promotion.auth.tokens[2].roles[0]: needs apps, environments and verbs",
+		}},
 		{"disabled needs nothing", minimal + "promotion:\n  enabled: false\n", nil},
 		{"no token no apps", minimal + "promotion:\n  enabled: true\n", []string{
 			"promotion.apiTokenFile: must be set", "promotion.apps: at least one app",

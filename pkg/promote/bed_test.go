@@ -3,6 +3,7 @@ package promote_test
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"io"
 	"net/http"
@@ -154,7 +155,16 @@ func (b *bed) start() {
 	}()
 	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()
-	api.New(api.Config{Promoter: p, Token: apiToken}).Register(e)
+	var people []config.PromotionToken
+	for _, n := range []string{"alice", "bob", "carol", "dave"} {
+		people = append(people, config.PromotionToken{Name: n, SHA256: sha256Hex(personToken(n)),
+			Roles: []config.PromotionRole{{Apps: []string{"*"}, Environments: []string{"*"}, Verbs: config.PromotionVerbs}}})
+	}
+	auth, err := api.NewAuth(api.AuthConfig{PipelineToken: apiToken, Auth: config.PromotionAuth{Tokens: people}})
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	api.New(api.Config{Promoter: p, Auth: auth}).Register(e)
 	b.api = httptest.NewServer(e)
 	b.stopRunner = func() {
 		cancel()
@@ -171,8 +181,21 @@ func (b *bed) stop() {
 	}
 }
 
+// client is the pipeline's: it may create and read promotions.
 func (b *bed) client() *api.Client {
 	return &api.Client{BaseURL: b.api.URL, Token: apiToken}
+}
+
+// as is a person's client (alice, bob, carol or dave: every right).
+func (b *bed) as(person string) *api.Client {
+	return &api.Client{BaseURL: b.api.URL, Token: personToken(person)}
+}
+
+func personToken(name string) string { return name + "-token-0123456789abcdef" }
+
+func sha256Hex(s string) string {
+	h := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(h[:])
 }
 
 // image builds an image of the given layers.

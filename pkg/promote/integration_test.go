@@ -38,7 +38,7 @@ func TestPromotionThroughTestAndProduction(t *testing.T) {
 
 	p, err := b.client().Create(context.Background(), promote.Request{
 		App: "web", Image: b.source + ":build-7", Commit: commit, Version: "1.4.0",
-		BuildURL: "http://jenkins/job/web/7/", RequestedBy: "jenkins",
+		BuildURL: "http://jenkins/job/web/7/",
 	})
 	if err != nil {
 		t.Fatalf("create: %v", err)
@@ -84,7 +84,7 @@ func TestPromotionThroughTestAndProduction(t *testing.T) {
 		t.Fatalf("production changed before approval: generation %d image %s", d.Generation, d.Spec.Template.Spec.Containers[0].Image)
 	}
 
-	if _, err := b.client().Approve(context.Background(), p.ID, api.Decision{Environment: "production", Approver: "alice"}); err != nil {
+	if _, err := b.as("alice").Approve(context.Background(), p.ID, api.Decision{Environment: "production"}); err != nil {
 		t.Fatalf("approve: %v", err)
 	}
 	p = b.waitState(p.ID, store.PromotionSucceeded)
@@ -92,12 +92,12 @@ func TestPromotionThroughTestAndProduction(t *testing.T) {
 	if e := p.Environments[1]; e.Approver != "alice" || e.ApprovedAt.IsZero() {
 		t.Errorf("production approver = %q at %s, want alice", e.Approver, e.ApprovedAt)
 	}
-	if p.RequestedBy != "jenkins" || actions(p, "approved", "production") != 1 || actions(p, "succeeded", "") != 1 {
+	if p.RequestedBy != api.PipelineIdentity || actions(p, "approved", "production") != 1 || actions(p, "succeeded", "") != 1 {
 		t.Errorf("audit trail = %+v", p.Audit)
 	}
 
 	// Approving a finished promotion is refused and changes nothing.
-	_, err = b.client().Approve(context.Background(), p.ID, api.Decision{Approver: "mallory"})
+	_, err = b.as("bob").Approve(context.Background(), p.ID, api.Decision{})
 	var apiErr *api.Error
 	if !errors.As(err, &apiErr) || apiErr.Status != http.StatusConflict {
 		t.Errorf("approve finished promotion: err = %v, want 409", err)

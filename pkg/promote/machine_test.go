@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -903,5 +904,59 @@ func waitState(t *testing.T, st store.Store, id, state string) store.Promotion {
 			t.Fatalf("promotion %s never became %s; last %s %q %v", id, state, p.State, p.Reason, phases(p))
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// Promoting a digest an environment runs already (or ran before) still
+// verifies it there: the checks run against the environment as it is now,
+// so a digest that passed once and fails now is not waved through (Kargo
+// skips this, its issue #6372).
+func TestRepromotionReverifies(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		health int
+		state  string
+	}{
+		{"healthy again", http.StatusOK, store.PromotionWaiting},
+		{"failing now", http.StatusServiceUnavailable, store.PromotionFailed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := newMachine(t, nil)
+			m.set(nsTest, theTarget) // test ran (and runs) this digest already
+			m.health["test.web"] = tc.health
+			var checks atomic.Int64
+			p, err := promote.New(promote.Config{
+				Store: m.store, Apps: []config.PromotionApp{m.app}, Registry: m.images,
+				Kube: func(string) (kubernetes.Interface, error) { return m.kube, nil },
+				HTTPClient: &http.Client{Transport: roundTrip(func(r *http.Request) int {
+					if r.URL.Host == "test.web" {
+						checks.Add(1)
+					}
+					return m.health[r.URL.Host]
+				})},
+				Poll: time.Millisecond, Resync: 10 * time.Millisecond, Now: func() time.Time { return m.now },
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { defer close(done); _ = p.Run(c) }()
+			defer func() { cancel(); <-done }()
+			pr, err := p.Create(ctx(), promote.Request{App: "web", Image: srcRepo + ":build-7", Commit: "4f2a9c0d1e3b", Version: "1.4.0"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := waitState(t, m.store, pr.ID, tc.state)
+			if checks.Load() == 0 {
+				t.Errorf("test was not checked: the digest it ran before was taken as verified")
+			}
+			if tc.state == store.PromotionFailed && (!strings.Contains(got.Reason, "test.web/healthz") || actions(got, "verified", "test") != 0) {
+				t.Errorf("reason %q, audit %+v; want test's failing check", got.Reason, got.Audit)
+			}
+			if tc.state == store.PromotionWaiting && actions(got, "verified", "test") != 1 {
+				t.Errorf("audit %+v; want test verified once", got.Audit)
+			}
+		})
 	}
 }

@@ -27,6 +27,7 @@ package promote
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -63,6 +64,9 @@ var (
 	ErrState = errors.New("not allowed in the promotion's state")
 	// ErrRegistry: the registry refused or could not be reached (502).
 	ErrRegistry = errors.New("registry error")
+	// ErrIdempotencyMismatch: an Idempotency-Key was used before with a
+	// different request (422).
+	ErrIdempotencyMismatch = errors.New("idempotency key reused with a different request")
 )
 
 // Store is the part of the store the promoter needs: the promotion
@@ -71,6 +75,7 @@ type Store interface {
 	PutPromotion(ctx context.Context, p store.Promotion) (store.Promotion, error)
 	GetPromotion(ctx context.Context, id string) (store.Promotion, error)
 	ListPromotions(ctx context.Context) ([]store.Promotion, error)
+	ClaimKey(ctx context.Context, key, value string, ttl time.Duration) (string, bool, error)
 }
 
 // Images resolves image references and copies images by digest; Registry
@@ -97,6 +102,9 @@ type Config struct {
 	Deployer scm.Deployer
 	// HTTPClient runs HTTP checks; default a client with a 10s timeout.
 	HTTPClient *http.Client
+	// IdempotencyTTL is how long an Idempotency-Key is remembered;
+	// default 24h.
+	IdempotencyTTL time.Duration
 	// Resync is how often unfinished promotions are looked for; default 2s.
 	Resync time.Duration
 	// Poll is how often rollouts and Jobs are polled; default 500ms.
@@ -134,6 +142,9 @@ func New(cfg Config) (*Promoter, error) {
 	}
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second}
+	}
+	if cfg.IdempotencyTTL <= 0 {
+		cfg.IdempotencyTTL = 24 * time.Hour
 	}
 	if cfg.Resync <= 0 {
 		cfg.Resync = 2 * time.Second
@@ -191,10 +202,66 @@ type Request struct {
 // tag is never read again) and records a new promotion. Nothing is
 // recorded when it fails.
 func (p *Promoter) Create(ctx context.Context, r Request) (store.Promotion, error) {
+	pr, _, err := p.CreateOnce(ctx, "", r)
+	return pr, err
+}
+
+// CreateOnce is Create with an idempotency key (none when empty): the
+// first request with a key creates the promotion, and every repeat of it
+// within Config.IdempotencyTTL returns that promotion (replayed true)
+// without resolving the image again. The key is scoped to the requester;
+// a repeat with a different request fails with ErrIdempotencyMismatch.
+// The key is recorded, with the id the promotion gets, before the
+// promotion: a create that failed or crashed in between is completed by
+// its retry, under that id, and concurrent repeats race for one id, so at
+// most one promotion is created per key.
+func (p *Promoter) CreateOnce(ctx context.Context, key string, r Request) (store.Promotion, bool, error) {
 	app, ok := p.apps[r.App]
 	if !ok {
-		return store.Promotion{}, fmt.Errorf("%w %q", ErrUnknownApp, r.App)
+		return store.Promotion{}, false, fmt.Errorf("%w %q", ErrUnknownApp, r.App)
 	}
+	id := newID(p.cfg.Now().UTC())
+	if key != "" {
+		if len(key) > 255 {
+			return store.Promotion{}, false, fmt.Errorf("%w: Idempotency-Key is longer than 255 characters", ErrInvalid)
+		}
+		fp := fingerprint(r)
+		scoped := "promotion-create:" + hashHex(orAPI(r.RequestedBy)+"\n"+key)
+		v, _, err := p.cfg.Store.ClaimKey(ctx, scoped, fp+" "+id, p.cfg.IdempotencyTTL)
+		if err != nil {
+			return store.Promotion{}, false, fmt.Errorf("record idempotency key: %w", err)
+		}
+		storedFP, storedID, _ := strings.Cut(v, " ")
+		if storedFP != fp {
+			return store.Promotion{}, false, fmt.Errorf("%w: the key was first used for another app, image, commit, build or version; use a new key for a new request", ErrIdempotencyMismatch)
+		}
+		if existing, err := p.Get(ctx, storedID); err == nil {
+			return existing, true, nil
+		} else if !errors.Is(err, ErrNotFound) {
+			return store.Promotion{}, false, err
+		}
+		id = storedID
+	}
+	saved, err := p.create(ctx, app, id, r)
+	if errors.Is(err, store.ErrConflict) {
+		// A concurrent repeat of the same key created it first.
+		existing, gerr := p.Get(ctx, id)
+		return existing, true, gerr
+	}
+	return saved, false, err
+}
+
+// fingerprint identifies what a create asks for (not how it is traced).
+func fingerprint(r Request) string {
+	return hashHex(strings.Join([]string{r.App, r.Image, r.Commit, r.BuildURL, r.Version}, "\n"))
+}
+
+func hashHex(s string) string {
+	h := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(h[:])
+}
+
+func (p *Promoter) create(ctx context.Context, app config.PromotionApp, id string, r Request) (store.Promotion, error) {
 	ref, err := p.parseSource(app, r.Image)
 	if err != nil {
 		return store.Promotion{}, err
@@ -212,7 +279,7 @@ func (p *Promoter) Create(ctx context.Context, r Request) (store.Promotion, erro
 	now := p.cfg.Now().UTC()
 	actor := orAPI(r.RequestedBy)
 	pr := store.Promotion{
-		ID: newID(now), Kind: store.KindPromote, App: app.Name, Source: r.Image, SourceDigest: digest.DigestStr(),
+		ID: id, Kind: store.KindPromote, App: app.Name, Source: r.Image, SourceDigest: digest.DigestStr(),
 		Commit: r.Commit, BuildURL: r.BuildURL, Version: r.Version, TraceParent: r.TraceParent, RequestedBy: actor,
 		State: store.PromotionRunning, CreatedAt: now, UpdatedAt: now,
 	}
@@ -223,7 +290,7 @@ func (p *Promoter) Create(ctx context.Context, r Request) (store.Promotion, erro
 	audit(&pr, now, actor, "requested", "", fmt.Sprintf("%s resolved to %s", r.Image, digest.DigestStr()))
 	saved, err := p.cfg.Store.PutPromotion(ctx, pr)
 	if err != nil {
-		return store.Promotion{}, fmt.Errorf("record promotion: %w", err)
+		return store.Promotion{}, fmt.Errorf("record promotion %s: %w", id, err)
 	}
 	p.log.InfoContext(ctx, "promotion requested", "promotion", saved.ID, "app", app.Name, "digest", saved.SourceDigest, "by", actor)
 	p.Kick()
@@ -407,6 +474,12 @@ func reached(pr store.Promotion, env string) bool {
 		}
 	}
 	return false
+}
+
+// App returns the configuration of the app named name.
+func (p *Promoter) App(name string) (config.PromotionApp, bool) {
+	a, ok := p.apps[name]
+	return a, ok
 }
 
 // Get returns a promotion.

@@ -51,7 +51,7 @@ func TestDeploymentsReportedToGitHub(t *testing.T) {
 	b.start()
 
 	ctx := context.Background()
-	p, err := b.client().Create(ctx, promote.Request{App: "web", Image: b.source + ":v9", Commit: commit, RequestedBy: "jenkins"})
+	p, err := b.client().Create(ctx, promote.Request{App: "web", Image: b.source + ":v9", Commit: commit})
 	if err != nil {
 		t.Fatalf("create: %v", err)
 	}
@@ -66,7 +66,7 @@ func TestDeploymentsReportedToGitHub(t *testing.T) {
 
 	b.stop()
 	b.start() // a restarted ferry at the gate
-	if _, err := b.client().Approve(ctx, p.ID, api.Decision{Approver: "alice"}); err != nil {
+	if _, err := b.as("alice").Approve(ctx, p.ID, api.Decision{}); err != nil {
 		t.Fatalf("approve: %v", err)
 	}
 	p = b.waitFor(p.ID, "production reported", func(p store.Promotion) bool {
@@ -111,7 +111,7 @@ func TestDeploymentsReportedToGitHub(t *testing.T) {
 		t.Fatalf("create: %v", err)
 	}
 	b.waitFor(p2.ID, "the gate", func(p store.Promotion) bool { return p.Environments[1].DeploymentState == "pending" })
-	if _, err := b.client().Reject(ctx, p2.ID, api.Decision{Approver: "carol", Reason: "not today"}); err != nil {
+	if _, err := b.as("carol").Reject(ctx, p2.ID, api.Decision{Reason: "not today"}); err != nil {
 		t.Fatalf("reject: %v", err)
 	}
 	b.waitFor(p2.ID, "production inactive", func(p store.Promotion) bool {

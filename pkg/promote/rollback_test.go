@@ -15,12 +15,12 @@ import (
 func (b *bed) promoteAll(ref string) store.Promotion {
 	b.t.Helper()
 	ctx := context.Background()
-	p, err := b.client().Create(ctx, promote.Request{App: "web", Image: ref, Commit: commit, RequestedBy: "jenkins"})
+	p, err := b.client().Create(ctx, promote.Request{App: "web", Image: ref, Commit: commit})
 	if err != nil {
 		b.t.Fatalf("create promotion of %s: %v", ref, err)
 	}
 	b.waitState(p.ID, store.PromotionWaiting)
-	if _, err := b.client().Approve(ctx, p.ID, api.Decision{Environment: "production", Approver: "alice"}); err != nil {
+	if _, err := b.as("alice").Approve(ctx, p.ID, api.Decision{Environment: "production"}); err != nil {
 		b.t.Fatalf("approve promotion of %s: %v", ref, err)
 	}
 	return b.waitState(p.ID, store.PromotionSucceeded)
@@ -50,8 +50,8 @@ func TestRollbackReturnsEnvironmentToEarlierDigest(t *testing.T) {
 	testBefore := b.waitDeployment(b.nsTest, wantB)
 
 	// Production, no "to": back to A.
-	rb, err := b.client().Rollback(ctx, promote.RollbackRequest{
-		App: "web", Environment: "production", RequestedBy: "carol", Reason: "B breaks checkout",
+	rb, err := b.as("carol").Rollback(ctx, promote.RollbackRequest{
+		App: "web", Environment: "production", Reason: "B breaks checkout",
 	})
 	if err != nil {
 		t.Fatalf("rollback production: %v", err)
@@ -122,7 +122,7 @@ func TestRollbackReturnsEnvironmentToEarlierDigest(t *testing.T) {
 
 	// Test, to A's promotion by id.
 	prodBefore := b.deployment(b.nsProd)
-	rt, err := b.client().Rollback(ctx, promote.RollbackRequest{App: "web", Environment: "test", To: pa.ID})
+	rt, err := b.as("dave").Rollback(ctx, promote.RollbackRequest{App: "web", Environment: "test", To: pa.ID})
 	if err != nil {
 		t.Fatalf("rollback test to %s: %v", pa.ID, err)
 	}
@@ -131,7 +131,7 @@ func TestRollbackReturnsEnvironmentToEarlierDigest(t *testing.T) {
 	}
 	rt = b.waitState(rt.ID, store.PromotionSucceeded)
 	b.waitDeployment(b.nsTest, wantA)
-	if rt.RequestedBy != "api" || actions(rt, "rollback requested", "test") != 1 {
+	if rt.RequestedBy != "dave" || actions(rt, "rollback requested", "test") != 1 {
 		t.Errorf("rollback of test: requested by %q, audit %+v", rt.RequestedBy, rt.Audit)
 	}
 	if d := b.deployment(b.nsProd); d.Generation != prodBefore.Generation || d.Spec.Template.Spec.Containers[0].Image != wantA {

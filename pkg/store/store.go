@@ -149,6 +149,10 @@ type Store interface {
 	// ListPromotions returns every promotion record, oldest first (by
 	// CreatedAt, then ID). Promotions are kept as the audit trail.
 	ListPromotions(ctx context.Context) ([]Promotion, error)
+	// ClaimKey records value under key for ttl unless key holds a value
+	// already; it returns the value key holds now and whether this call
+	// recorded it. Idempotency-Keys of promotion creates use it.
+	ClaimKey(ctx context.Context, key, value string, ttl time.Duration) (string, bool, error)
 
 	// PutRef writes r if the stored record's revision equals r.Revision
 	// (0: it must not exist yet) and returns r with Revision incremented;

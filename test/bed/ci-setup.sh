@@ -18,6 +18,8 @@ command -v go >/dev/null || {
 # command -> Debian package
 declare -A packages=(
 	[redis-server]=redis-server
+	# canary analysis tests (pkg/promote) start and query a real one
+	[prometheus]=prometheus
 	[docker-registry]=docker-registry
 	[openssl]=openssl
 	[curl]=curl

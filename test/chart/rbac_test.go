@@ -68,12 +68,13 @@ func allows(rules []rbacv1.PolicyRule, a access) bool {
 // ferry's parts, named as in test/bed/rbac-ferry.yaml: what each needs is
 // the ClusterRole of that name there.
 const (
-	partAgents    = "ferry-agents"          // the provisioner
-	partPromotion = "ferry-promotion"       // the promoter
-	partLease     = "ferry-promotion-lease" // the promoter's Lease
+	partAgents    = "ferry-agents"            // the provisioner
+	partPromotion = "ferry-promotion"         // the promoter
+	partLease     = "ferry-promotion-lease"   // the promoter's Lease
+	partReviews   = "ferry-promotion-reviews" // the promotion API's Kubernetes identities
 )
 
-var parts = []string{partAgents, partPromotion, partLease}
+var parts = []string{partAgents, partPromotion, partLease, partReviews}
 
 // bedRBAC returns the rules of each part in test/bed/rbac-ferry.yaml, the
 // rights ferry is tested with.
@@ -272,6 +273,13 @@ func rbacCases(t testing.TB) []rbacCase {
 			rbac: map[string][]string{"ops": {partAgents, partPromotion}},
 		},
 		rbacCase{
+			name: "kubernetes approvers", values: full, extra: []string{"--set", "config.promotion.auth.kubernetes.enabled=true"},
+			rbac: map[string][]string{
+				"ci-agents": {partAgents}, "web-extra": {partAgents, partPromotion}, "web-prod": {partPromotion}, "web-test": {partPromotion},
+				releaseNamespace: {partLease}, "": {partReviews},
+			},
+		},
+		rbacCase{
 			name: "promoter off", values: full, extra: []string{"--set", "config.promotion.enabled=false"},
 			rbac: map[string][]string{"ci-agents": {partAgents}, "web-extra": {partAgents, partPromotion}},
 		},
@@ -316,6 +324,12 @@ func TestRBAC(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			m := render(t, tc.values, tc.extra...)
 			for ns, ps := range tc.rbac {
+				if ns == "" {
+					t.Run("cluster-wide", func(t *testing.T) {
+						checkNamespace(t, bed, grantedIn(m, ""), "(cluster-wide)", ps)
+					})
+					continue
+				}
 				t.Run("namespace "+ns, func(t *testing.T) {
 					checkNamespace(t, bed, grantedIn(m, ns), ns, ps)
 				})
@@ -323,7 +337,9 @@ func TestRBAC(t *testing.T) {
 			t.Run("no other namespace", func(t *testing.T) {
 				var want []string
 				for ns := range tc.rbac {
-					want = append(want, ns)
+					if ns != "" {
+						want = append(want, ns)
+					}
 				}
 				sort.Strings(want)
 				if got := grantingNamespaces(m); !slices.Equal(got, want) {
@@ -331,6 +347,12 @@ func TestRBAC(t *testing.T) {
 				}
 			})
 			t.Run("nothing cluster-wide", func(t *testing.T) {
+				if _, reviews := tc.rbac[""]; reviews {
+					if n := len(all[*rbacv1.ClusterRoleBinding](m)); n != 1 {
+						t.Errorf("%d ClusterRoleBindings rendered, want the reviews' one", n)
+					}
+					return
+				}
 				if got := grantedIn(m, ""); len(got) != 0 {
 					t.Errorf("ferry gets rights cluster-wide: %v", expand(got))
 				}
@@ -340,7 +362,7 @@ func TestRBAC(t *testing.T) {
 			})
 			t.Run("every role bound", func(t *testing.T) {
 				for _, cr := range all[*rbacv1.ClusterRole](m) {
-					if len(bindingNamespaces(m, cr.Name)) == 0 {
+					if len(bindingNamespaces(m, cr.Name)) == 0 && !strings.HasSuffix(cr.Name, "-promotion-reviews") {
 						t.Errorf("ClusterRole %s is bound nowhere", cr.Name)
 					}
 				}

@@ -19,7 +19,8 @@ import (
 type Client struct {
 	// BaseURL is ferry's root URL, e.g. http://ferry.ferry.svc:8080.
 	BaseURL string
-	// Token is the API's bearer token.
+	// Token is the bearer token; empty: HTTP's transport authenticates
+	// (e.g. a kubeconfig's credential).
 	Token string
 	// HTTP defaults to a client with a 30s timeout.
 	HTTP *http.Client
@@ -34,6 +35,10 @@ type Error struct {
 func (e *Error) Error() string { return fmt.Sprintf("ferry answered %d: %s", e.Status, e.Message) }
 
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	return c.doWith(ctx, method, path, nil, in, out)
+}
+
+func (c *Client) doWith(ctx context.Context, method, path string, header http.Header, in, out any) error {
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
@@ -46,7 +51,12 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	if err != nil {
 		return fmt.Errorf("promotion API request: %w", err)
 	}
-	req.Header.Set("Authorization", "Bearer "+c.Token)
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
 	req.Header.Set("Content-Type", "application/json")
 	hc := c.HTTP
 	if hc == nil {
@@ -82,6 +92,19 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 func (c *Client) Create(ctx context.Context, r promote.Request) (store.Promotion, error) {
 	var p store.Promotion
 	err := c.do(ctx, http.MethodPost, "/api/v1/promotions", r, &p)
+	return p, err
+}
+
+// CreateIdempotent asks for a promotion with an Idempotency-Key (none
+// when key is empty): repeating it returns the promotion the first
+// request created.
+func (c *Client) CreateIdempotent(ctx context.Context, key string, r promote.Request) (store.Promotion, error) {
+	var p store.Promotion
+	var h http.Header
+	if key != "" {
+		h = http.Header{IdempotencyHeader: {key}}
+	}
+	err := c.doWith(ctx, http.MethodPost, "/api/v1/promotions", h, r, &p)
 	return p, err
 }
 

@@ -7,6 +7,7 @@ package api
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -14,10 +15,14 @@ import (
 
 	"github.com/gin-gonic/gin"
 
-	"github.com/ferryci/ferry/pkg/apiauth"
 	"github.com/ferryci/ferry/pkg/promote"
 	"github.com/ferryci/ferry/pkg/store"
 )
+
+// IdempotencyHeader makes a repeated create return the first promotion
+// (draft-ietf-httpapi-idempotency-key-header): the same key with another
+// body is refused with 422. Replays carry Idempotent-Replayed: true.
+const IdempotencyHeader = "Idempotency-Key"
 
 // maxRequestBytes caps an API request body.
 const maxRequestBytes = 64 << 10
@@ -27,22 +32,30 @@ const maxRequestBytes = 64 << 10
 //	POST /api/v1/promotions                 create (promote.Request) → 201
 //	GET  /api/v1/promotions[?app=]          list, newest first
 //	GET  /api/v1/promotions/{id}            one, with its audit trail
-//	POST /api/v1/promotions/{id}/approve    {"environment", "approver"}
-//	POST /api/v1/promotions/{id}/reject     {"environment", "approver", "reason"}
+//	POST /api/v1/promotions/{id}/approve    {"environment"}
+//	POST /api/v1/promotions/{id}/reject     {"environment", "reason"}
 //	POST /api/v1/rollbacks                  create (promote.RollbackRequest) → 201
 //
-// Every endpoint needs "Authorization: Bearer <token>"; without it, or
-// with a wrong one, the answer is 401. Errors are {"error": "..."}.
+// Every endpoint needs "Authorization: Bearer <token>", verified by Auth:
+// without a credential it knows the answer is 401; a verified identity
+// without the right to the verb on the app in the environment gets 403.
+// Refusals change nothing and are logged with the identity, never the
+// token. The audit trail records the verified identity: requested_by
+// and approver in a request body are not accepted. Errors are
+// {"error": "..."}.
 type Server struct {
 	promoter *promote.Promoter
-	auth     gin.HandlerFunc
+	auth     *Auth
 	log      *slog.Logger
 }
 
 // Config configures the Server.
 type Config struct {
 	Promoter *promote.Promoter
-	// Token is the bearer token; empty refuses every request.
+	// Auth verifies credentials; nil: only Token, the pipelines' token.
+	Auth *Auth
+	// Token is the pipelines' token when Auth is nil (it may create and
+	// read promotions); empty refuses every request.
 	Token  string
 	Logger *slog.Logger
 }
@@ -52,19 +65,85 @@ func New(cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Server{promoter: cfg.Promoter, auth: apiauth.Bearer(cfg.Token),
-		log: cfg.Logger.With("component", "promote-api")}
+	if cfg.Auth == nil {
+		cfg.Auth, _ = NewAuth(AuthConfig{PipelineToken: cfg.Token}) // cannot fail without tokens or Kubernetes
+	}
+	return &Server{promoter: cfg.Promoter, auth: cfg.Auth, log: cfg.Logger.With("component", "promote-api")}
 }
 
 // Register mounts the endpoints on r.
 func (a *Server) Register(r gin.IRouter) {
-	g := r.Group("/api/v1", a.auth)
+	g := r.Group("/api/v1", a.authenticate)
 	g.POST("/promotions", a.create)
 	g.GET("/promotions", a.list)
 	g.GET("/promotions/:id", a.get)
 	g.POST("/promotions/:id/approve", a.approve)
 	g.POST("/promotions/:id/reject", a.reject)
 	g.POST("/rollbacks", a.rollback)
+}
+
+const identityKey = "ferry.identity"
+
+// authenticate verifies the bearer token and keeps the identity for the
+// handler; unknown credentials get 401, and an API server that cannot be
+// asked 503.
+func (a *Server) authenticate(c *gin.Context) {
+	id, err := a.auth.Authenticate(c.Request.Context(), bearer(c.GetHeader("Authorization")))
+	if err != nil {
+		if errors.Is(err, errUnavailable) {
+			a.log.ErrorContext(c.Request.Context(), "cannot verify a promotion API credential", "method", c.Request.Method,
+				"path", c.Request.URL.Path, "error", err)
+			c.AbortWithStatusJSON(http.StatusServiceUnavailable, gin.H{"error": "the credential cannot be verified now; retry later"})
+			return
+		}
+		a.log.WarnContext(c.Request.Context(), "promotion API request refused: unauthenticated", "status", http.StatusUnauthorized,
+			"method", c.Request.Method, "path", c.Request.URL.Path, "remote", c.ClientIP(), "reason", err)
+		c.Header("WWW-Authenticate", `Bearer realm="ferry"`)
+		c.AbortWithStatusJSON(http.StatusUnauthorized, gin.H{"error": "missing or wrong bearer token: " + err.Error()})
+		return
+	}
+	c.Set(identityKey, id)
+	c.Next()
+}
+
+func identity(c *gin.Context) Identity {
+	id, _ := c.Get(identityKey)
+	v, _ := id.(Identity)
+	return v
+}
+
+// authorize answers 403 (or 503) unless the caller may do acc.
+func (a *Server) authorize(c *gin.Context, acc Access) bool {
+	id := identity(c)
+	ok, err := a.auth.Authorize(c.Request.Context(), id, acc)
+	if err != nil {
+		a.log.ErrorContext(c.Request.Context(), "cannot authorize a promotion API request", "user", id.Name, "via", id.Via,
+			"access", acc.String(), "error", err)
+		c.AbortWithStatusJSON(http.StatusServiceUnavailable, gin.H{"error": "the request cannot be authorized now; retry later"})
+		return false
+	}
+	if !ok {
+		a.log.WarnContext(c.Request.Context(), "promotion API request refused: forbidden", "status", http.StatusForbidden,
+			"method", c.Request.Method, "path", c.Request.URL.Path, "remote", c.ClientIP(), "user", id.Name, "via", id.Via,
+			"access", acc.String(), "namespace", acc.Namespace)
+		c.AbortWithStatusJSON(http.StatusForbidden, gin.H{"error": fmt.Sprintf("%s (verified by %s) may not %s", id.Name, id.Via, acc)})
+		return false
+	}
+	return true
+}
+
+// access is verb on app in env (its namespace looked up); env "" with a
+// known app is its first environment, where it starts.
+func (a *Server) access(verb, app, env string) Access {
+	acc := Access{Verb: verb, App: app, Environment: env}
+	if cfg, ok := a.promoter.App(app); ok {
+		for _, e := range cfg.Environments {
+			if e.Name == env || (env == "" && acc.Namespace == "") {
+				acc.Namespace = e.Namespace
+			}
+		}
+	}
+	return acc
 }
 
 func (a *Server) bind(c *gin.Context, v any) bool {
@@ -90,6 +169,8 @@ func (a *Server) fail(c *gin.Context, err error) {
 		code = http.StatusNotFound
 	case errors.Is(err, promote.ErrState):
 		code = http.StatusConflict
+	case errors.Is(err, promote.ErrIdempotencyMismatch):
+		code = http.StatusUnprocessableEntity
 	case errors.Is(err, promote.ErrRegistry):
 		code = http.StatusBadGateway
 	case errors.Is(err, store.ErrUnavailable):
@@ -106,24 +187,66 @@ func (a *Server) create(c *gin.Context) {
 	if !a.bind(c, &r) {
 		return
 	}
+	if r.RequestedBy != "" {
+		a.refuseName(c, "requested_by")
+		return
+	}
+	if !a.authorize(c, a.access(VerbCreate, r.App, "")) {
+		return
+	}
 	if r.TraceParent == "" {
 		r.TraceParent = c.GetHeader("traceparent")
 	}
-	p, err := a.promoter.Create(c.Request.Context(), r)
+	r.RequestedBy = identity(c).Name
+	p, replayed, err := a.promoter.CreateOnce(c.Request.Context(), c.GetHeader(IdempotencyHeader), r)
 	if err != nil {
 		a.fail(c, err)
 		return
 	}
+	if replayed {
+		c.Header("Idempotent-Replayed", "true")
+	}
 	c.JSON(http.StatusCreated, p)
 }
 
+// refuseName refuses a request that names who acts: the verified
+// identity is recorded instead.
+func (a *Server) refuseName(c *gin.Context, field string) {
+	c.AbortWithStatusJSON(http.StatusBadRequest, gin.H{"error": field +
+		" is not accepted: the audit trail records the identity the bearer token was verified as; remove it (ferry promote --as is gone)"})
+}
+
+// list shows the promotions of the apps the caller may get.
 func (a *Server) list(c *gin.Context) {
 	ps, err := a.promoter.List(c.Request.Context(), c.Query("app"))
 	if err != nil {
 		a.fail(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, gin.H{"promotions": ps})
+	if app := c.Query("app"); app != "" || len(ps) == 0 {
+		if !a.authorize(c, a.access(VerbGet, app, "")) {
+			return
+		}
+		c.JSON(http.StatusOK, gin.H{"promotions": ps})
+		return
+	}
+	allowed := map[string]bool{}
+	out := ps[:0:0]
+	for _, p := range ps {
+		ok, seen := allowed[p.App]
+		if !seen {
+			var err error
+			if ok, err = a.auth.Authorize(c.Request.Context(), identity(c), a.access(VerbGet, p.App, "")); err != nil {
+				a.fail(c, err)
+				return
+			}
+			allowed[p.App] = ok
+		}
+		if ok {
+			out = append(out, p)
+		}
+	}
+	c.JSON(http.StatusOK, gin.H{"promotions": out})
 }
 
 func (a *Server) get(c *gin.Context) {
@@ -132,22 +255,56 @@ func (a *Server) get(c *gin.Context) {
 		a.fail(c, err)
 		return
 	}
+	if !a.authorize(c, a.access(VerbGet, p.App, "")) {
+		return
+	}
 	c.JSON(http.StatusOK, p)
 }
 
-// Decision is the body of approve and reject.
+// Decision is the body of approve and reject. Who decides is the
+// verified identity of the request, never a field.
 type Decision struct {
 	Environment string `json:"environment,omitempty"`
-	Approver    string `json:"approver,omitempty"`
 	Reason      string `json:"reason,omitempty"`
+	// Approver is refused (400); it only exists to say so clearly.
+	Approver string `json:"approver,omitempty"`
+}
+
+// decision reads a decision on a promotion and authorizes verb on the
+// environment it decides: the one named, else the one the promotion
+// waits for. It returns the promotion id and the environment, named
+// explicitly so a promotion that moved on meanwhile is not decided in an
+// environment the caller was not authorized for.
+func (a *Server) decision(c *gin.Context, verb string) (Decision, bool) {
+	var d Decision
+	if !a.bind(c, &d) {
+		return d, false
+	}
+	if d.Approver != "" {
+		a.refuseName(c, "approver")
+		return d, false
+	}
+	p, err := a.promoter.Get(c.Request.Context(), c.Param("id"))
+	if err != nil {
+		a.fail(c, err)
+		return d, false
+	}
+	if d.Environment == "" {
+		for _, e := range p.Environments {
+			if e.Phase == store.EnvAwaitingApprove {
+				d.Environment = e.Name
+			}
+		}
+	}
+	return d, a.authorize(c, a.access(verb, p.App, d.Environment))
 }
 
 func (a *Server) approve(c *gin.Context) {
-	var d Decision
-	if !a.bind(c, &d) {
+	d, ok := a.decision(c, VerbApprove)
+	if !ok {
 		return
 	}
-	p, err := a.promoter.Approve(c.Request.Context(), c.Param("id"), d.Environment, d.Approver)
+	p, err := a.promoter.Approve(c.Request.Context(), c.Param("id"), d.Environment, identity(c).Name)
 	if err != nil {
 		a.fail(c, err)
 		return
@@ -156,11 +313,11 @@ func (a *Server) approve(c *gin.Context) {
 }
 
 func (a *Server) reject(c *gin.Context) {
-	var d Decision
-	if !a.bind(c, &d) {
+	d, ok := a.decision(c, VerbReject)
+	if !ok {
 		return
 	}
-	p, err := a.promoter.Reject(c.Request.Context(), c.Param("id"), d.Environment, d.Approver, d.Reason)
+	p, err := a.promoter.Reject(c.Request.Context(), c.Param("id"), d.Environment, identity(c).Name, d.Reason)
 	if err != nil {
 		a.fail(c, err)
 		return
@@ -173,6 +330,14 @@ func (a *Server) rollback(c *gin.Context) {
 	if !a.bind(c, &r) {
 		return
 	}
+	if r.RequestedBy != "" {
+		a.refuseName(c, "requested_by")
+		return
+	}
+	if !a.authorize(c, a.access(VerbRollback, r.App, r.Environment)) {
+		return
+	}
+	r.RequestedBy = identity(c).Name
 	p, err := a.promoter.Rollback(c.Request.Context(), r)
 	if err != nil {
 		a.fail(c, err)

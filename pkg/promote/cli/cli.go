@@ -32,20 +32,31 @@ const (
 const Usage = `usage: ferry promote <command> [flags]
 
 commands:
-  create    --app A --image IMG [--commit SHA] [--build-url U] [--version V] [--wait] [--timeout 30m]
+  create    --app A --image IMG [--commit SHA] [--build-url U] [--version V]
+            [--idempotency-key K] [--wait] [--timeout 30m]
   status    ID [--json]
   wait      ID [--timeout 30m] [--until-approval]
-  approve   ID [--env E] [--as NAME]
-  reject    ID [--env E] [--as NAME] [--reason TEXT]
-  rollback  --app A --env E [--to PROMOTION-ID] [--wait]
+  approve   ID [--env E]
+  reject    ID [--env E] [--reason TEXT]
+  rollback  --app A --env E [--to PROMOTION-ID] [--reason TEXT] [--wait]
   list      [--app A]
 
-Every command takes --server (ferry's URL, env FERRY_URL); the API token
-comes from FERRY_PROMOTION_API_TOKEN (never a flag: flags show in process
-lists). --wait and wait print one line per step and exit 0 when the
+Every command takes --server (ferry's URL, env FERRY_URL). The credential
+is never a flag (flags show in process lists); the first of:
+  FERRY_TOKEN                 a person's token (promotion.auth.tokens)
+  FERRY_PROMOTION_API_TOKEN   the pipelines' token: create and read only
+  kubeconfig                  like kubectl: $KUBECONFIG or ~/.kube/config,
+                              its current context (or --context): its
+                              token, token file or exec credential plugin
+The audit trail records who ferry verified the credential as; there is
+no --as. --wait and wait print one line per step and exit 0 when the
 promotion succeeded, 1 when it failed or was rejected, 3 on timeout.
 TRACEPARENT, BUILD_URL and GIT_COMMIT from the environment are used when
 the flags are not given (Jenkins sets the last two).
+
+create sends an Idempotency-Key (default: derived from BUILD_URL, app and
+image), so a retried create returns the first promotion instead of
+starting a second one.
 
 rollback without --to restores the newest earlier promotion that succeeded
 in the environment with a different digest than it runs now; rollbacks are
@@ -94,6 +105,7 @@ type command struct {
 	stdout, stderr io.Writer
 	fs             *flag.FlagSet
 	server         *string
+	kubeContext    *string
 	pos            []string
 }
 
@@ -101,12 +113,8 @@ func newCommand(ctx context.Context, name string, getenv func(string) string, st
 	fs := flag.NewFlagSet("ferry promote "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	return &command{ctx: ctx, name: name, getenv: getenv, stdout: stdout, stderr: stderr, fs: fs,
-		server: fs.String("server", getenv("FERRY_URL"), "ferry's URL [env FERRY_URL]")}
-}
-
-// actor adds --as, who acts (recorded in the audit trail).
-func (c *command) actor() *string {
-	return c.fs.String("as", firstNonEmpty(c.getenv("BUILD_USER_ID"), c.getenv("USER"), "cli"), "who acts (recorded in the audit trail)")
+		server:      fs.String("server", getenv("FERRY_URL"), "ferry's URL [env FERRY_URL]"),
+		kubeContext: fs.String("context", "", "kubeconfig context whose credential is sent (without FERRY_TOKEN)")}
 }
 
 // waiting are the flags of following a promotion to its outcome.
@@ -137,11 +145,12 @@ func (c *command) start(args []string) (*api.Client, int) {
 	if *c.server == "" {
 		return nil, c.usage("--server (or FERRY_URL) is required")
 	}
-	token := c.getenv("FERRY_PROMOTION_API_TOKEN")
-	if token == "" {
-		return nil, c.usage("FERRY_PROMOTION_API_TOKEN is not set")
+	cl, err := credential(c.getenv, *c.kubeContext)
+	if err != nil {
+		return nil, c.usage(err.Error())
 	}
-	return &api.Client{BaseURL: *c.server, Token: token}, ExitOK
+	cl.BaseURL = *c.server
+	return cl, ExitOK
 }
 
 // id is the promotion id given as the first positional argument.
@@ -199,7 +208,7 @@ func create(c *command, args []string) int {
 	commit := c.fs.String("commit", c.getenv("GIT_COMMIT"), "commit SHA [env GIT_COMMIT]")
 	buildURL := c.fs.String("build-url", c.getenv("BUILD_URL"), "build URL [env BUILD_URL]")
 	version := c.fs.String("version", "", "version (tags the target)")
-	as := c.actor()
+	key := c.fs.String("idempotency-key", "", "makes a repeated create return the first promotion (default: from build URL, app and image)")
 	follow := c.fs.Bool("wait", false, "wait for the outcome")
 	w := c.waiting()
 	cl, code := c.start(args)
@@ -209,8 +218,11 @@ func create(c *command, args []string) int {
 	if *app == "" || *image == "" {
 		return c.usage("--app and --image are required")
 	}
-	p, err := cl.Create(c.ctx, promote.Request{App: *app, Image: *image, Commit: *commit, BuildURL: *buildURL, Version: *version,
-		RequestedBy: *as, TraceParent: c.getenv("TRACEPARENT")})
+	if *key == "" {
+		*key = IdempotencyKey(*buildURL, *app, *image)
+	}
+	p, err := cl.CreateIdempotent(c.ctx, *key, promote.Request{App: *app, Image: *image, Commit: *commit, BuildURL: *buildURL,
+		Version: *version, TraceParent: c.getenv("TRACEPARENT")})
 	if err != nil {
 		return c.apiErr(err)
 	}
@@ -259,7 +271,6 @@ func status(c *command, args []string) int {
 // decide approves or rejects, by the command's name.
 func decide(c *command, args []string) int {
 	env := c.fs.String("env", "", "environment")
-	as := c.actor()
 	reason := c.fs.String("reason", "", "why")
 	cl, code := c.start(args)
 	if cl == nil {
@@ -268,7 +279,7 @@ func decide(c *command, args []string) int {
 	if c.id() == "" {
 		return c.usage("a promotion id is required")
 	}
-	d := api.Decision{Environment: *env, Approver: *as, Reason: *reason}
+	d := api.Decision{Environment: *env, Reason: *reason}
 	send, done := cl.Approve, "approved"
 	if c.name == "reject" {
 		send, done = cl.Reject, "rejected"
@@ -277,7 +288,11 @@ func decide(c *command, args []string) int {
 	if err != nil {
 		return c.apiErr(err)
 	}
-	c.logf("promotion %s %s by %s: now %s", p.ID, done, *as, p.State)
+	by := "?"
+	if n := len(p.Audit); n > 0 {
+		by = p.Audit[n-1].Actor
+	}
+	c.logf("promotion %s %s by %s: now %s", p.ID, done, by, p.State)
 	return ExitOK
 }
 
@@ -285,7 +300,6 @@ func rollback(c *command, args []string) int {
 	app := c.fs.String("app", "", "app name")
 	env := c.fs.String("env", "", "environment")
 	to := c.fs.String("to", "", "promotion whose digest a rollback restores")
-	as := c.actor()
 	reason := c.fs.String("reason", "", "why")
 	follow := c.fs.Bool("wait", false, "wait for the outcome")
 	w := c.waiting()
@@ -296,7 +310,7 @@ func rollback(c *command, args []string) int {
 	if *app == "" || *env == "" {
 		return c.usage("--app and --env are required")
 	}
-	p, err := cl.Rollback(c.ctx, promote.RollbackRequest{App: *app, Environment: *env, To: *to, RequestedBy: *as, Reason: *reason})
+	p, err := cl.Rollback(c.ctx, promote.RollbackRequest{App: *app, Environment: *env, To: *to, Reason: *reason})
 	if err != nil {
 		return c.apiErr(err)
 	}

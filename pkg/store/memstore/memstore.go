@@ -60,6 +60,7 @@ type Store struct {
 	refs      map[string]store.RefState
 	leases    map[string]lease
 	dlv       deliveryLog
+	keys      map[string]claimed // ClaimKey
 	// wake is closed (and replaced) when an entry is added or the store is
 	// closed, waking blocked Claims.
 	wake chan struct{}
@@ -545,6 +546,36 @@ func (s *Store) Lease(ctx context.Context, name, holder string, ttl time.Duratio
 	}
 	s.leases[name] = lease{holder: holder, until: now.Add(ttl)}
 	return true, nil
+}
+
+// ClaimKey implements store.Store.
+func (s *Store) ClaimKey(ctx context.Context, key, value string, ttl time.Duration) (string, bool, error) {
+	if key == "" || ttl <= 0 {
+		return "", false, fmt.Errorf("claim key %q: a key and a positive ttl are required", key)
+	}
+	if err := s.lock(ctx); err != nil {
+		return "", false, fmt.Errorf("claim key %s: %w", key, err)
+	}
+	defer s.mu.Unlock()
+	now := s.now()
+	if s.keys == nil {
+		s.keys = map[string]claimed{}
+	}
+	for k, c := range s.keys {
+		if !now.Before(c.until) {
+			delete(s.keys, k)
+		}
+	}
+	if c, ok := s.keys[key]; ok {
+		return c.value, false, nil
+	}
+	s.keys[key] = claimed{value: value, until: now.Add(ttl)}
+	return value, true, nil
+}
+
+type claimed struct {
+	value string
+	until time.Time
 }
 
 // Ping implements store.Store: it fails only once the store is closed.

@@ -174,6 +174,7 @@ type Store struct {
 	promoRevs    string
 	refs         string
 	refRevs      string
+	keyPrefix    string // ClaimKey's keys
 	dedupPrefix  string
 	leasePrefix  string
 	dedupSeconds int64
@@ -305,6 +306,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		promoRevs:    cfg.Prefix + "promotions:rev",
 		refs:         cfg.Prefix + "refs",
 		refRevs:      cfg.Prefix + "refs:rev",
+		keyPrefix:    cfg.Prefix + "key:",
 		dedupPrefix:  cfg.Prefix + "dedup:",
 		leasePrefix:  cfg.Prefix + "lease:",
 		dedupSeconds: int64(math.Ceil(cfg.DedupTTL.Seconds())),
@@ -963,6 +965,35 @@ func (s *Store) Lease(ctx context.Context, name, holder string, ttl time.Duratio
 		return false, wrap("lease "+name, err)
 	}
 	return n == 1, nil
+}
+
+// claimKeyScript sets KEYS[1] to ARGV[1] for ARGV[2] ms unless it is
+// set, and returns {value now, 1 if set by this call}.
+var claimKeyScript = redis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  return {cur, 0}
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return {ARGV[1], 1}
+`)
+
+// ClaimKey implements store.Store; the key lives under the prefix and
+// expires by itself.
+func (s *Store) ClaimKey(ctx context.Context, key, value string, ttl time.Duration) (string, bool, error) {
+	if key == "" || ttl <= 0 {
+		return "", false, fmt.Errorf("claim key %q: a key and a positive ttl are required", key)
+	}
+	res, err := claimKeyScript.Run(ctx, s.client, []string{s.keyPrefix + key}, value, ttl.Milliseconds()).Slice()
+	if err != nil {
+		return "", false, wrap("claim key "+key, err)
+	}
+	if len(res) != 2 {
+		return "", false, fmt.Errorf("claim key %s: unexpected answer %v", key, res)
+	}
+	cur, _ := res[0].(string)
+	n, _ := res[1].(int64)
+	return cur, n == 1, nil
 }
 
 // Ping implements store.Store.

@@ -60,6 +60,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"PromotionConflicts", testPromotionConflicts},
 		{"Refs", testRefs},
 		{"Lease", testLease},
+		{"ClaimKey", testClaimKey},
 		{"CancelBlockedClaim", testCancelBlockedClaim},
 		{"CancelledContext", testCancelledContext},
 		{"Closed", testClosed},
@@ -1002,5 +1003,61 @@ func testRefs(t *testing.T, s store.Store) {
 	again, err := s.GetRef(ctx, key)
 	if err != nil || again.Approved["app"].By != "alice" || again.Held["app"] {
 		t.Fatalf("GetRef after update = %+v, %v", again, err)
+	}
+}
+
+// A key is claimed once: later claims get the first value (concurrent
+// ones too) until it expires, after which it can be claimed anew.
+func testClaimKey(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	const n = 8
+	type result struct {
+		v  string
+		ok bool
+	}
+	results := make(chan result, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			v, ok, err := s.ClaimKey(ctx, "idem:k1", fmt.Sprintf("v%d", i), time.Minute)
+			if err != nil {
+				t.Errorf("ClaimKey: %v", err)
+			}
+			results <- result{v, ok}
+		}()
+	}
+	wg.Wait()
+	close(results)
+	winners, values := 0, map[string]bool{}
+	for r := range results {
+		values[r.v] = true
+		if r.ok {
+			winners++
+		}
+	}
+	if winners != 1 || len(values) != 1 {
+		t.Fatalf("%d concurrent claims: %d won, values %v; want exactly one winner whose value all see", n, winners, values)
+	}
+	if v, ok, err := s.ClaimKey(ctx, "idem:k2", "other", 100*time.Millisecond); err != nil || !ok || v != "other" {
+		t.Fatalf("ClaimKey of another key = %q, %v, %v; want it claimed", v, ok, err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		v, ok, err := s.ClaimKey(ctx, "idem:k2", "again", time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok && v == "again" {
+			break
+		}
+		if v != "other" || time.Now().After(deadline) {
+			t.Fatalf("ClaimKey after expiry = %q, %v; want the key to expire and be claimed anew", v, ok)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, _, err := s.ClaimKey(ctx, "", "x", time.Minute); err == nil {
+		t.Error("ClaimKey without a key must fail")
 	}
 }
