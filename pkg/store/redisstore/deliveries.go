@@ -69,7 +69,9 @@ func (k deliveryKeys) index(q store.DeliveryQuery) string {
 func (k deliveryKeys) cutoff() int64 { return k.now().Add(-k.retention).UnixMicro() }
 
 // recordScript stores a record and lists it in its sorted sets, each cut to
-// the retention (by score) and the cap (oldest first); records cut from
+// the cap (oldest first); "all" is also cut to the retention by score. An
+// index's members older than the retention are skipped by reads and go
+// with the index's TTL (renewed on each write) or its cap. Records cut from
 // "all" are deleted at once, the rest expire with their TTL.
 //
 // KEYS[1] record key, KEYS[2] "all", KEYS[3..] other indexes; ARGV[1]
@@ -78,9 +80,9 @@ func (k deliveryKeys) cutoff() int64 { return k.now().Add(-k.retention).UnixMicr
 var recordScript = redis.NewScript(`
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[4])
 local cap = tonumber(ARGV[6])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[5])
 for i = 2, #KEYS do
   redis.call('ZADD', KEYS[i], ARGV[2], ARGV[3])
-  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', '(' .. ARGV[5])
   local n = redis.call('ZCARD', KEYS[i])
   if n > cap then
     if i == 2 then
