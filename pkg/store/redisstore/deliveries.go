@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -110,8 +109,8 @@ func (s *Store) RecordDelivery(ctx context.Context, d store.Delivery) (store.Del
 	k := s.dlv
 	keys := append([]string{k.record + d.Record}, k.indexes(d)...)
 	ttl := int64(math.Ceil(k.retention.Seconds()))
-	err = recordScript.Run(ctx, s.client, keys, string(raw), d.ReceivedAt.UnixMicro(), d.Record,
-		ttl, k.cutoff(), k.max, k.record).Err()
+	err = s.records.do(ctx, keys, string(raw), d.ReceivedAt.UnixMicro(), d.Record,
+		ttl, k.cutoff(), k.max, k.record)
 	return d, wrap("record delivery "+d.DeliveryID, err)
 }
 
@@ -207,13 +206,9 @@ func (s *Store) readRecords(ctx context.Context, ids []string) ([]store.Delivery
 
 // PutTrail implements store.DeliveryLog.
 func (s *Store) PutTrail(ctx context.Context, t store.BuildTrail) error {
-	event, pipeline, ok := strings.Cut(t.Build.Key, "/")
-	if !ok || event == "" {
-		return fmt.Errorf("put build trail: key %q is not <event id>/<pipeline>", t.Build.Key)
-	}
-	raw, err := json.Marshal(t)
+	event, pipeline, raw, err := store.EncodeTrail(t)
 	if err != nil {
-		return fmt.Errorf("put build trail %s: %w", t.Build.Key, err)
+		return err
 	}
 	key := s.dlv.trail + event
 	_, err = s.client.TxPipelined(ctx, func(p redis.Pipeliner) error {

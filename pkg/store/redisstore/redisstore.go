@@ -179,6 +179,7 @@ type Store struct {
 	waitTimeout  time.Duration
 	batchTimeout time.Duration
 	batch        *batcher
+	records      *recordBatcher
 	dlv          deliveryKeys
 }
 
@@ -336,6 +337,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, err
 	}
 	s.batch = newBatcher(s)
+	s.records = newRecordBatcher(s.client)
 	return s, nil
 }
 
@@ -933,6 +935,9 @@ func (s *Store) Ping(ctx context.Context) error {
 func (s *Store) Close() error {
 	if s.batch != nil {
 		s.batch.close()
+	}
+	if s.records != nil {
+		s.records.close()
 	}
 	if !s.ownsClient {
 		return nil
