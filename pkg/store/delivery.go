@@ -208,3 +208,16 @@ func DecodeTrails(raws [][]byte) ([]BuildTrail, error) {
 	slices.SortFunc(out, func(a, b BuildTrail) int { return strings.Compare(a.Build.Pipeline, b.Build.Pipeline) })
 	return out, nil
 }
+
+// EncodeTrail splits a trail's build key into event id and pipeline and
+// encodes the trail, as both stores keep it.
+func EncodeTrail(t BuildTrail) (eventID, pipeline string, raw []byte, err error) {
+	eventID, pipeline, ok := strings.Cut(t.Build.Key, "/")
+	if !ok || eventID == "" {
+		return "", "", nil, fmt.Errorf("put build trail: key %q is not <event id>/<pipeline>", t.Build.Key)
+	}
+	if raw, err = json.Marshal(t); err != nil {
+		return "", "", nil, fmt.Errorf("put build trail %s: %w", t.Build.Key, err)
+	}
+	return eventID, pipeline, raw, nil
+}

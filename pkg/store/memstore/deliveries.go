@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/ferryci/ferry/pkg/store"
@@ -126,13 +125,9 @@ func (s *Store) ListDeliveries(ctx context.Context, q store.DeliveryQuery) (stor
 
 // PutTrail implements store.DeliveryLog.
 func (s *Store) PutTrail(ctx context.Context, t store.BuildTrail) error {
-	event, pipeline, ok := strings.Cut(t.Build.Key, "/")
-	if !ok || event == "" {
-		return fmt.Errorf("put build trail: key %q is not <event id>/<pipeline>", t.Build.Key)
-	}
-	raw, err := json.Marshal(t)
+	event, pipeline, raw, err := store.EncodeTrail(t)
 	if err != nil {
-		return fmt.Errorf("put build trail %s: %w", t.Build.Key, err)
+		return err
 	}
 	if err := s.lock(ctx); err != nil {
 		return fmt.Errorf("put build trail %s: %w", t.Build.Key, err)

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -69,7 +68,9 @@ func (k deliveryKeys) index(q store.DeliveryQuery) string {
 func (k deliveryKeys) cutoff() int64 { return k.now().Add(-k.retention).UnixMicro() }
 
 // recordScript stores a record and lists it in its sorted sets, each cut to
-// the retention (by score) and the cap (oldest first); records cut from
+// the cap (oldest first); "all" is also cut to the retention by score. An
+// index's members older than the retention are skipped by reads and go
+// with the index's TTL (renewed on each write) or its cap. Records cut from
 // "all" are deleted at once, the rest expire with their TTL.
 //
 // KEYS[1] record key, KEYS[2] "all", KEYS[3..] other indexes; ARGV[1]
@@ -78,9 +79,9 @@ func (k deliveryKeys) cutoff() int64 { return k.now().Add(-k.retention).UnixMicr
 var recordScript = redis.NewScript(`
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[4])
 local cap = tonumber(ARGV[6])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[5])
 for i = 2, #KEYS do
   redis.call('ZADD', KEYS[i], ARGV[2], ARGV[3])
-  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', '(' .. ARGV[5])
   local n = redis.call('ZCARD', KEYS[i])
   if n > cap then
     if i == 2 then
@@ -108,8 +109,8 @@ func (s *Store) RecordDelivery(ctx context.Context, d store.Delivery) (store.Del
 	k := s.dlv
 	keys := append([]string{k.record + d.Record}, k.indexes(d)...)
 	ttl := int64(math.Ceil(k.retention.Seconds()))
-	err = recordScript.Run(ctx, s.client, keys, string(raw), d.ReceivedAt.UnixMicro(), d.Record,
-		ttl, k.cutoff(), k.max, k.record).Err()
+	err = s.records.do(ctx, keys, string(raw), d.ReceivedAt.UnixMicro(), d.Record,
+		ttl, k.cutoff(), k.max, k.record)
 	return d, wrap("record delivery "+d.DeliveryID, err)
 }
 
@@ -205,13 +206,9 @@ func (s *Store) readRecords(ctx context.Context, ids []string) ([]store.Delivery
 
 // PutTrail implements store.DeliveryLog.
 func (s *Store) PutTrail(ctx context.Context, t store.BuildTrail) error {
-	event, pipeline, ok := strings.Cut(t.Build.Key, "/")
-	if !ok || event == "" {
-		return fmt.Errorf("put build trail: key %q is not <event id>/<pipeline>", t.Build.Key)
-	}
-	raw, err := json.Marshal(t)
+	event, pipeline, raw, err := store.EncodeTrail(t)
 	if err != nil {
-		return fmt.Errorf("put build trail %s: %w", t.Build.Key, err)
+		return err
 	}
 	key := s.dlv.trail + event
 	_, err = s.client.TxPipelined(ctx, func(p redis.Pipeliner) error {

@@ -182,6 +182,7 @@ type Store struct {
 	waitTimeout  time.Duration
 	batchTimeout time.Duration
 	batch        *batcher
+	records      *recordBatcher
 	dlv          deliveryKeys
 }
 
@@ -342,6 +343,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, err
 	}
 	s.batch = newBatcher(s)
+	s.records = newRecordBatcher(s.client)
 	return s, nil
 }
 
@@ -1006,6 +1008,9 @@ func (s *Store) Ping(ctx context.Context) error {
 func (s *Store) Close() error {
 	if s.batch != nil {
 		s.batch.close()
+	}
+	if s.records != nil {
+		s.records.close()
 	}
 	if !s.ownsClient {
 		return nil
