@@ -18,6 +18,7 @@ command -v go >/dev/null || {
 # command -> Debian package
 declare -A packages=(
 	[redis-server]=redis-server
+	[redis-sentinel]=redis-sentinel
 	[docker-registry]=docker-registry
 	[openssl]=openssl
 	[curl]=curl
@@ -40,7 +41,8 @@ if ((${#missing[@]})); then
 	sudo=()
 	((EUID == 0)) || sudo=(sudo)
 	# Keep package scripts from starting services (redis on :6379, the
-	# registry on :5000): the bed starts its own on free loopback ports.
+	# sentinel on :26379, the registry on :5000): the bed and the tests
+	# start their own on free loopback ports.
 	policy=/usr/sbin/policy-rc.d
 	created_policy=
 	if [[ ! -e $policy ]]; then
