@@ -223,10 +223,10 @@ func (p *Provisioner) start(ctx context.Context, acts []act) {
 			case <-ctx.Done():
 				return
 			}
-			err := run(ctx)
+			err := p.fenced(a, run)(ctx)
 			<-p.lanes[l]
 			if err == nil && then != nil {
-				err = then(ctx)
+				err = p.fenced(a, then)(ctx)
 			}
 			if err != nil && ctx.Err() == nil {
 				p.log.Warn("provisioning action failed; the next cycle retries", "error", err)
@@ -237,6 +237,19 @@ func (p *Provisioner) start(ctx context.Context, acts []act) {
 				p.mu.Unlock()
 			}
 		}()
+	}
+}
+
+// fenced runs call only if Config.Fence allows it now.
+func (p *Provisioner) fenced(a act, call action) action {
+	if p.cfg.Fence == nil {
+		return call
+	}
+	return func(ctx context.Context) error {
+		if err := p.cfg.Fence(); err != nil {
+			return fmt.Errorf("not acting on %s: %w", a, err)
+		}
+		return call(ctx)
 	}
 }
 
