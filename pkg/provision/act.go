@@ -246,9 +246,16 @@ func (p *Provisioner) fenced(a act, call action) action {
 		return call
 	}
 	return func(ctx context.Context) error {
+		checked := p.clock.Now()
 		if err := p.cfg.Fence(); err != nil {
 			return fmt.Errorf("not acting on %s: %w", a, err)
 		}
+		// fenced_at is when the Lease was checked: the log line, the
+		// requests and their answers may come later (a process frozen in
+		// between sends them after the thaw: the check narrows that window
+		// to the instructions between it and the request, it cannot close
+		// it without a precondition on the API server's side).
+		p.log.Debug("acting", "act", a.String(), "fenced_at", checked)
 		return call(ctx)
 	}
 }

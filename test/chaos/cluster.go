@@ -63,6 +63,9 @@ type Options struct {
 	// ExtraYAML is appended to each process's configuration: top-level
 	// sections the harness does not write (agents, promotion).
 	ExtraYAML string
+	// LogLevel is telemetry.logLevel [info]; debug logs every agent
+	// created and deleted.
+	LogLevel string
 }
 
 func (o *Options) defaults() {
@@ -83,6 +86,9 @@ func (o *Options) defaults() {
 	}
 	if o.RedeliverFor <= 0 {
 		o.RedeliverFor = 2 * time.Minute
+	}
+	if o.LogLevel == "" {
+		o.LogLevel = "info"
 	}
 	if os.Getenv("FERRY_CHAOS_NO_CONSUMER_FLAG") == "1" {
 		o.NoConsumerFlag = true
@@ -245,7 +251,7 @@ dispatch:
   retryInitial: 100ms
   retryMax: 2s
 telemetry:
-  logLevel: info
+  logLevel: %s
   logFormat: json
 pipelines:
   - name: %s
@@ -254,7 +260,7 @@ pipelines:
     events: [push]
     job: %s
 `, listen, c.Redis.Addr(), c.Proxy.URL(), jenkinsemu.DefaultUser.Name, jenkinsemu.DefaultUser.Token,
-		timeout, WebhookSecret, o.Workers, o.ReclaimAfter, Pipeline, Repo, Job)
+		timeout, WebhookSecret, o.Workers, o.ReclaimAfter, o.LogLevel, Pipeline, Repo, Job)
 	if o.ExtraYAML != "" {
 		y += strings.TrimSpace(o.ExtraYAML) + "\n"
 	}
