@@ -22,8 +22,11 @@ type agents struct {
 	cfg         config.Agents
 	kube        kubernetes.Interface
 	provisioner *provision.Provisioner
-	identity    string
-	log         *slog.Logger
+	// leader is the Lease's election, nil without leader election; its
+	// fence guards every act of the provisioner.
+	leader   *leader
+	identity string
+	log      *slog.Logger
 }
 
 func newAgents(cfg config.Config, jc *jenkins.Client, d *dispatch.Dispatcher, tel *telemetry.Telemetry, identity string) (*agents, error) {
@@ -64,11 +67,17 @@ func newAgents(cfg config.Config, jc *jenkins.Client, d *dispatch.Dispatcher, te
 			})
 		}
 	}
+	log := tel.Logger.With("component", "app")
+	var lead *leader
+	if a.LeaderElection.Enabled {
+		lead = newLeader(kube, a.Namespace, identity, "provisioner", a.LeaderElection, log)
+		pc.Fence = lead.fence
+	}
 	p, err := provision.New(pc)
 	if err != nil {
 		return nil, err
 	}
-	return &agents{cfg: a, kube: kube, provisioner: p, identity: identity, log: tel.Logger.With("component", "app")}, nil
+	return &agents{cfg: a, kube: kube, provisioner: p, leader: lead, identity: identity, log: log}, nil
 }
 
 // run runs the provisioner until ctx ends: directly, or whenever this
@@ -77,6 +86,6 @@ func (a *agents) run(ctx context.Context) error {
 	if !a.cfg.LeaderElection.Enabled {
 		return a.provisioner.Run(ctx)
 	}
-	newLeader(a.kube, a.cfg.Namespace, a.identity, "provisioner", a.cfg.LeaderElection, a.log).run(ctx, a.provisioner.Run)
+	a.leader.run(ctx, a.provisioner.Run)
 	return nil
 }

@@ -211,13 +211,16 @@ func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (store.
 		Addr: r.Addr, Username: r.Username, Password: r.Password, DB: r.DB, Prefix: r.Prefix, Group: r.Group,
 		DedupTTL: r.DedupTTL.Duration, WaitReplicas: r.WaitReplicas, Logger: log,
 		DeliveryRetention: cfg.Deliveries.Retention.Duration, DeliveryMax: cfg.Deliveries.MaxRecords,
+		SentinelMasterName: r.Sentinel.MasterName, SentinelAddrs: r.Sentinel.Addrs,
+		SentinelUsername: r.Sentinel.Username, SentinelPassword: r.Sentinel.Password,
+		ClusterAddrs: r.Cluster.Addrs,
 	}
 	if r.TLS {
 		rc.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
 	}
 	s, err := redisstore.New(ctx, rc)
 	if err != nil {
-		return nil, fmt.Errorf("open Redis store at %s (store.redis.addr): %w", r.Addr, err)
+		return nil, fmt.Errorf("open Redis store (store.redis): %w", err)
 	}
 	return s, nil
 }

@@ -2,9 +2,11 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"sync/atomic"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -72,6 +74,34 @@ type leader struct {
 	// work names what the leader runs, for logs.
 	work string
 	log  *slog.Logger
+	// elector is the current term's elector, nil between terms.
+	elector atomic.Pointer[leaderelection.LeaderElector]
+}
+
+// errNotLeading says that this replica may not act: it does not hold the
+// Lease, or its last renewal is too old to be sure it still does.
+var errNotLeading = errors.New("this replica does not hold the lease")
+
+// fence returns nil only while this replica holds the Lease and renewed it
+// recently enough, by its own clock, that no other replica can have taken
+// it over: less than leaseDuration - (leaseDuration - renewDeadline) =
+// renewDeadline ago. The other replicas wait a whole leaseDuration from
+// when they saw the last renewal, so the margin covers the time the
+// renewal took to come back. A process that was frozen (SIGSTOP, a long GC
+// pause, a suspended VM) past its lease finds its last renewal too old and
+// acts on nothing until client-go has noticed and ended the term. Call it
+// before each act that changes the world.
+func (l *leader) fence() error {
+	el := l.elector.Load()
+	if el == nil || !el.IsLeader() {
+		return fmt.Errorf("%s: %w %s", l.work, errNotLeading, l.election.LeaseName)
+	}
+	margin := l.election.LeaseDuration.Duration - l.election.RenewDeadline.Duration
+	if err := el.Check(-margin); err != nil {
+		return fmt.Errorf("%s: %w %s: last renewed over %s ago (%w)", l.work, errNotLeading, l.election.LeaseName,
+			l.election.RenewDeadline.Duration, err)
+	}
+	return nil
 }
 
 func newLeader(kube kubernetes.Interface, namespace, identity, work string, le config.LeaderElection, log *slog.Logger) *leader {
@@ -113,7 +143,7 @@ func (l *leader) term(ctx context.Context, work func(context.Context) error) {
 	})
 	defer stopStanding()
 	le := l.election
-	leaderelection.RunOrDie(elect, leaderelection.LeaderElectionConfig{
+	el, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
 		Lock: l.lock, LeaseDuration: le.LeaseDuration.Duration, RenewDeadline: le.RenewDeadline.Duration,
 		RetryPeriod: le.RetryPeriod.Duration, ReleaseOnCancel: true, Name: le.LeaseName,
 		Callbacks: leaderelection.LeaderCallbacks{
@@ -133,6 +163,7 @@ func (l *leader) term(ctx context.Context, work func(context.Context) error) {
 				}
 			},
 			OnStoppedLeading: func() {
+				l.elector.Store(nil)
 				l.log.Info("not leading", "work", l.work, "identity", l.identity, "lease", le.LeaseName)
 			},
 			OnNewLeader: func(id string) {
@@ -142,6 +173,14 @@ func (l *leader) term(ctx context.Context, work func(context.Context) error) {
 			},
 		},
 	})
+	if err != nil {
+		// Only an invalid configuration, which config.Validate refuses.
+		l.log.Error("cannot stand for the lease", "work", l.work, "lease", le.LeaseName, "error", err)
+		return
+	}
+	l.elector.Store(el)
+	el.Run(elect)
+	l.elector.Store(nil)
 	select {
 	case <-started:
 		<-done

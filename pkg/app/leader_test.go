@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"strconv"
 	"sync"
@@ -178,5 +179,86 @@ func waitFor(t *testing.T, c <-chan string) string {
 	case <-time.After(30 * time.Second):
 		t.Fatal("nobody started leading within 30s")
 		return ""
+	}
+}
+
+// A leader whose renewals stop getting through (a frozen process, a
+// partition: client-go's renew call hangs, so it cannot end the term) is
+// fenced by its own clock: fence fails once its last renewal is older
+// than the renew deadline, while its work has not been told to stop, and
+// before any other replica could take the Lease (a lease duration after
+// that renewal). Before that, fence lets it act.
+func TestFenceStopsAFrozenLeader(t *testing.T) {
+	kube := leaseClientset()
+	var frozen atomic.Bool
+	thaw := make(chan struct{})
+	kube.PrependReactor("update", "leases", func(k8stesting.Action) (bool, runtime.Object, error) {
+		if frozen.Load() {
+			<-thaw
+		}
+		return false, nil, nil
+	})
+	le := config.LeaderElection{
+		Enabled: true, LeaseName: "ferry-test",
+		LeaseDuration: config.Duration{Duration: 2 * time.Second},
+		RenewDeadline: config.Duration{Duration: 1500 * time.Millisecond},
+		RetryPeriod:   config.Duration{Duration: 100 * time.Millisecond},
+	}
+	l := newLeader(kube, "ferry", "a", "test", le, slog.New(slog.DiscardHandler))
+	if err := l.fence(); err == nil {
+		t.Fatal("fence allowed acting before the Lease was ever held")
+	}
+	type result struct {
+		err        error
+		after      time.Duration
+		workEnded  bool
+		okBeforeIt bool
+	}
+	res := make(chan result, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		l.run(ctx, func(ctx context.Context) error {
+			ok := l.fence() == nil
+			// Let one renewal through, then freeze them.
+			time.Sleep(le.RetryPeriod.Duration * 3)
+			frozen.Store(true)
+			since := time.Now()
+			for {
+				if err := l.fence(); err != nil {
+					res <- result{err: err, after: time.Since(since), workEnded: ctx.Err() != nil, okBeforeIt: ok}
+					<-ctx.Done()
+					return nil
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		})
+	}()
+	var r result
+	select {
+	case r = <-res:
+	case <-time.After(30 * time.Second):
+		t.Fatal("fence never failed for a leader whose renewals hang")
+	}
+	if !r.okBeforeIt {
+		t.Error("fence refused the leader while its Lease was fresh")
+	}
+	if !errors.Is(r.err, errNotLeading) {
+		t.Errorf("fence error %v, want errNotLeading", r.err)
+	}
+	if r.workEnded {
+		t.Error("the work had already been stopped: the test did not freeze the renewals")
+	}
+	// The last renewal was at most a retry period before the freeze; another
+	// replica may take over a lease duration after it.
+	if r.after >= le.LeaseDuration.Duration {
+		t.Errorf("fence failed %s after the renewals froze, not before the lease (%s) could pass to another replica", r.after, le.LeaseDuration.Duration)
+	}
+	close(thaw)
+	cancel()
+	<-done
+	if err := l.fence(); err == nil {
+		t.Error("fence allows acting after the term ended")
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net"
 	"os"
 	"path"
 	"regexp"
@@ -269,16 +270,25 @@ type Server struct {
 
 // Store selects and configures the durable state.
 type Store struct {
-	// Backend is "redis" or "memory". Empty means redis when redis.addr is
-	// set and memory otherwise.
+	// Backend is "redis" or "memory". Empty means redis when redis.addr,
+	// redis.sentinel.addrs or redis.cluster.addrs is set and memory
+	// otherwise.
 	Backend string `json:"backend"`
 	Redis   Redis  `json:"redis"`
 }
 
 // Redis configures the Redis store.
 type Redis struct {
-	Addr     string `json:"addr"`
-	Username string `json:"username"`
+	// Addr is a single Redis server (host:port). Set exactly one of Addr,
+	// Sentinel.Addrs and Cluster.Addrs.
+	Addr string `json:"addr"`
+	// Sentinel finds the primary through Redis Sentinel and follows its
+	// fail-overs.
+	Sentinel RedisSentinel `json:"sentinel"`
+	// Cluster talks to a Redis Cluster; Prefix must then carry a hash tag
+	// such as "{ferry}:" so the queue's keys share one slot.
+	Cluster  RedisCluster `json:"cluster"`
+	Username string       `json:"username"`
 	// Password is better given through FERRY_REDIS_PASSWORD or PasswordFile.
 	Password     string `json:"password"`
 	PasswordFile string `json:"passwordFile"`
@@ -294,6 +304,29 @@ type Redis struct {
 	// WaitReplicas, when above 0, makes every accepted event wait until
 	// that many Redis replicas have it.
 	WaitReplicas int `json:"waitReplicas"`
+}
+
+// RedisSentinel configures Redis Sentinel: ferry asks the sentinels which
+// server is the primary of MasterName and reconnects to the new one after a
+// fail-over. Username, Password and DB of Redis apply to the data servers.
+type RedisSentinel struct {
+	// MasterName is the name the sentinels monitor (sentinel monitor NAME).
+	MasterName string `json:"masterName"`
+	// Addrs are the sentinels' host:port.
+	Addrs []string `json:"addrs"`
+	// Username and Password authenticate to the sentinels themselves
+	// (sentinel requirepass / ACL), when they need it. Password is better
+	// given through FERRY_REDIS_SENTINEL_PASSWORD or PasswordFile.
+	Username     string `json:"username"`
+	Password     string `json:"password"`
+	PasswordFile string `json:"passwordFile"`
+}
+
+// RedisCluster configures Redis Cluster.
+type RedisCluster struct {
+	// Addrs are some of the cluster's nodes (host:port); the rest are
+	// discovered.
+	Addrs []string `json:"addrs"`
 }
 
 // Jenkins says where Jenkins is and how to authenticate.
@@ -646,10 +679,79 @@ func (c Config) BackendName() string {
 	if c.Store.Backend != "" {
 		return c.Store.Backend
 	}
-	if c.Store.Redis.Addr != "" {
+	r := c.Store.Redis
+	if r.Addr != "" || len(r.Sentinel.Addrs) > 0 || len(r.Cluster.Addrs) > 0 {
 		return "redis"
 	}
 	return "memory"
+}
+
+// hasHashTag reports whether a Redis key prefix has a non-empty hash tag
+// ("{...}"), which Redis Cluster needs to keep ferry's keys in one slot.
+func hasHashTag(prefix string) bool {
+	open := strings.IndexByte(prefix, '{')
+	return open >= 0 && strings.IndexByte(prefix[open:], '}') > 1
+}
+
+// validateTopology checks that exactly one way to reach Redis is given and
+// that it is complete.
+func (r Redis) validateTopology() []error {
+	var errs []error
+	add := func(field, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, a...)))
+	}
+	var set []string
+	if r.Addr != "" {
+		set = append(set, "store.redis.addr")
+	}
+	if len(r.Sentinel.Addrs) > 0 {
+		set = append(set, "store.redis.sentinel.addrs")
+	}
+	if len(r.Cluster.Addrs) > 0 {
+		set = append(set, "store.redis.cluster.addrs")
+	}
+	switch {
+	case len(set) == 0:
+		add("store.redis.addr", "must be set when store.backend is redis, e.g. redis:6379 (or set store.redis.sentinel.addrs or store.redis.cluster.addrs)")
+	case len(set) > 1:
+		add(set[0], "set only one of %s", strings.Join(set, ", "))
+	}
+	addrs := func(field string, list []string) {
+		for i, a := range list {
+			if host, port, err := net.SplitHostPort(a); err != nil || host == "" || port == "" {
+				add(fmt.Sprintf("%s[%d]", field, i), "%q is not host:port, e.g. redis-sentinel:26379", a)
+			}
+		}
+	}
+	s := r.Sentinel
+	addrs("store.redis.sentinel.addrs", s.Addrs)
+	if len(s.Addrs) > 0 && s.MasterName == "" {
+		add("store.redis.sentinel.masterName", "must be set with sentinel.addrs: the name the sentinels monitor, e.g. mymaster")
+	}
+	// The password alone is allowed: the chart passes the Secret's key
+	// whether or not Sentinel is used.
+	if len(s.Addrs) == 0 && (s.MasterName != "" || s.Username != "" || s.PasswordFile != "") {
+		add("store.redis.sentinel.addrs", "must list the sentinels (host:port) when other sentinel settings are given")
+	}
+	if s.Password != "" && s.PasswordFile != "" {
+		add("store.redis.sentinel.password", "set password or passwordFile, not both")
+	}
+	addrs("store.redis.cluster.addrs", r.Cluster.Addrs)
+	if len(r.Cluster.Addrs) > 0 {
+		if !hasHashTag(r.Prefix) {
+			add("store.redis.prefix", "%q has no hash tag; Redis Cluster needs one such as \"{ferry}:\" so the queue's keys share a slot", r.Prefix)
+		}
+		if r.DB != 0 {
+			add("store.redis.db", "must be 0 with store.redis.cluster: Redis Cluster has only database 0")
+		}
+		if r.WaitReplicas > 0 {
+			add("store.redis.waitReplicas", "is for a single primary (addr or sentinel), not store.redis.cluster; set it to 0")
+		}
+	}
+	if r.WaitReplicas < 0 {
+		add("store.redis.waitReplicas", "must not be negative")
+	}
+	return errs
 }
 
 var (
@@ -684,9 +786,7 @@ func (c Config) Validate() error {
 	switch c.BackendName() {
 	case "memory":
 	case "redis":
-		if c.Store.Redis.Addr == "" {
-			add("store.redis.addr", "must be set when store.backend is redis, e.g. redis:6379")
-		}
+		errs = append(errs, c.Store.Redis.validateTopology()...)
 		if c.Store.Redis.Password != "" && c.Store.Redis.PasswordFile != "" {
 			add("store.redis.password", "set password or passwordFile, not both")
 		}

@@ -74,6 +74,11 @@ var settings = []setting{
 	{env: "FERRY_REDIS_PASSWORD", secret: true, set: str(func(c *Config) *string { return &c.Store.Redis.Password })},
 	{env: "FERRY_REDIS_DB", flag: "redis-db", usage: "Redis database number (store.redis.db)", set: integer(func(c *Config) *int { return &c.Store.Redis.DB })},
 	{env: "FERRY_REDIS_TLS", flag: "redis-tls", usage: "connect to Redis over TLS (store.redis.tls)", set: boolean(func(c *Config) *bool { return &c.Store.Redis.TLS })},
+	{env: "FERRY_REDIS_SENTINEL_ADDRS", flag: "redis-sentinel-addrs", usage: "comma-separated Redis Sentinel host:port list (store.redis.sentinel.addrs)", set: list(func(c *Config) *[]string { return &c.Store.Redis.Sentinel.Addrs })},
+	{env: "FERRY_REDIS_SENTINEL_MASTER", flag: "redis-sentinel-master", usage: "name of the primary the sentinels monitor (store.redis.sentinel.masterName)", set: str(func(c *Config) *string { return &c.Store.Redis.Sentinel.MasterName })},
+	{env: "FERRY_REDIS_SENTINEL_PASSWORD", secret: true, set: str(func(c *Config) *string { return &c.Store.Redis.Sentinel.Password })},
+	{env: "FERRY_REDIS_CLUSTER_ADDRS", flag: "redis-cluster-addrs", usage: "comma-separated Redis Cluster node host:port list (store.redis.cluster.addrs)", set: list(func(c *Config) *[]string { return &c.Store.Redis.Cluster.Addrs })},
+	{env: "FERRY_REDIS_WAIT_REPLICAS", flag: "redis-wait-replicas", usage: "replicas every accepted event waits for (store.redis.waitReplicas)", set: integer(func(c *Config) *int { return &c.Store.Redis.WaitReplicas })},
 	{env: "FERRY_REDIS_PREFIX", flag: "redis-prefix", usage: "prefix of ferry's Redis keys (store.redis.prefix)", set: str(func(c *Config) *string { return &c.Store.Redis.Prefix })},
 	{env: "FERRY_JENKINS_URL", flag: "jenkins-url", usage: "Jenkins root URL (jenkins.url)", set: str(func(c *Config) *string { return &c.Jenkins.URL })},
 	{env: "FERRY_JENKINS_USER", flag: "jenkins-user", usage: "Jenkins user of the API token (jenkins.user)", set: str(func(c *Config) *string { return &c.Jenkins.User })},
@@ -208,6 +213,7 @@ func (c *Config) ResolveSecrets() error {
 		}
 	}
 	one("store.redis.passwordFile", c.Store.Redis.PasswordFile, &c.Store.Redis.Password)
+	one("store.redis.sentinel.passwordFile", c.Store.Redis.Sentinel.PasswordFile, &c.Store.Redis.Sentinel.Password)
 	one("jenkins.apiTokenFile", c.Jenkins.APITokenFile, &c.Jenkins.APIToken)
 	one("github.tokenFile", c.GitHub.TokenFile, &c.GitHub.Token)
 	one("gitlab.tokenFile", c.GitLab.TokenFile, &c.GitLab.Token)

@@ -239,10 +239,10 @@ func (p *Provisioner) start(ctx context.Context, acts []act) {
 			case <-ctx.Done():
 				return
 			}
-			err := run(ctx)
+			err := p.fenced(a, run)(ctx)
 			<-p.lanes[l]
 			if err == nil && then != nil {
-				err = then(ctx)
+				err = p.fenced(a, then)(ctx)
 			}
 			if err != nil && ctx.Err() == nil {
 				p.log.Warn("provisioning action failed; the next cycle retries", "error", err)
@@ -253,6 +253,26 @@ func (p *Provisioner) start(ctx context.Context, acts []act) {
 				p.mu.Unlock()
 			}
 		}()
+	}
+}
+
+// fenced runs call only if Config.Fence allows it now.
+func (p *Provisioner) fenced(a act, call action) action {
+	if p.cfg.Fence == nil {
+		return call
+	}
+	return func(ctx context.Context) error {
+		checked := p.clock.Now()
+		if err := p.cfg.Fence(); err != nil {
+			return fmt.Errorf("not acting on %s: %w", a, err)
+		}
+		// fenced_at is when the Lease was checked: the log line, the
+		// requests and their answers may come later (a process frozen in
+		// between sends them after the thaw: the check narrows that window
+		// to the instructions between it and the request, it cannot close
+		// it without a precondition on the API server's side).
+		p.log.Debug("acting", "act", a.String(), "fenced_at", checked)
+		return call(ctx)
 	}
 }
 

@@ -195,6 +195,13 @@ type Config struct {
 	// PodLabels are added to every agent pod and Secret (e.g. the ferry
 	// instance).
 	PodLabels map[string]string
+	// Fence, when set, is asked right before every act (creating or
+	// deleting a node, pod or Secret, taking an agent offline, cancelling
+	// an item); an error skips the act. The leader election passes one
+	// that fails once this replica cannot be sure it still holds the
+	// Lease, so a replica that lost it (frozen past its lease, say) acts
+	// on nothing in the moment before its term is ended.
+	Fence func() error
 
 	Logger         *slog.Logger
 	TracerProvider trace.TracerProvider

@@ -20,6 +20,7 @@ declare -A packages=(
 	[redis-server]=redis-server
 	# canary analysis tests (pkg/promote) start and query a real one
 	[prometheus]=prometheus
+	[redis-sentinel]=redis-sentinel
 	[docker-registry]=docker-registry
 	[openssl]=openssl
 	[curl]=curl
@@ -44,7 +45,8 @@ if ((${#missing[@]})); then
 	sudo=()
 	((EUID == 0)) || sudo=(sudo)
 	# Keep package scripts from starting services (redis on :6379, the
-	# registry on :5000): the bed starts its own on free loopback ports.
+	# sentinel on :26379, the registry on :5000): the bed and the tests
+	# start their own on free loopback ports.
 	policy=/usr/sbin/policy-rc.d
 	created_policy=
 	if [[ ! -e $policy ]]; then

@@ -63,7 +63,17 @@ type Options struct {
 	// ExtraYAML is appended to each process's configuration: top-level
 	// sections the harness does not write (agents, promotion).
 	ExtraYAML string
+	// LogLevel is telemetry.logLevel [info]; debug logs every agent
+	// created and deleted.
+	LogLevel string
+	// Sentinel runs Redis as a primary (Cluster.Redis) with one replica
+	// (Cluster.RedisReplica) under three redis-sentinels, and points ferry
+	// at the sentinels with waitReplicas: 1 [false: one redis-server].
+	Sentinel bool
 }
+
+// SentinelMaster is the name the sentinels monitor with Options.Sentinel.
+const SentinelMaster = "ferry"
 
 func (o *Options) defaults() {
 	if o.Replicas <= 0 {
@@ -84,6 +94,9 @@ func (o *Options) defaults() {
 	if o.RedeliverFor <= 0 {
 		o.RedeliverFor = 2 * time.Minute
 	}
+	if o.LogLevel == "" {
+		o.LogLevel = "info"
+	}
 	if os.Getenv("FERRY_CHAOS_NO_CONSUMER_FLAG") == "1" {
 		o.NoConsumerFlag = true
 	}
@@ -99,8 +112,12 @@ type Cluster struct {
 
 	binary string
 
-	// Redis is the store every process shares.
+	// Redis is the store every process shares (with Options.Sentinel, the
+	// first primary).
 	Redis *redisserver.Server
+	// RedisReplica and Sentinels exist with Options.Sentinel.
+	RedisReplica *redisserver.Server
+	Sentinels    []*redisserver.Server
 	// Jenkins is the emulated controller; ferry reaches it through Proxy.
 	Jenkins *jenkinsemu.Server
 	// Proxy holds trigger answers for Options.TriggerDelay.
@@ -129,8 +146,16 @@ func Start(t testing.TB, opts Options) *Cluster {
 	opts.defaults()
 	c := &Cluster{t: t, opts: opts, dir: t.TempDir()}
 	c.binary = Binary(t)
-	c.Redis = redisserver.Run(t, redisserver.Options{})
-	c.rdb = redis.NewClient(&redis.Options{Addr: c.Redis.Addr()})
+	if opts.Sentinel {
+		c.Redis = redisserver.Run(t, redisserver.Options{Args: []string{"--repl-diskless-sync-delay", "0"}})
+		c.RedisReplica = redisserver.Run(t, redisserver.Options{Args: []string{
+			"--replicaof", "127.0.0.1", strconv.Itoa(c.Redis.Port()), "--repl-diskless-sync-delay", "0"}})
+		c.Sentinels = redisserver.RunSentinels(t, c.Redis, redisserver.SentinelOptions{MasterName: SentinelMaster})
+		c.rdb = redis.NewFailoverClient(&redis.FailoverOptions{MasterName: SentinelMaster, SentinelAddrs: c.sentinelAddrs()})
+	} else {
+		c.Redis = redisserver.Run(t, redisserver.Options{})
+		c.rdb = redis.NewClient(&redis.Options{Addr: c.Redis.Addr()})
+	}
 	t.Cleanup(func() { _ = c.rdb.Close() })
 
 	c.Jenkins = jenkinsemu.New(jenkinsemu.Options{
@@ -221,6 +246,22 @@ func (c *Cluster) newFerry(name string) (*Ferry, error) {
 	return f, nil
 }
 
+func (c *Cluster) sentinelAddrs() []string {
+	var out []string
+	for _, s := range c.Sentinels {
+		out = append(out, s.Addr())
+	}
+	return out
+}
+
+// redisYAML is the store.redis section's way to Redis.
+func (c *Cluster) redisYAML() string {
+	if !c.opts.Sentinel {
+		return "addr: " + c.Redis.Addr()
+	}
+	return fmt.Sprintf("waitReplicas: 1\n    sentinel:\n      masterName: %s\n      addrs: [%s]", SentinelMaster, strings.Join(c.sentinelAddrs(), ", "))
+}
+
 // configYAML is a process's configuration: ferry's defaults except where
 // a test needs otherwise (short retries, a loopback address).
 func (c *Cluster) configYAML(listen string) string {
@@ -231,7 +272,7 @@ func (c *Cluster) configYAML(listen string) string {
   shutdownTimeout: 5s
 store:
   redis:
-    addr: %s
+    %s
 jenkins:
   url: %s/
   user: %s
@@ -245,7 +286,7 @@ dispatch:
   retryInitial: 100ms
   retryMax: 2s
 telemetry:
-  logLevel: info
+  logLevel: %s
   logFormat: json
 pipelines:
   - name: %s
@@ -253,8 +294,8 @@ pipelines:
     repo: %s
     events: [push]
     job: %s
-`, listen, c.Redis.Addr(), c.Proxy.URL(), jenkinsemu.DefaultUser.Name, jenkinsemu.DefaultUser.Token,
-		timeout, WebhookSecret, o.Workers, o.ReclaimAfter, Pipeline, Repo, Job)
+`, listen, c.redisYAML(), c.Proxy.URL(), jenkinsemu.DefaultUser.Name, jenkinsemu.DefaultUser.Token,
+		timeout, WebhookSecret, o.Workers, o.ReclaimAfter, o.LogLevel, Pipeline, Repo, Job)
 	if o.ExtraYAML != "" {
 		y += strings.TrimSpace(o.ExtraYAML) + "\n"
 	}

@@ -26,11 +26,20 @@
 // names a prebuilt one); a package using the harness calls
 // os.Exit(chaos.Main(m)) from TestMain so the build is removed.
 //
+// TestProvisionerFaultsOnTheBed runs three processes whose provisioners
+// share a Lease on the test bed's API server (FERRY_TESTBED_ENV), plays the
+// agents, and kills the leader, freezes it past its lease (SIGSTOP) and
+// restarts Redis mid-burst, checking after each fault that every accepted
+// delivery became one build, nothing leaked, and no replica started an act
+// outside its own term (read from the processes' debug logs: "leading" and
+// "acting" with fenced_at).
+//
 // Environment: FERRY_CHAOS=full runs the long rounds (make chaos);
 // FERRY_CHAOS_REPORT names a file that Summary appends each run's figures
 // to; FERRY_CHAOS_KEEP_LOGS names a directory the processes' logs are
 // copied to; FERRY_CHAOS_NO_CONSUMER_FLAG=1 starts ferry without --consumer, to
 // run the suite against a ferry older than that flag.
 //
-// Under -short the tests skip: they build a binary and need redis-server.
+// Under -short the tests skip: they build a binary and need redis-server
+// (and the provisioner faults the test bed).
 package chaos

@@ -112,6 +112,17 @@ type Ferry struct {
 	logs   []string
 }
 
+// PID is the process id of the running process, 0 when it is not running.
+// ferry's leader-election identity is "<hostname>-<pid>".
+func (f *Ferry) PID() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.runningLocked() {
+		return 0
+	}
+	return f.cmd.Process.Pid
+}
+
 // Name is the process's consumer name (ferry-0, ferry-1, …).
 func (f *Ferry) Name() string { return f.name }
 

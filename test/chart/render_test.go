@@ -398,13 +398,14 @@ func TestLongNames(t *testing.T) {
 func TestNoSecretInConfigMap(t *testing.T) {
 	m := render(t, []string{fullValues(t)})
 	secrets := map[string]string{
-		"jenkins-api-token":      "jenkins-token-value",
-		"github-webhook-secrets": "github-secret-old,github-secret-new",
-		"github-token":           "github-token-value",
-		"gitlab-webhook-tokens":  "gitlab-hook-value",
-		"gitlab-token":           "gitlab-token-value",
-		"redis-password":         "redis-password-value",
-		"promotion-api-token":    "promotion-token-value",
+		"jenkins-api-token":       "jenkins-token-value",
+		"github-webhook-secrets":  "github-secret-old,github-secret-new",
+		"github-token":            "github-token-value",
+		"gitlab-webhook-tokens":   "gitlab-hook-value",
+		"gitlab-token":            "gitlab-token-value",
+		"redis-password":          "redis-password-value",
+		"redis-sentinel-password": "redis-sentinel-password-value",
+		"promotion-api-token":     "promotion-token-value",
 	}
 	data := secretData(t, m)
 	dep := one[*appsv1.Deployment](t, m)
@@ -450,6 +451,7 @@ func TestRefusesSecretsInConfig(t *testing.T) {
 		{"config.gitlab.token=t0ken", "config.gitlab.token"},
 		{"config.gitlab.webhookTokens={s3cret}", "secrets.gitlabWebhookTokens"},
 		{"config.store.redis.password=pw", "config.store.redis.password: a secret does not belong in config"},
+		{"config.store.redis.sentinel.password=pw", "set secrets.redisSentinelPassword"},
 		{"config.promotion.apiToken=t0ken", "key promotion-api-token of secrets.existingSecret"},
 	}
 	for _, tc := range cases {
@@ -613,7 +615,7 @@ func TestExampleHelmValues(t *testing.T) {
 	}
 	keys := map[string]string{}
 	for _, k := range []string{"jenkins-api-token", "github-webhook-secrets", "github-token", "gitlab-webhook-tokens",
-		"gitlab-token", "redis-password", "promotion-api-token"} {
+		"gitlab-token", "redis-password", "redis-sentinel-password", "promotion-api-token"} {
 		keys[k] = "example-" + k
 	}
 	cfg, err := loadRenderedWith(t, m, keys)
@@ -644,6 +646,8 @@ func TestRefusesMemoryStoreWithReplicas(t *testing.T) {
 		{"memory backend, 2 replicas", []string{"config.store.backend=memory", "replicaCount=2"}, false},
 		{"memory backend, 1 replica", []string{"config.store.backend=memory", "replicaCount=1"}, true},
 		{"redis, 3 replicas", nil, true},
+		{"sentinel, 3 replicas", []string{"config.store.redis.addr=", "config.store.redis.sentinel.masterName=mymaster", "config.store.redis.sentinel.addrs={s-0:26379}"}, true},
+		{"cluster, 3 replicas", []string{"config.store.redis.addr=", "config.store.redis.prefix=ferry-{x}:", "config.store.redis.cluster.addrs={r-0:6379}"}, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

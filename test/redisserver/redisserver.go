@@ -45,6 +45,10 @@ type Options struct {
 	// Args are extra redis-server arguments, appended last so they override
 	// the defaults, e.g. "--replicaof", "127.0.0.1 6380".
 	Args []string
+	// Config, when set, is written to redis.conf in Dir at the first start
+	// and given as the configuration file; a restart keeps what the server
+	// rewrote in it (Sentinel records its view of the primary there).
+	Config string
 }
 
 // Server is one redis-server process, restartable on the same port and
@@ -193,6 +197,15 @@ func (s *Server) Start() error {
 		args = append(args, "--requirepass", s.opts.Password)
 	}
 	args = append(args, s.opts.Args...)
+	if s.opts.Config != "" {
+		conf := filepath.Join(s.dir, "redis.conf")
+		if _, err := os.Stat(conf); errors.Is(err, os.ErrNotExist) {
+			if err := os.WriteFile(conf, []byte(s.opts.Config), 0o600); err != nil {
+				return fmt.Errorf("write %s: %w", conf, err)
+			}
+		}
+		args = append([]string{conf}, args...)
+	}
 	cmd := exec.Command(s.binary, args...)
 	cmd.Dir = s.dir
 	setParentDeathSignal(cmd)

@@ -165,6 +165,9 @@ examples/ferry.yaml, pass): a ConfigMap is no place for them.
 {{- if get (dig "store" "redis" dict $cfg) "password" -}}
 {{- fail "config.store.redis.password: a secret does not belong in config (it is rendered into a ConfigMap); set secrets.redisPassword, or the key redis-password of secrets.existingSecret" -}}
 {{- end -}}
+{{- if get (dig "store" "redis" "sentinel" dict $cfg) "password" -}}
+{{- fail "config.store.redis.sentinel.password: a secret does not belong in config (it is rendered into a ConfigMap); set secrets.redisSentinelPassword, or the key redis-sentinel-password of secrets.existingSecret" -}}
+{{- end -}}
 {{- if hasKey (get $cfg "server" | default dict) "listen" -}}
 {{- fail "config.server.listen: the chart sets it from containerPort (the port the probes and the Service use); set containerPort instead" -}}
 {{- end -}}
@@ -199,6 +202,7 @@ variable each becomes: key, variable, the secrets.* value.
 - [gitlab-webhook-tokens, FERRY_GITLAB_WEBHOOK_TOKENS, gitlabWebhookTokens]
 - [gitlab-token, FERRY_GITLAB_TOKEN, gitlabToken]
 - [redis-password, FERRY_REDIS_PASSWORD, redisPassword]
+- [redis-sentinel-password, FERRY_REDIS_SENTINEL_PASSWORD, redisSentinelPassword]
 - [promotion-api-token, FERRY_PROMOTION_API_TOKEN, promotionApiToken]
 - [deliveries-api-token, FERRY_DELIVERIES_API_TOKEN, deliveriesApiToken]
 {{- end -}}
@@ -206,9 +210,10 @@ variable each becomes: key, variable, the secrets.* value.
 {{/* ferry.checks fails the release on combinations that cannot work. */}}
 {{- define "ferry.checks" -}}
 {{- $backend := dig "store" "backend" "" .Values.config -}}
-{{- $addr := dig "store" "redis" "addr" "" .Values.config -}}
-{{- if and (gt (int .Values.replicaCount) 1) (or (eq $backend "memory") (and (eq $backend "") (eq $addr ""))) -}}
-{{- fail (printf "replicaCount is %d but ferry would use its in-memory store, which replicas cannot share (events would be lost and built twice): set config.store.redis.addr, or replicaCount: 1" (int .Values.replicaCount)) -}}
+{{- $redis := dig "store" "redis" dict .Values.config -}}
+{{- $addr := or (get $redis "addr") (dig "sentinel" "addrs" list $redis) (dig "cluster" "addrs" list $redis) -}}
+{{- if and (gt (int .Values.replicaCount) 1) (or (eq $backend "memory") (and (eq $backend "") (not $addr))) -}}
+{{- fail (printf "replicaCount is %d but ferry would use its in-memory store, which replicas cannot share (events would be lost and built twice): set config.store.redis.addr (or redis.sentinel.addrs or redis.cluster.addrs), or replicaCount: 1" (int .Values.replicaCount)) -}}
 {{- end -}}
 {{- if .Values.secrets.existingSecret -}}
 {{- range $k := include "ferry.secretKeys" . | fromYamlArray -}}

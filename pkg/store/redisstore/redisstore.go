@@ -125,6 +125,19 @@ type Config struct {
 	DialTimeout  time.Duration
 	ReadTimeout  time.Duration
 	WriteTimeout time.Duration
+	// SentinelMasterName and SentinelAddrs, when SentinelAddrs is set,
+	// make the store find the primary through Redis Sentinel (Addr is then
+	// ignored) and follow its fail-overs. SentinelUsername and
+	// SentinelPassword authenticate to the sentinels themselves; Username
+	// and Password still authenticate to the data servers.
+	SentinelMasterName string
+	SentinelAddrs      []string
+	SentinelUsername   string
+	SentinelPassword   string
+	// ClusterAddrs, when set, make the store a Redis Cluster client seeded
+	// with these nodes (Addr and DB are then ignored); Prefix must carry a
+	// hash tag.
+	ClusterAddrs []string
 	// Client, when set, is used instead of a client built from the fields
 	// above (Addr, Username, Password, DB, TLS and the timeouts are then
 	// ignored). Close does not close an injected client.
@@ -141,16 +154,28 @@ type Config struct {
 	Now func() time.Time
 }
 
-// String describes the configuration without the password.
+// Where says which Redis the configuration reaches, for messages: the
+// address, the sentinels and their master name, or the cluster's seeds.
+func (c Config) Where() string {
+	switch {
+	case len(c.ClusterAddrs) > 0:
+		return "cluster " + strings.Join(c.ClusterAddrs, ",")
+	case len(c.SentinelAddrs) > 0:
+		return fmt.Sprintf("primary %q of sentinels %s", c.SentinelMasterName, strings.Join(c.SentinelAddrs, ","))
+	}
+	return c.Addr
+}
+
+// String describes the configuration without the passwords.
 func (c Config) String() string {
 	return fmt.Sprintf("redis %s db=%d user=%q password-set=%t tls=%t prefix=%q group=%q",
-		c.Addr, c.DB, c.Username, c.Password != "", c.TLS != nil, c.Prefix, c.Group)
+		c.Where(), c.DB, c.Username, c.Password != "", c.TLS != nil, c.Prefix, c.Group)
 }
 
 // LogValue makes slog log the configuration without the password.
 func (c Config) LogValue() slog.Value {
 	return slog.GroupValue(
-		slog.String("addr", c.Addr),
+		slog.String("addr", c.Where()),
 		slog.Int("db", c.DB),
 		slog.String("username", c.Username),
 		slog.Bool("password_set", c.Password != ""),
@@ -287,7 +312,13 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	if _, ok := cfg.Client.(*redis.ClusterClient); ok {
+	if len(cfg.SentinelAddrs) > 0 && len(cfg.ClusterAddrs) > 0 {
+		return nil, errors.New("redis store: set SentinelAddrs or ClusterAddrs, not both")
+	}
+	if len(cfg.SentinelAddrs) > 0 && cfg.SentinelMasterName == "" {
+		return nil, errors.New("redis store: SentinelAddrs need SentinelMasterName, the name the sentinels monitor")
+	}
+	if _, ok := cfg.Client.(*redis.ClusterClient); ok || (cfg.Client == nil && len(cfg.ClusterAddrs) > 0) {
 		if !hasHashTag(cfg.Prefix) {
 			return nil, fmt.Errorf("redis store: prefix %q has no hash tag; a cluster needs one such as \"{ferry}:\" so the queue's keys share a slot", cfg.Prefix)
 		}
@@ -296,6 +327,10 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		}
 	}
 
+	owned := cfg.Client == nil
+	if owned {
+		cfg.Client = newClient(cfg)
+	}
 	s := &Store{
 		client:       cfg.Client,
 		log:          cfg.Logger.With("component", "store", "store", "redis"),
@@ -316,27 +351,10 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		batchTimeout: batchTimeoutFor(cfg.ReadTimeout, cfg.WriteTimeout),
 		dlv:          newDeliveryKeys(cfg.Prefix, cfg.DeliveryRetention, cfg.DeliveryMax, cfg.Now),
 	}
-	if s.client == nil {
-		s.client = redis.NewClient(&redis.Options{
-			Addr:                  cfg.Addr,
-			Username:              cfg.Username,
-			Password:              cfg.Password,
-			DB:                    cfg.DB,
-			TLSConfig:             cfg.TLS,
-			DialTimeout:           cfg.DialTimeout,
-			ReadTimeout:           cfg.ReadTimeout,
-			WriteTimeout:          cfg.WriteTimeout,
-			ContextTimeoutEnabled: true,
-			// Commands are retried (MaxRetries) and each retry dials
-			// again; dial retries on top of that only delay the 503
-			// that a webhook sender needs quickly when Redis is down.
-			DialerRetries: 1,
-		})
-		s.ownsClient = true
-	}
+	s.ownsClient = owned
 	if err := s.Ping(ctx); err != nil {
 		s.closeOwned()
-		return nil, fmt.Errorf("connect to redis at %s: %w", cfg.Addr, err)
+		return nil, fmt.Errorf("connect to redis at %s: %w", cfg.Where(), err)
 	}
 	if err := s.createGroup(ctx); err != nil {
 		s.closeOwned()
@@ -345,6 +363,36 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	s.batch = newBatcher(s)
 	s.records = newRecordBatcher(s.client)
 	return s, nil
+}
+
+// newClient builds the client cfg describes: a cluster client, a Sentinel
+// (fail-over) client or a plain one.
+func newClient(cfg Config) redis.UniversalClient {
+	// Commands are retried (MaxRetries) and each retry dials again; dial
+	// retries on top of that only delay the 503 that a webhook sender
+	// needs quickly when Redis is down.
+	const dialerRetries = 1
+	switch {
+	case len(cfg.ClusterAddrs) > 0:
+		return redis.NewClusterClient(&redis.ClusterOptions{
+			Addrs: cfg.ClusterAddrs, Username: cfg.Username, Password: cfg.Password, TLSConfig: cfg.TLS,
+			DialTimeout: cfg.DialTimeout, ReadTimeout: cfg.ReadTimeout, WriteTimeout: cfg.WriteTimeout,
+			ContextTimeoutEnabled: true, DialerRetries: dialerRetries,
+		})
+	case len(cfg.SentinelAddrs) > 0:
+		return redis.NewFailoverClient(&redis.FailoverOptions{
+			MasterName: cfg.SentinelMasterName, SentinelAddrs: cfg.SentinelAddrs,
+			SentinelUsername: cfg.SentinelUsername, SentinelPassword: cfg.SentinelPassword,
+			Username: cfg.Username, Password: cfg.Password, DB: cfg.DB, TLSConfig: cfg.TLS,
+			DialTimeout: cfg.DialTimeout, ReadTimeout: cfg.ReadTimeout, WriteTimeout: cfg.WriteTimeout,
+			ContextTimeoutEnabled: true, DialerRetries: dialerRetries,
+		})
+	}
+	return redis.NewClient(&redis.Options{
+		Addr: cfg.Addr, Username: cfg.Username, Password: cfg.Password, DB: cfg.DB, TLSConfig: cfg.TLS,
+		DialTimeout: cfg.DialTimeout, ReadTimeout: cfg.ReadTimeout, WriteTimeout: cfg.WriteTimeout,
+		ContextTimeoutEnabled: true, DialerRetries: dialerRetries,
+	})
 }
 
 func hasHashTag(prefix string) bool {
