@@ -1,8 +1,6 @@
 package imagebuild
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"io"
@@ -10,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/gin-gonic/gin"
+
+	"github.com/ferryci/ferry/pkg/apiauth"
 )
 
 const maxRequestBytes = 64 << 10
@@ -18,14 +18,13 @@ const maxRequestBytes = 64 << 10
 // finds the same one), GET /api/v1/images/ID reports on it. It takes the
 // pipelines' bearer token, as the promotion API does.
 type Server struct {
-	b     *Builder
-	token [32]byte
-	has   bool
+	b    *Builder
+	auth gin.HandlerFunc
 }
 
 // NewServer serves b to holders of token.
 func NewServer(b *Builder, token string) *Server {
-	return &Server{b: b, token: sha256.Sum256([]byte(token)), has: token != ""}
+	return &Server{b: b, auth: apiauth.Bearer(token)}
 }
 
 // Register mounts the endpoints on r.
@@ -33,17 +32,6 @@ func (s *Server) Register(r gin.IRouter) {
 	g := r.Group("/api/v1/images", s.auth)
 	g.POST("", s.start)
 	g.GET("/:id", s.get)
-}
-
-func (s *Server) auth(c *gin.Context) {
-	tok, ok := strings.CutPrefix(c.GetHeader("Authorization"), "Bearer ")
-	got := sha256.Sum256([]byte(strings.TrimSpace(tok)))
-	if !ok || !s.has || subtle.ConstantTimeCompare(got[:], s.token[:]) != 1 {
-		c.Header("WWW-Authenticate", `Bearer realm="ferry"`)
-		c.AbortWithStatusJSON(http.StatusUnauthorized, gin.H{"error": "missing or wrong bearer token"})
-		return
-	}
-	c.Next()
 }
 
 func (s *Server) start(c *gin.Context) {
