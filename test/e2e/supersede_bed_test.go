@@ -28,6 +28,9 @@ func TestSupersededBuildsLeaveNoAgentPods(t *testing.T) {
 		c.Agents.Namespace = ns
 		c.Agents.Kubeconfig = env.Get(testbed.KeyKubeconfigFerry)
 		c.Agents.Resync = config.Duration{Duration: 500 * time.Millisecond}
+		// A cancelled item's agent that has no build may be collected as an
+		// orphan; the default grace (30s) outlasts the test's wait.
+		c.Agents.GCGrace = config.Duration{Duration: time.Second}
 		c.Agents.LeaderElection.LeaseDuration = config.Duration{Duration: 4 * time.Second}
 		c.Agents.LeaderElection.RenewDeadline = config.Duration{Duration: 3 * time.Second}
 		c.Agents.LeaderElection.RetryPeriod = config.Duration{Duration: 500 * time.Millisecond}
@@ -73,7 +76,10 @@ func TestSupersededBuildsLeaveNoAgentPods(t *testing.T) {
 		connect()
 		left := pods()
 		_, firstNode := w.jenkins.Node(firstAgent)
-		return len(left) == 1 && left[0].Labels[eci.LabelAgent] == newest && !firstNode
+		// Jenkins may hand the newest head's item to the first agent once
+		// its build is stopped (the known one-build-per-agent gap); then
+		// that agent is the newest head's and stays.
+		return len(left) == 1 && left[0].Labels[eci.LabelAgent] == newest && (!firstNode || firstAgent == newest)
 	})
 	if b := w.buildsOf(prA); b[0].Result != jenkinsemu.Aborted {
 		t.Errorf("first head's build = %+v, want ABORTED", b[0])
