@@ -7,7 +7,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"testing"
 	"time"
 	"unicode/utf8"
 )
@@ -44,8 +43,8 @@ type GitHub struct {
 }
 
 // NewGitHub starts a GitHub fake that accepts GitHubToken and knows no
-// repository yet (see AddRepo). It is closed when the test ends.
-func NewGitHub(t testing.TB) *GitHub {
+// repository yet (see AddRepo). It is closed when the test (or t) ends.
+func NewGitHub(t Cleaner) *GitHub {
 	g := &GitHub{repos: map[string]bool{}}
 	g.recorder = newRecorder(t, GitHubToken, http.HandlerFunc(g.serve))
 	return g

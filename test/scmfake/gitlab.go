@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 	"unicode/utf8"
 )
@@ -62,7 +61,7 @@ type glJob struct {
 
 // NewGitLab starts a GitLab fake that accepts GitLabToken and knows no
 // project yet (see AddProject). It is closed when the test ends.
-func NewGitLab(t testing.TB) *GitLab {
+func NewGitLab(t Cleaner) *GitLab {
 	g := &GitLab{projects: map[int64]string{}, byPath: map[string]int64{},
 		open: map[glKey]*glJob{}, lastRef: map[glCommit]string{}}
 	g.recorder = newRecorder(t, GitLabToken, http.HandlerFunc(g.serve))

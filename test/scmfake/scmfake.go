@@ -86,7 +86,12 @@ type recorder struct {
 	nextDeployment int64
 }
 
-func newRecorder(t testing.TB, token string, h http.Handler) *recorder {
+// Cleaner is what a fake needs from its owner: a way to be closed when the
+// owner is done. A test's *testing.T is one; a program (test/cmd/demo)
+// passes its own list of things to undo.
+type Cleaner interface{ Cleanup(func()) }
+
+func newRecorder(t Cleaner, token string, h http.Handler) *recorder {
 	r := &recorder{token: token}
 	r.srv = httptest.NewServer(h)
 	t.Cleanup(r.srv.Close)

@@ -65,21 +65,53 @@ func Kube(t testing.TB) *Env {
 	if _, ok := readyAPIServers.Load(cfg.Host); ok {
 		return env
 	}
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		Unavailable(t, "Kubernetes: build client for %s: %v", cfg.Host, err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	if err := CheckReady(ctx, env); err != nil {
+		Unavailable(t, "%v", err)
+	}
+	return env
+}
+
+// CheckReady returns an error unless the bed's Kubernetes apiserver
+// answers /readyz with ok. Programs (test/cmd/…) use it where tests use
+// Kube.
+func CheckReady(ctx context.Context, env *Env) error {
+	cfg, err := restConfig(env, KeyAdminToken)
+	if err != nil {
+		return fmt.Errorf("Kubernetes: %w", err)
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("Kubernetes: build client for %s: %w", cfg.Host, err)
+	}
 	body, err := cs.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
 	if err != nil {
-		Unavailable(t, "Kubernetes apiserver at %s does not answer /readyz: %v", cfg.Host, err)
+		return fmt.Errorf("Kubernetes apiserver at %s does not answer /readyz: %w", cfg.Host, err)
 	}
 	if string(body) != "ok" {
-		Unavailable(t, "Kubernetes apiserver at %s is not ready: %s", cfg.Host, body)
+		return fmt.Errorf("Kubernetes apiserver at %s is not ready: %s", cfg.Host, body)
 	}
 	readyAPIServers.Store(cfg.Host, true)
-	return env
+	return nil
+}
+
+// Clientsets returns the bed's admin clientset and one acting as ferry's
+// identity, for programs; tests use Clientset and FerryClientset.
+func Clientsets(env *Env) (admin, ferry kubernetes.Interface, err error) {
+	for _, c := range []struct {
+		key string
+		out *kubernetes.Interface
+	}{{KeyAdminToken, &admin}, {KeyFerryToken, &ferry}} {
+		cfg, err := restConfig(env, c.key)
+		if err != nil {
+			return nil, nil, fmt.Errorf("Kubernetes: %w", err)
+		}
+		if *c.out, err = kubernetes.NewForConfig(cfg); err != nil {
+			return nil, nil, fmt.Errorf("build clientset for %s: %w", cfg.Host, err)
+		}
+	}
+	return admin, ferry, nil
 }
 
 // RESTConfig returns a client config for the bed's admin (system:masters).
@@ -151,37 +183,49 @@ func restConfig(env *Env, tokenKey string) (*rest.Config, error) {
 // deletes it when the test ends.
 func Namespace(t testing.TB, roles ...Role) string {
 	t.Helper()
+	env := Kube(t)
+	name := namespaceName(t.Name())
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	created, err := CreateNamespace(ctx, env, name, map[string]string{"testbed.ferry.dev/test": "true"}, roles...)
+	if created {
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if err := DeleteNamespace(ctx, env, name); err != nil {
+				t.Errorf("%v", err)
+			}
+		})
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return name
+}
+
+// CreateNamespace creates namespace name with labels, binds ferry's roles
+// to the ferry identity in it (AgentsRole and PromotionRole when none are
+// given), and waits until its default ServiceAccount exists and ferry's
+// rights are in effect. created reports whether the namespace was made,
+// so a caller deletes it (DeleteNamespace) even when a later step failed.
+func CreateNamespace(ctx context.Context, env *Env, name string, labels map[string]string, roles ...Role) (created bool, err error) {
 	if len(roles) == 0 {
 		roles = []Role{AgentsRole, PromotionRole}
 	}
 	for _, r := range roles {
 		if _, ok := probes[r]; !ok {
-			t.Fatalf("testbed.Namespace: unknown role %q", r)
+			return false, fmt.Errorf("create namespace %s: unknown role %q", name, r)
 		}
 	}
-	cs := Clientset(t)
-	env := Kube(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-
-	ns, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{
-		ObjectMeta: metav1.ObjectMeta{
-			Name:   namespaceName(t.Name()),
-			Labels: map[string]string{"testbed.ferry.dev/test": "true"},
-		},
-	}, metav1.CreateOptions{})
+	cs, ferry, err := Clientsets(env)
 	if err != nil {
-		t.Fatalf("create test namespace: %v", err)
+		return false, err
 	}
-	name := ns.Name
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		err := cs.CoreV1().Namespaces().Delete(ctx, name, metav1.DeleteOptions{})
-		if err != nil && !apierrors.IsNotFound(err) {
-			t.Errorf("delete test namespace %s: %v", name, err)
-		}
-	})
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels},
+	}, metav1.CreateOptions{}); err != nil {
+		return false, fmt.Errorf("create namespace %s: %w", name, err)
+	}
 
 	ferryUser := env.Get(KeyFerryUser)
 	if ferryUser == "" {
@@ -194,14 +238,13 @@ func Namespace(t testing.TB, roles ...Role) string {
 			Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: ferryUser}},
 		}, metav1.CreateOptions{})
 		if err != nil {
-			t.Fatalf("bind ClusterRole %s to %s in namespace %s: %v", r, ferryUser, name, err)
+			return true, fmt.Errorf("bind ClusterRole %s to %s in namespace %s: %w", r, ferryUser, name, err)
 		}
 	}
 
 	// The ServiceAccount admission plugin refuses pods until the namespace's
 	// default ServiceAccount exists, and the RBAC authorizer sees a new
 	// RoleBinding only after its informer caught up: wait for both.
-	ferry := FerryClientset(t)
 	err = poll(ctx, 100*time.Millisecond, func() (bool, error) {
 		if _, err := cs.CoreV1().ServiceAccounts(name).Get(ctx, "default", metav1.GetOptions{}); err != nil {
 			if apierrors.IsNotFound(err) {
@@ -225,9 +268,22 @@ func Namespace(t testing.TB, roles ...Role) string {
 		return true, nil
 	})
 	if err != nil {
-		t.Fatalf("wait for test namespace %s (default ServiceAccount, ferry's RoleBindings %v): %v", name, roles, err)
+		return true, fmt.Errorf("wait for namespace %s (default ServiceAccount, ferry's RoleBindings %v): %w", name, roles, err)
 	}
-	return name
+	return true, nil
+}
+
+// DeleteNamespace deletes namespace name; one already gone is no error.
+func DeleteNamespace(ctx context.Context, env *Env, name string) error {
+	cs, _, err := Clientsets(env)
+	if err != nil {
+		return err
+	}
+	err = cs.CoreV1().Namespaces().Delete(ctx, name, metav1.DeleteOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("delete namespace %s: %w", name, err)
+	}
+	return nil
 }
 
 // namespaceName derives a valid, unique namespace name from a test name.
