@@ -15,7 +15,7 @@ PKGS ?= ./...
 FERRY_PARAMS := FERRY_GIT_SHA,FERRY_GIT_REF,FERRY_GIT_URL,FERRY_EVENT_ID,FERRY_TRIGGER_ID,FERRY_PIPELINE,TRACEPARENT
 
 .DEFAULT_GOAL := help
-.PHONY: help deps build run test test-short test-unit chaos lint fmt vet fuzz bench bench-webhook bench-promote bench-outage bench-provision test-chart image emulator clean tools
+.PHONY: help deps build run demo test test-short test-unit chaos lint fmt vet fuzz bench bench-webhook bench-promote bench-outage bench-provision test-chart image emulator clean tools
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -28,6 +28,13 @@ run: build ## Run ferry locally with the in-memory store against the Jenkins emu
 	@trap 'kill %1 2>/dev/null' EXIT; \
 	$(BIN)/jenkins-emulator -listen 127.0.0.1:8081 -builtin-executors 2 -jobs 'acme/app=:$(FERRY_PARAMS)' -duration 20s & \
 	sleep 1; $(BIN)/ferry serve --config examples/local.yaml --log-format text
+
+# The demo reuses a test bed that is up (and leaves it up); it starts one that
+# is not, and then stops it. It takes down everything else it started, also
+# on Ctrl-C.
+demo: deps testbed-tools build ## Follow one push live from webhook to production on the test bed: a line per stage, a timeline; leaves nothing running
+	$(GO) build -o $(BIN)/demo ./test/cmd/demo
+	$(BIN)/demo -ferry $(BIN)/ferry
 
 $(GOTESTSUM):
 	GOBIN=$(BIN) $(GO) install gotest.tools/gotestsum@$(GOTESTSUM_VERSION)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -119,22 +120,34 @@ func bedAt(ctx context.Context, path string) (*bed, error) {
 	return &bed{env: env, admin: admin, redis: vals[0], registry: vals[1]}, nil
 }
 
-// namespace creates a namespace for the demo with ferry's roles in it and
-// registers its deletion, which waits until it is gone.
-func (b *bed) namespace(ctx context.Context, u *undo, out io.Writer, name, runID string, roles ...testbed.Role) error {
-	created, err := testbed.CreateNamespace(ctx, b.env, name, map[string]string{labelDemo: runID}, roles...)
-	if created {
-		u.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-			defer cancel()
-			if err := b.deleteNamespace(ctx, name); err != nil {
+// namespaces creates the demo's namespaces, each with ferry's role in it,
+// and registers their deletion, which waits until they are gone.
+func (b *bed) namespaces(ctx context.Context, u *undo, out io.Writer, runID string, roles map[string]testbed.Role) error {
+	var made []string
+	u.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		errs := make(chan error, len(made))
+		for _, name := range made {
+			go func() { errs <- b.deleteNamespace(ctx, name) }()
+		}
+		for range made {
+			if err := <-errs; err != nil {
 				fmt.Fprintf(out, "  %v\n", err)
-				return
 			}
-			fmt.Fprintf(out, "  deleted namespace %s (and every pod in it)\n", name)
-		})
+		}
+		fmt.Fprintf(out, "  deleted namespaces %s (and every pod in them)\n", strings.Join(made, ", "))
+	})
+	for name, role := range roles {
+		created, err := testbed.CreateNamespace(ctx, b.env, name, map[string]string{labelDemo: runID}, role)
+		if created {
+			made = append(made, name)
+		}
+		if err != nil {
+			return err
+		}
 	}
-	return err
+	return nil
 }
 
 // deleteNamespace deletes a namespace and waits until the API server no

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -58,6 +59,8 @@ type Options struct {
 	// Dir holds ferry's configuration and log; "" is a temporary
 	// directory, removed at the end unless the run failed.
 	Dir string
+	// OnSeen, if set, is called with each stage as it is seen.
+	OnSeen func(Seen)
 }
 
 // Result is what a run saw and what it made, so a test can check that
@@ -117,7 +120,13 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		fmt.Fprintln(d.out, "done: nothing the demo started is left running")
 	}()
 	err := d.run(ctx, u)
-	if err != nil && d.ferry != nil {
+	if err != nil && ctx.Err() != nil {
+		// Ctrl-C or the time limit, whatever step it interrupted.
+		err = fmt.Errorf("%w (%v)", ctx.Err(), err)
+	}
+	if errors.Is(err, context.Canceled) {
+		fmt.Fprintln(d.out, "\ninterrupted")
+	} else if err != nil && d.ferry != nil {
 		fmt.Fprintf(d.out, "\nferry's log (%s) ends:\n%s\n", d.ferry.log, tail(d.ferry.log, 20))
 	}
 	failed = err != nil
@@ -159,14 +168,11 @@ func (d *demo) setUp(ctx context.Context, u *undo) error {
 	base := "demo-" + id
 	d.nsAgents, d.nsTest, d.nsProd = base+"-agents", base+"-test", base+"-prod"
 	fmt.Fprintf(d.out, "run %s: namespaces %s (agents and image builds), %s and %s (the app's environments)\n", id, d.nsAgents, d.nsTest, d.nsProd)
-	for _, ns := range []struct {
-		name string
-		role testbed.Role
-	}{{d.nsAgents, testbed.AgentsRole}, {d.nsTest, testbed.PromotionRole}, {d.nsProd, testbed.PromotionRole}} {
-		d.res.Namespaces = append(d.res.Namespaces, ns.name)
-		if err := d.bed.namespace(ctx, u, d.out, ns.name, id, ns.role); err != nil {
-			return err
-		}
+	d.res.Namespaces = []string{d.nsAgents, d.nsTest, d.nsProd}
+	if err := d.bed.namespaces(ctx, u, d.out, id, map[string]testbed.Role{
+		d.nsAgents: testbed.AgentsRole, d.nsTest: testbed.PromotionRole, d.nsProd: testbed.PromotionRole,
+	}); err != nil {
+		return err
 	}
 
 	reg := d.bed.registry + "/" + base

@@ -34,6 +34,9 @@ func (d *demo) see(st Stage, detail string) {
 	s := Seen{Stage: st, After: time.Since(d.sent), Detail: detail}
 	d.res.Seen = append(d.res.Seen, s)
 	fmt.Fprintln(d.out, s.Line())
+	if d.o.OnSeen != nil {
+		d.o.OnSeen(s)
+	}
 }
 
 // await polls look every 100 ms until it reports the stage reached, then
