@@ -79,18 +79,18 @@ func Kube(t testing.TB) *Env {
 func CheckReady(ctx context.Context, env *Env) error {
 	cfg, err := restConfig(env, KeyAdminToken)
 	if err != nil {
-		return fmt.Errorf("Kubernetes: %w", err)
+		return fmt.Errorf("the bed's Kubernetes: %w", err)
 	}
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
-		return fmt.Errorf("Kubernetes: build client for %s: %w", cfg.Host, err)
+		return fmt.Errorf("build a client for the Kubernetes apiserver at %s: %w", cfg.Host, err)
 	}
 	body, err := cs.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
 	if err != nil {
-		return fmt.Errorf("Kubernetes apiserver at %s does not answer /readyz: %w", cfg.Host, err)
+		return fmt.Errorf("the Kubernetes apiserver at %s does not answer /readyz: %w", cfg.Host, err)
 	}
 	if string(body) != "ok" {
-		return fmt.Errorf("Kubernetes apiserver at %s is not ready: %s", cfg.Host, body)
+		return fmt.Errorf("the Kubernetes apiserver at %s is not ready: %s", cfg.Host, body)
 	}
 	readyAPIServers.Store(cfg.Host, true)
 	return nil
@@ -105,7 +105,7 @@ func Clientsets(env *Env) (admin, ferry kubernetes.Interface, err error) {
 	}{{KeyAdminToken, &admin}, {KeyFerryToken, &ferry}} {
 		cfg, err := restConfig(env, c.key)
 		if err != nil {
-			return nil, nil, fmt.Errorf("Kubernetes: %w", err)
+			return nil, nil, fmt.Errorf("the bed's Kubernetes: %w", err)
 		}
 		if *c.out, err = kubernetes.NewForConfig(cfg); err != nil {
 			return nil, nil, fmt.Errorf("build clientset for %s: %w", cfg.Host, err)

@@ -122,7 +122,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	err := d.run(ctx, u)
 	if err != nil && ctx.Err() != nil {
 		// Ctrl-C or the time limit, whatever step it interrupted.
-		err = fmt.Errorf("%w (%v)", ctx.Err(), err)
+		err = fmt.Errorf("%w (%w)", ctx.Err(), err)
 	}
 	if errors.Is(err, context.Canceled) {
 		fmt.Fprintln(d.out, "\ninterrupted")
@@ -157,8 +157,8 @@ func (d *demo) setUp(ctx context.Context, u *undo) error {
 	}
 	d.res.BedStarted = d.bed.started
 	id := d.res.RunID
-	d.res.SHA = randomHex(20)
-	d.webhookSecret, d.pipelineToken, d.personToken = randomHex(20), randomHex(20), randomHex(20)
+	d.res.SHA = randomHex40()
+	d.webhookSecret, d.pipelineToken, d.personToken = randomHex40(), randomHex40(), randomHex40()
 	if d.dir = d.o.Dir; d.dir == "" {
 		if d.dir, err = os.MkdirTemp("", "ferry-demo-"); err != nil {
 			return fmt.Errorf("make a directory for ferry's configuration and log: %w", err)
@@ -397,8 +397,9 @@ func (d *demo) deliveriesClient() *deliveries.Client {
 	return &deliveries.Client{BaseURL: d.ferry.url, Token: d.pipelineToken}
 }
 
-func randomHex(n int) string {
-	b := make([]byte, n)
+// randomHex40 is 40 random hex digits: a commit id, or a credential.
+func randomHex40() string {
+	b := make([]byte, 20)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
 }

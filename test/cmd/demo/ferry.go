@@ -119,6 +119,32 @@ func (c cli) command(ctx context.Context, extra []string, args ...string) *exec.
 	return cmd
 }
 
+// background is a command started and waited for in the background.
+type background struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error
+}
+
+// startBackground starts cmd; done closes when it has exited.
+func startBackground(cmd *exec.Cmd) (*background, error) {
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	b := &background{cmd: cmd, done: make(chan struct{})}
+	go func() {
+		b.err = cmd.Wait()
+		close(b.done)
+	}()
+	return b, nil
+}
+
+// wait waits for the command to exit and returns how it ended.
+func (b *background) wait() error {
+	<-b.done
+	return b.err
+}
+
 // childEnv is the demo's environment without ferry's own variables (a
 // developer's FERRY_* must not change what the demo runs), plus extra.
 func childEnv(extra []string) []string {

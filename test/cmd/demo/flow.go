@@ -95,7 +95,7 @@ func (d *demo) follow(ctx context.Context) error {
 	err = d.await(ctx, StageQueued, func(context.Context) (string, bool, error) {
 		for _, q := range d.jenkins.QueueItems() {
 			if q.Params[config.ParamTriggerID] == trigger {
-				return fmt.Sprintf("job %s, queue item %d: %s", q.Job, q.ID, q.Why), true, nil
+				return fmt.Sprintf("job %s, queue item %d, waiting for an agent (Jenkins: %q)", q.Job, q.ID, q.Why), true, nil
 			}
 		}
 		return "", false, nil
@@ -206,30 +206,26 @@ func (d *demo) buildImage(ctx context.Context, stepEnv []string, agent string) (
 	cmd := d.cli.command(ctx, stepEnv, "image", "build", "--destination", d.sourceRepo+":"+sha[:12], "--output-file", out, "--timeout", "3m")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Start(); err != nil {
+	build, err := startBackground(cmd)
+	if err != nil {
 		return "", fmt.Errorf("run ferry image build: %w", err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-
 	kaniko := make(chan error, 1)
 	kctx, stopKaniko := context.WithCancel(ctx)
 	defer stopKaniko()
 	go func() { kaniko <- d.playKaniko(kctx, agent) }()
 
 	select {
-	case err := <-exited:
-		if err != nil {
-			return "", fmt.Errorf("ferry image build: %w: %s", err, oneLine(stderr.String()+" "+stdout.String()))
-		}
+	case <-build.done:
 	case err := <-kaniko:
 		if err != nil {
-			<-exited
+			_ = build.cmd.Process.Kill()
+			_ = build.wait()
 			return "", err
 		}
-		if err := <-exited; err != nil {
-			return "", fmt.Errorf("ferry image build: %w: %s", err, oneLine(stderr.String()+" "+stdout.String()))
-		}
+	}
+	if err := build.wait(); err != nil {
+		return "", fmt.Errorf("ferry image build: %w: %s", err, oneLine(stderr.String()+" "+stdout.String()))
 	}
 	written, err := os.ReadFile(out)
 	if err != nil {
@@ -294,17 +290,14 @@ func (d *demo) promote(ctx context.Context, stepEnv []string, image string) erro
 		"--commit", d.res.SHA, "--wait", "--timeout", "5m")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Start(); err != nil {
+	pipelineStep, err := startBackground(cmd)
+	if err != nil {
 		return fmt.Errorf("run ferry promote create: %w", err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	waited := false
 	defer func() {
-		if !waited {
-			_ = cmd.Process.Kill()
-			<-exited
-		}
+		// Interrupted or failed before it returned: it must not outlive the demo.
+		_ = pipelineStep.cmd.Process.Kill()
+		_ = pipelineStep.wait()
 	}()
 
 	var p store.Promotion
@@ -345,7 +338,12 @@ func (d *demo) promote(ctx context.Context, stepEnv []string, image string) erro
 			if _, ok := audited(p, "verified", "test"); !ok {
 				return "", false
 			}
-			return "the test environment's verification Job succeeded on a virtual node", true
+			// The promoter deletes the Job once it passed and records which.
+			job, ok := audited(p, "verification job deleted", "test")
+			if !ok {
+				return "", false
+			}
+			return fmt.Sprintf("verification Job %s succeeded on a virtual node (then deleted)", job.Detail), true
 		}},
 		{StageWaitingApproval, func(p store.Promotion) (string, bool) {
 			if p.State != store.PromotionWaiting {
@@ -384,8 +382,7 @@ func (d *demo) promote(ctx context.Context, stepEnv []string, image string) erro
 	})); err != nil {
 		return err
 	}
-	waited = true
-	if err := <-exited; err != nil {
+	if err := pipelineStep.wait(); err != nil {
 		return fmt.Errorf("ferry promote create --wait: %w: %s", err, oneLine(stderr.String()+" "+stdout.String()))
 	}
 	return nil
@@ -465,7 +462,7 @@ func (d *demo) pushPayload() []byte {
 		"modified": []string{"web/app.go"},
 	}
 	body, _ := json.Marshal(map[string]any{
-		"ref": "refs/heads/main", "before": randomHex(20), "after": d.res.SHA,
+		"ref": "refs/heads/main", "before": randomHex40(), "after": d.res.SHA,
 		"repository": map[string]any{
 			"name": "app", "full_name": repo, "private": true, "default_branch": "main",
 			"html_url": host + "/" + repo, "clone_url": host + "/" + repo + ".git",
