@@ -307,10 +307,12 @@ func namespaceName(testName string) string {
 	if base == "" {
 		base = "test"
 	}
-	return "tb-" + base + "-" + randomSuffix(6)
+	return "tb-" + base + "-" + RandomSuffix(6)
 }
 
-func randomSuffix(n int) string {
+// RandomSuffix is n random characters of [a-z0-9], for names of objects a
+// run makes on the shared bed.
+func RandomSuffix(n int) string {
 	const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
 	buf := make([]byte, n)
 	_, _ = rand.Read(buf)

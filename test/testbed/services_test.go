@@ -44,7 +44,7 @@ func TestRegistryServesPushedImageByDigest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	repo := addr + "/testbed/random-" + randomSuffix(6)
+	repo := addr + "/testbed/random-" + RandomSuffix(6)
 	tag, err := name.ParseReference(repo + ":v1")
 	if err != nil {
 		t.Fatal(err)

@@ -105,7 +105,7 @@ type demo struct {
 // happens (also when ctx ends: Ctrl-C), it takes down what it started
 // before it returns.
 func Run(ctx context.Context, o Options) (*Result, error) {
-	d := &demo{o: o, out: o.Out, res: &Result{RunID: randomID(5)}}
+	d := &demo{o: o, out: o.Out, res: &Result{RunID: testbed.RandomSuffix(5)}}
 	if d.out == nil {
 		d.out = io.Discard
 	}
@@ -402,17 +402,6 @@ func randomHex40() string {
 	b := make([]byte, 20)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
-}
-
-// randomID is n characters of [a-z0-9], for names.
-func randomID(n int) string {
-	const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	for i := range b {
-		b[i] = alphabet[int(b[i])%len(alphabet)]
-	}
-	return string(b)
 }
 
 // freeAddr is a free loopback address for ferry to listen on.
