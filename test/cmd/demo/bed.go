@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -28,10 +29,20 @@ import (
 
 // undo is what the demo must take down, last first. It is an
 // scmfake.Cleaner, so the fakes close with everything else.
-type undo struct{ fns []func() }
+type undo struct {
+	fns []func()
+	// failed counts what could not be taken down (see fail).
+	failed int
+}
 
 // Cleanup adds f; run calls it before everything added earlier.
 func (u *undo) Cleanup(f func()) { u.fns = append(u.fns, f) }
+
+// fail says that something could not be taken down.
+func (u *undo) fail(out io.Writer, format string, a ...any) {
+	u.failed++
+	fmt.Fprintf(out, "  "+format+"\n", a...)
+}
 
 func (u *undo) run() {
 	for i := len(u.fns) - 1; i >= 0; i-- {
@@ -72,7 +83,7 @@ func openBed(ctx context.Context, o Options, u *undo, out io.Writer) (*bed, erro
 		cmd := exec.Command("bash", script, "down")
 		cmd.Stdout, cmd.Stderr = out, out
 		if err := cmd.Run(); err != nil {
-			fmt.Fprintf(out, "test/bed/bed.sh down: %v\n", err)
+			u.fail(out, "test/bed/bed.sh down: %v", err)
 		}
 	})
 	cmd := exec.CommandContext(ctx, "bash", script, "up")
@@ -133,9 +144,10 @@ func (b *bed) namespaces(ctx context.Context, u *undo, out io.Writer, runID stri
 		}
 		for range made {
 			if err := <-errs; err != nil {
-				fmt.Fprintf(out, "  %v\n", err)
+				u.fail(out, "%v", err)
 			}
 		}
+		slices.Sort(made)
 		fmt.Fprintf(out, "  deleted namespaces %s (and every pod in them)\n", strings.Join(made, ", "))
 	})
 	for name, role := range roles {

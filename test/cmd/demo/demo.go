@@ -110,14 +110,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		d.out = io.Discard
 	}
 	u := &undo{}
-	failed := true
 	defer func() {
-		fmt.Fprintln(d.out, "\ntaking down what the demo started:")
-		u.run()
-		if d.dir != "" && o.Dir == "" && !failed {
-			_ = os.RemoveAll(d.dir)
+		if r := recover(); r != nil {
+			u.run() // a bug in the demo must not leave ferry or namespaces behind
+			panic(r)
 		}
-		fmt.Fprintln(d.out, "done: nothing the demo started is left running")
 	}()
 	err := d.run(ctx, u)
 	if err != nil && ctx.Err() != nil {
@@ -129,7 +126,23 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	} else if err != nil && d.ferry != nil {
 		fmt.Fprintf(d.out, "\nferry's log (%s) ends:\n%s\n", d.ferry.log, tail(d.ferry.log, 20))
 	}
-	failed = err != nil
+	fmt.Fprintln(d.out, "\ntaking down what the demo started:")
+	u.run()
+	if u.failed > 0 {
+		fmt.Fprintf(d.out, "done, but %d things could not be taken down: see above\n", u.failed)
+		if err == nil {
+			err = fmt.Errorf("%d things the demo started could not be taken down", u.failed)
+		}
+	} else {
+		fmt.Fprintln(d.out, "done: nothing the demo started is left running")
+	}
+	if d.dir != "" && o.Dir == "" {
+		if err == nil {
+			_ = os.RemoveAll(d.dir)
+		} else {
+			fmt.Fprintf(d.out, "ferry's configuration and log stay in %s\n", d.dir)
+		}
+	}
 	return d.res, err
 }
 
@@ -214,14 +227,14 @@ func (d *demo) setUp(ctx context.Context, u *undo) error {
 	if err := os.WriteFile(cfgPath, []byte(d.config(addr, agentImage)), 0o600); err != nil {
 		return fmt.Errorf("write ferry's configuration: %w", err)
 	}
-	u.Cleanup(d.forgetKeys)
+	u.Cleanup(func() { d.forgetKeys(u) })
 	if d.ferry, err = startServer(ctx, d.o.Ferry, cfgPath, addr, filepath.Join(d.dir, "ferry.log")); err != nil {
 		return err
 	}
 	u.Cleanup(func() {
 		fmt.Fprintf(d.out, "  stopping ferry (pid %d)\n", d.ferry.pid())
 		if err := d.ferry.stop(); err != nil {
-			fmt.Fprintf(d.out, "  %v\n", err)
+			u.fail(d.out, "%v", err)
 		}
 	})
 	d.res.FerryPID = d.ferry.pid()
@@ -251,7 +264,7 @@ func (d *demo) pushSecret(ctx context.Context) error {
 
 // forgetKeys deletes ferry's keys of this run from the bed's Redis, which
 // other runs share.
-func (d *demo) forgetKeys() {
+func (d *demo) forgetKeys(u *undo) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	rdb := redis.NewClient(&redis.Options{Addr: d.res.RedisAddr})
@@ -264,7 +277,7 @@ func (d *demo) forgetKeys() {
 		}
 	}
 	if err := iter.Err(); err != nil {
-		fmt.Fprintf(d.out, "  delete ferry's keys %s* from Redis: %v\n", d.res.RedisPrefix, err)
+		u.fail(d.out, "delete ferry's keys %s* from Redis: %v", d.res.RedisPrefix, err)
 		return
 	}
 	fmt.Fprintf(d.out, "  deleted ferry's %d keys (%s*) from the bed's Redis\n", n, d.res.RedisPrefix)
