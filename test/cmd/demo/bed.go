@@ -142,10 +142,15 @@ func (b *bed) namespaces(ctx context.Context, u *undo, out io.Writer, runID stri
 		for _, name := range made {
 			go func() { errs <- b.deleteNamespace(ctx, name) }()
 		}
+		ok := true
 		for range made {
 			if err := <-errs; err != nil {
 				u.fail(out, "%v", err)
+				ok = false
 			}
+		}
+		if !ok {
+			return
 		}
 		slices.Sort(made)
 		fmt.Fprintf(out, "  deleted namespaces %s (and every pod in them)\n", strings.Join(made, ", "))
