@@ -6,6 +6,8 @@ import (
 	"errors"
 	"net"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -41,22 +43,37 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-// demoOptions are the options of a demo run on the bed with the ferry
-// binary built from this module; it skips under -short or without the bed.
+// demoOptions are the options of a demo run on the shared bed with the
+// ferry binary built from this module; it skips under -short, and without
+// the bed (failing instead without -short, as every bed test does).
 func demoOptions(t *testing.T) (Options, *lockedBuffer) {
+	t.Helper()
+	skipShort(t)
+	env := testbed.Kube(t)
+	testbed.RedisAddr(t)
+	testbed.RegistryAddr(t)
+	o, out := baseOptions(t)
+	o.EnvFile = env.Path
+	return o, out
+}
+
+func skipShort(t *testing.T) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("the demo: skipped under -short (it builds ferry and runs on the test bed's API server, Redis and registry)")
 	}
-	env := testbed.Kube(t)
-	testbed.RedisAddr(t)
-	testbed.RegistryAddr(t)
+}
+
+// baseOptions are the options every run shares: this module, a ferry
+// built from it, the output kept.
+func baseOptions(t *testing.T) (Options, *lockedBuffer) {
+	t.Helper()
 	root, err := moduleRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
 	out := &lockedBuffer{}
-	return Options{Ferry: chaos.Binary(t), Root: root, EnvFile: env.Path, Out: out, Dir: t.TempDir()}, out
+	return Options{Ferry: chaos.Binary(t), Root: root, Out: out, Dir: t.TempDir()}, out
 }
 
 // TestDemo runs the demo as `make demo` does, bounded, on the shared bed:
@@ -120,6 +137,42 @@ func TestDemoInterrupted(t *testing.T) {
 		t.Errorf("stages seen %v: want the last to be %q", res.Seen, StageBuildRunning)
 	}
 	checkNothingLeft(t, res)
+}
+
+// TestDemoStartsAndStopsTheBed runs the demo as on a fresh machine: no bed
+// is up, so it starts one (test/bed/bed.sh up into a directory of its own)
+// and stops it at the end. It starts a second control plane on the shared
+// machine, so it runs only with FERRY_DEMO_FRESH_BED=1 and the bed's
+// binaries built (make testbed-tools; TESTBED_TOOLS_BIN names another
+// directory of them).
+func TestDemoStartsAndStopsTheBed(t *testing.T) {
+	if os.Getenv("FERRY_DEMO_FRESH_BED") != "1" {
+		t.Skip("starts a test bed of its own: set FERRY_DEMO_FRESH_BED=1 to run it (make testbed-tools first)")
+	}
+	skipShort(t)
+	o, out := baseOptions(t)
+	dir := t.TempDir()
+	t.Setenv("TESTBED_DIR", dir) // bed.sh's state, logs and env file
+	o.EnvFile, o.StartBed = filepath.Join(dir, "env"), true
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	res, err := Run(ctx, o)
+	t.Logf("the demo's output:\n%s", out)
+	if err != nil {
+		t.Fatalf("demo: %v", err)
+	}
+	if !res.BedStarted {
+		t.Fatal("the demo did not start a bed, though none was up")
+	}
+	if pids, _ := filepath.Glob(filepath.Join(dir, "run", "*.pid")); len(pids) > 0 {
+		t.Errorf("bed processes left: %v", pids)
+	}
+	if err := exec.Command("bash", filepath.Join(o.Root, "test", "bed", "bed.sh"), "status").Run(); err == nil {
+		t.Error("bed.sh status says the bed the demo started is still up")
+	}
+	if len(res.Seen) != int(numStages) {
+		t.Errorf("stages seen %v", res.Seen)
+	}
 }
 
 // checkNothingLeft fails the test for anything of the run that is left:
