@@ -1,6 +1,7 @@
 package testbed
 
 import (
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -100,6 +101,28 @@ func VirtualNodePod(name, image string) *corev1.Pod {
 			Tolerations:   []corev1.Toleration{VirtualNodeToleration()},
 			RestartPolicy: corev1.RestartPolicyNever,
 			Containers:    []corev1.Container{{Name: "main", Image: image}},
+		},
+	}
+}
+
+// VirtualNodeDeployment returns a Deployment of replicas pods, each one
+// container named like the Deployment, labelled app=<name> and placed on
+// the virtual nodes.
+func VirtualNodeDeployment(name, image string, replicas int32) *appsv1.Deployment {
+	labels := map[string]string{"app": name}
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: &replicas,
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{
+					NodeSelector: VirtualNodeSelector(),
+					Tolerations:  []corev1.Toleration{VirtualNodeToleration()},
+					Containers:   []corev1.Container{{Name: name, Image: image}},
+				},
+			},
 		},
 	}
 }

@@ -136,23 +136,7 @@ func TestDeploymentRollsOutAndRollsAgain(t *testing.T) {
 	cs := Clientset(t)
 	ctx := context.Background()
 
-	replicas := int32(3)
-	podLabels := map[string]string{"app": "web"}
-	dep := &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: "web"},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: &replicas,
-			Selector: &metav1.LabelSelector{MatchLabels: podLabels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: podLabels},
-				Spec: corev1.PodSpec{
-					NodeSelector: VirtualNodeSelector(),
-					Tolerations:  []corev1.Toleration{VirtualNodeToleration()},
-					Containers:   []corev1.Container{{Name: "web", Image: "registry.example/web:v1"}},
-				},
-			},
-		},
-	}
+	dep := VirtualNodeDeployment("web", "registry.example/web:v1", 3)
 	if _, err := cs.AppsV1().Deployments(ns).Create(ctx, dep, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("create deployment: %v", err)
 	}

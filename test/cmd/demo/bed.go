@@ -17,8 +17,6 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -219,23 +217,8 @@ func registryDigest(ctx context.Context, ref string) (string, error) {
 // deployWeb creates Deployment web running image in ns, on the virtual
 // nodes, and waits until it is rolled out: what a promotion replaces.
 func (b *bed) deployWeb(ctx context.Context, ns, image string) error {
-	replicas := int32(1)
-	labels := map[string]string{"app": "web"}
-	d := &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: "web"},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: &replicas,
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: map[string]string{testbed.StartDelayAnnotation: "300ms"}},
-				Spec: corev1.PodSpec{
-					NodeSelector: testbed.VirtualNodeSelector(),
-					Tolerations:  []corev1.Toleration{testbed.VirtualNodeToleration()},
-					Containers:   []corev1.Container{{Name: "web", Image: image}},
-				},
-			},
-		},
-	}
+	d := testbed.VirtualNodeDeployment("web", image, 1)
+	d.Spec.Template.Annotations = map[string]string{testbed.StartDelayAnnotation: "300ms"}
 	if _, err := b.admin.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{}); err != nil {
 		return fmt.Errorf("create Deployment %s/web: %w", ns, err)
 	}
