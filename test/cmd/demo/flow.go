@@ -338,12 +338,15 @@ func (d *demo) promote(ctx context.Context, stepEnv []string, image string) erro
 			if _, ok := audited(p, "verified", "test"); !ok {
 				return "", false
 			}
-			// The promoter deletes the Job once it passed and records which.
-			job, ok := audited(p, "verification job deleted", "test")
-			if !ok {
-				return "", false
+			// The promoter deletes the Job once it passed and records which
+			// (or that it had to keep it).
+			if job, ok := audited(p, "verification job deleted", "test"); ok {
+				return fmt.Sprintf("verification Job %s succeeded on a virtual node (then deleted)", job.Detail), true
 			}
-			return fmt.Sprintf("verification Job %s succeeded on a virtual node (then deleted)", job.Detail), true
+			if job, ok := audited(p, "verification job kept", "test"); ok {
+				return fmt.Sprintf("verification Job succeeded on a virtual node; kept: %s", job.Detail), true
+			}
+			return "", false
 		}},
 		{StageWaitingApproval, func(p store.Promotion) (string, bool) {
 			if p.State != store.PromotionWaiting {
