@@ -137,7 +137,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		fmt.Fprintln(d.out, "done: nothing the demo started is left running")
 	}
 	if d.dir != "" && o.Dir == "" {
-		if err == nil {
+		if err == nil || errors.Is(err, context.Canceled) {
 			_ = os.RemoveAll(d.dir)
 		} else {
 			fmt.Fprintf(d.out, "ferry's configuration and log stay in %s\n", d.dir)
