@@ -213,9 +213,15 @@ func (p *Promoter) envStep(ctx context.Context, pr store.Promotion, i int, env c
 			return pr, err
 		}
 		e.Previous, e.StartedAt, e.Phase = prev, now, store.EnvRolling
+		if canaryOn(pr, env) {
+			e.Phase, e.CanaryStep, e.StepSince = store.EnvCanary, 0, now
+		}
 		pr.State = store.PromotionRunning
 		audit(&pr, now, "ferry", "rollout started", e.Name, describe(prev)+" -> "+pr.Target)
 		return pr, nil
+
+	case store.EnvCanary:
+		return p.canaryStep(ctx, kube, pr, i, env, want())
 
 	case store.EnvRolling:
 		for _, d := range want() {
@@ -234,8 +240,19 @@ func (p *Promoter) envStep(ctx context.Context, pr store.Promotion, i int, env c
 			return pr, err
 		}
 		p.count(ctx, "rollout", "ok")
+		detail := pr.Target
+		if env.HasCanary() || e.CanaryStep > 0 {
+			// The stable runs the digest now: the canary has done its part.
+			deleted, err := deleteCanaries(ctx, kube, want())
+			if err != nil {
+				return pr, err
+			}
+			if len(deleted) > 0 {
+				detail += "; canary deleted: " + strings.Join(deleted, ", ")
+			}
+		}
 		e.Phase, e.VerifyingSince = store.EnvVerifying, now
-		audit(&pr, now, "ferry", "rolled out", e.Name, pr.Target)
+		audit(&pr, now, "ferry", "rolled out", e.Name, detail)
 		return pr, nil
 
 	case store.EnvVerifying:
@@ -254,7 +271,16 @@ func (p *Promoter) envStep(ctx context.Context, pr store.Promotion, i int, env c
 		return pr, nil
 
 	case store.EnvRollingBack:
-		var problems []string
+		var problems, deleted []string
+		if env.HasCanary() || e.CanaryStep > 0 {
+			var err error
+			if deleted, err = deleteCanaries(ctx, kube, e.Previous); err != nil {
+				if !apierrors.IsForbidden(err) {
+					return pr, err
+				}
+				problems = append(problems, err.Error())
+			}
+		}
 		for _, d := range e.Previous {
 			if err := setImage(ctx, kube, d); err != nil {
 				if !errors.Is(err, errRollout) {
@@ -275,6 +301,9 @@ func (p *Promoter) envStep(ctx context.Context, pr store.Promotion, i int, env c
 		e.Phase, e.FinishedAt = store.EnvRolledBack, now
 		pr.State, pr.FinishedAt = store.PromotionFailed, now
 		detail := "to " + describe(e.Previous)
+		if len(deleted) > 0 {
+			detail += "; canary deleted: " + strings.Join(deleted, ", ")
+		}
 		if len(problems) > 0 {
 			detail += "; the rollback itself did not finish: " + strings.Join(problems, "; ")
 			pr.Reason += "; rollback incomplete: " + strings.Join(problems, "; ")
