@@ -6,8 +6,12 @@
 // rollout or verification fails.
 //
 //	Create ─▶ resolve digest ─▶ copy (mount/skip blobs) ─▶ for each environment:
-//	          [approval gate] ─▶ record previous ─▶ roll ─▶ verify (HTTP, Job, soak) ─▶ next
-//	                                                  └─ failure ─▶ roll back to previous ─▶ failed
+//	          [approval gate] ─▶ record previous ─▶ [canary steps] ─▶ roll ─▶ verify (HTTP, Job, soak) ─▶ next
+//	                                                         └─ failure ─▶ roll back to previous ─▶ failed
+//
+// Canary steps (canary.go) run the digest beside the stable for a share,
+// judged by Prometheus (analysis.go); Knative Services (knative.go) are
+// rolled through their template and traffic instead of Deployments.
 //
 // A promotion is a state machine kept in the store (store.Promotion):
 // every step is recorded before and after it is taken and every step is
