@@ -279,8 +279,8 @@ func analysisOf(a *config.CanaryAnalysis) Analysis {
 	return out
 }
 
-// canaryStep takes environment i's next canary step on its Deployments.
-func (p *Promoter) canaryStep(ctx context.Context, kube kubernetes.Interface, pr store.Promotion, i int, env config.PromotionEnvironment, want []store.DeploymentImage) (store.Promotion, error) {
+// canaryStep takes environment i's next canary step.
+func (p *Promoter) canaryStep(ctx context.Context, tgt target, pr store.Promotion, i int, env config.PromotionEnvironment, want []store.DeploymentImage) (store.Promotion, error) {
 	e := &pr.Environments[i]
 	steps := env.Canary.Steps
 	plan := NextCanaryMove(steps, e.CanaryStep)
@@ -288,27 +288,12 @@ func (p *Promoter) canaryStep(ctx context.Context, kube kubernetes.Interface, pr
 	result, detail := StepDone, ""
 	switch plan.Move {
 	case MoveScale:
-		var parts []string
-		for _, d := range want {
-			n, stable, err := ensureCanary(ctx, kube, d, pr.ID, plan.Weight, p.unfinished(ctx))
-			if errors.Is(err, errRollout) {
-				result, detail = StepFailed, err.Error()
-				break
-			}
-			if err != nil {
-				return pr, err
-			}
-			parts = append(parts, fmt.Sprintf("%s: %d pods beside %d of %s (%d%% of pods)", canaryName(d.Deployment), n, stable, d.Deployment, 100*int(n)/int(n+stable)))
-		}
-		if result == StepDone {
-			if err := waitRollout(ctx, kube, canaryImages(want), env.RolloutTimeout.Duration, p.cfg.Poll); err != nil {
-				if !errors.Is(err, errRollout) {
-					return pr, err
-				}
-				result, detail = StepFailed, err.Error()
-			} else {
-				detail = strings.Join(parts, "; ")
-			}
+		var err error
+		detail, err = tgt.setWeight(ctx, pr.ID, want, e.Previous, plan.Weight, env.RolloutTimeout.Duration)
+		if errors.Is(err, errRollout) {
+			result, detail = StepFailed, err.Error()
+		} else if err != nil {
+			return pr, err
 		}
 	case MovePause:
 		if wait := e.StepSince.Add(plan.Pause).Sub(p.cfg.Now()); wait > 0 && !sleep(ctx, wait) {

@@ -192,10 +192,14 @@ func (p *Promoter) envStep(ctx context.Context, pr store.Promotion, i int, env c
 		attribute.String("promotion", pr.ID), attribute.String("app", pr.App),
 		attribute.String("environment", e.Name), attribute.String("image", pr.Target)))
 	defer func() { endSpan(span, err) }()
+	tgt, err := p.target(ctx, kube, env)
+	if err != nil {
+		return p.fail(pr, e.Name, "%v", err), nil
+	}
 	want := func() []store.DeploymentImage {
 		out := make([]store.DeploymentImage, len(e.Previous))
 		for j, d := range e.Previous {
-			d.Image = pr.Target
+			d.Image, d.Revision = pr.Target, ""
 			out[j] = d
 		}
 		return out
@@ -205,7 +209,7 @@ func (p *Promoter) envStep(ctx context.Context, pr store.Promotion, i int, env c
 	case store.EnvPending, store.EnvApproved:
 		// Record what runs now before changing anything: it is what a
 		// failure rolls back to.
-		prev, err := currentImages(ctx, kube, env)
+		prev, err := tgt.current(ctx)
 		if err != nil {
 			if errors.Is(err, errRollout) {
 				return p.fail(pr, e.Name, "%v", err), nil
@@ -221,18 +225,16 @@ func (p *Promoter) envStep(ctx context.Context, pr store.Promotion, i int, env c
 		return pr, nil
 
 	case store.EnvCanary:
-		return p.canaryStep(ctx, kube, pr, i, env, want())
+		return p.canaryStep(ctx, tgt, pr, i, env, want())
 
 	case store.EnvRolling:
-		for _, d := range want() {
-			if err := setImage(ctx, kube, d); err != nil {
-				if errors.Is(err, errRollout) {
-					return p.rollbackOrFail(pr, i, err), nil
-				}
-				return pr, err
+		if err := tgt.set(ctx, want()); err != nil {
+			if errors.Is(err, errRollout) {
+				return p.rollbackOrFail(pr, i, err), nil
 			}
+			return pr, err
 		}
-		if err := waitRollout(ctx, kube, want(), env.RolloutTimeout.Duration, p.cfg.Poll); err != nil {
+		if err := tgt.wait(ctx, want(), env.RolloutTimeout.Duration); err != nil {
 			if errors.Is(err, errRollout) {
 				p.count(ctx, "rollout", "failed")
 				return p.rollbackOrFail(pr, i, err), nil
@@ -243,7 +245,7 @@ func (p *Promoter) envStep(ctx context.Context, pr store.Promotion, i int, env c
 		detail := pr.Target
 		if env.HasCanary() || e.CanaryStep > 0 {
 			// The stable runs the digest now: the canary has done its part.
-			deleted, err := deleteCanaries(ctx, kube, want())
+			deleted, err := tgt.removeCanary(ctx, want())
 			if err != nil {
 				return pr, err
 			}
@@ -256,7 +258,7 @@ func (p *Promoter) envStep(ctx context.Context, pr store.Promotion, i int, env c
 		return pr, nil
 
 	case store.EnvVerifying:
-		if err := p.verify(ctx, kube, pr, e, env, want()); err != nil {
+		if err := p.verify(ctx, kube, tgt, pr, e, env, want()); err != nil {
 			if errors.Is(err, errVerify) || errors.Is(err, errRollout) {
 				p.count(ctx, "verify", "failed")
 				return p.rollbackOrFail(pr, i, err), nil
@@ -274,7 +276,7 @@ func (p *Promoter) envStep(ctx context.Context, pr store.Promotion, i int, env c
 		var problems, deleted []string
 		if env.HasCanary() || e.CanaryStep > 0 {
 			var err error
-			if deleted, err = deleteCanaries(ctx, kube, e.Previous); err != nil {
+			if deleted, err = tgt.removeCanary(ctx, e.Previous); err != nil {
 				if !apierrors.IsForbidden(err) {
 					return pr, err
 				}
@@ -282,7 +284,7 @@ func (p *Promoter) envStep(ctx context.Context, pr store.Promotion, i int, env c
 			}
 		}
 		for _, d := range e.Previous {
-			if err := setImage(ctx, kube, d); err != nil {
+			if err := tgt.set(ctx, []store.DeploymentImage{d}); err != nil {
 				if !errors.Is(err, errRollout) {
 					return pr, err
 				}
@@ -290,7 +292,7 @@ func (p *Promoter) envStep(ctx context.Context, pr store.Promotion, i int, env c
 			}
 		}
 		if len(problems) == 0 {
-			if err := waitRollout(ctx, kube, e.Previous, env.RolloutTimeout.Duration, p.cfg.Poll); err != nil {
+			if err := tgt.wait(ctx, e.Previous, env.RolloutTimeout.Duration); err != nil {
 				if !errors.Is(err, errRollout) {
 					return pr, err
 				}
@@ -316,7 +318,7 @@ func (p *Promoter) envStep(ctx context.Context, pr store.Promotion, i int, env c
 	return p.fail(pr, e.Name, "environment %s is in unknown phase %q", e.Name, e.Phase), nil
 }
 
-func (p *Promoter) verify(ctx context.Context, kube kubernetes.Interface, pr store.Promotion, e *store.PromotionEnv, env config.PromotionEnvironment, images []store.DeploymentImage) error {
+func (p *Promoter) verify(ctx context.Context, kube kubernetes.Interface, tgt target, pr store.Promotion, e *store.PromotionEnv, env config.PromotionEnvironment, images []store.DeploymentImage) error {
 	v := env.Verify
 	if v.HTTP.URL != "" {
 		if err := httpCheck(ctx, p.cfg.HTTPClient, v.HTTP); err != nil {
@@ -336,7 +338,7 @@ func (p *Promoter) verify(ctx context.Context, kube kubernetes.Interface, pr sto
 			return ctx.Err()
 		}
 	}
-	return rolledOut(ctx, kube, images)
+	return tgt.healthy(ctx, images)
 }
 
 // Audit actions that record a verification Job's clean-up; either one

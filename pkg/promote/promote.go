@@ -48,6 +48,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/ferryci/ferry/pkg/config"
@@ -101,6 +102,9 @@ type Config struct {
 	// Kube returns the Kubernetes client of an environment's context
 	// ("" is the default one); required to roll anything.
 	Kube func(context string) (kubernetes.Interface, error)
+	// Dynamic returns the dynamic client of a context; required to roll
+	// Knative Services (knative.go).
+	Dynamic func(context string) (dynamic.Interface, error)
 	// Deployer reports environments as deployments on the Git host for
 	// apps that name a provider and repository; nil reports nothing.
 	Deployer scm.Deployer
