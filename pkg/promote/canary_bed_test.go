@@ -182,23 +182,34 @@ func lastAudit(p store.Promotion, action string) store.AuditEntry {
 }
 
 // grantCanaryRights makes sure ferry may create and delete Deployments in
-// the test's production namespace. test/bed/rbac-ferry.yaml grants it in
-// ferry-promotion; a bed brought up before that rule was added gets it
-// from a Role here.
+// the test's production namespace.
 func grantCanaryRights(t *testing.T, b *bed) {
+	t.Helper()
+	grantMissing(t, b, "ferry-canary", rbacv1.PolicyRule{APIGroups: []string{"apps"}, Resources: []string{"deployments"}, Verbs: []string{"create", "delete"}})
+}
+
+// grantMissing makes sure ferry has the rights of rules in the test's
+// production namespace. test/bed/rbac-ferry.yaml's ferry-promotion grants
+// them; a bed brought up before they were added there gets them from a
+// Role named name here.
+func grantMissing(t *testing.T, b *bed, name string, rules ...rbacv1.PolicyRule) {
 	t.Helper()
 	ctx := context.Background()
 	allowed := func() bool {
-		for _, verb := range []string{"create", "delete"} {
-			r, err := b.kube.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
-				Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authorizationv1.ResourceAttributes{
-					Namespace: b.nsProd, Verb: verb, Group: "apps", Resource: "deployments"}},
-			}, metav1.CreateOptions{})
-			if err != nil {
-				t.Fatalf("self subject access review: %v", err)
-			}
-			if !r.Status.Allowed {
-				return false
+		for _, r := range rules {
+			for _, verb := range r.Verbs {
+				for _, res := range r.Resources {
+					rev, err := b.kube.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
+						Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authorizationv1.ResourceAttributes{
+							Namespace: b.nsProd, Verb: verb, Group: r.APIGroups[0], Resource: res}},
+					}, metav1.CreateOptions{})
+					if err != nil {
+						t.Fatalf("self subject access review: %v", err)
+					}
+					if !rev.Status.Allowed {
+						return false
+					}
+				}
 			}
 		}
 		return true
@@ -206,21 +217,20 @@ func grantCanaryRights(t *testing.T, b *bed) {
 	if allowed() {
 		return
 	}
-	t.Log("the bed's ferry-promotion ClusterRole predates canary Deployments; granting create and delete in the test namespace")
-	rules := []rbacv1.PolicyRule{{APIGroups: []string{"apps"}, Resources: []string{"deployments"}, Verbs: []string{"create", "delete"}}}
-	if _, err := b.admin.RbacV1().Roles(b.nsProd).Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "ferry-canary"}, Rules: rules}, metav1.CreateOptions{}); err != nil {
+	t.Logf("the bed's ferry-promotion ClusterRole predates %s; granting its rights in the test namespace", name)
+	if _, err := b.admin.RbacV1().Roles(b.nsProd).Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: name}, Rules: rules}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := b.admin.RbacV1().RoleBindings(b.nsProd).Create(ctx, &rbacv1.RoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: "ferry-canary"},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "ferry-canary"},
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: name},
 		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: "ferry"}},
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	for deadline := time.Now().Add(30 * time.Second); !allowed(); {
 		if time.Now().After(deadline) {
-			t.Fatal("the canary rights never took effect")
+			t.Fatalf("the rights of %s never took effect", name)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -129,20 +129,20 @@ func statusTraffic(svc *unstructured.Unstructured) []route {
 	return out
 }
 
-// readyCondition is the status and message of obj's Ready condition
+// conditionOf is the status and message of obj's condition typ
 // ("Unknown" when absent).
-func readyCondition(obj *unstructured.Unstructured) (string, string) {
+func conditionOf(obj *unstructured.Unstructured, typ string) (string, string) {
 	conds, _, _ := unstructured.NestedSlice(obj.Object, "status", "conditions")
 	for _, c := range conds {
 		m, _ := c.(map[string]any)
-		if m["type"] == "Ready" {
+		if m["type"] == typ {
 			st, _ := m["status"].(string)
 			reason, _ := m["reason"].(string)
 			msg, _ := m["message"].(string)
 			return st, strings.TrimSpace(reason + ": " + msg)
 		}
 	}
-	return "Unknown", "no Ready condition yet"
+	return "Unknown", "no " + typ + " condition yet"
 }
 
 // observed reports whether Knative's controller has seen obj's spec.
@@ -311,8 +311,10 @@ type KnativeObservation struct {
 	RevisionImage   string
 	RevisionReady   string
 	RevisionMessage string
-	// Ready and Message: the Service's Ready condition.
-	Ready, Message string
+	// RoutesReady and RoutesMessage: the Service's RoutesReady condition
+	// (its Route serves status.traffic). Not Ready: a Service whose latest
+	// Revision failed stays not Ready while its route serves an older one.
+	RoutesReady, RoutesMessage string
 	// Traffic is status.traffic, revision to percent.
 	Traffic map[string]int64
 }
@@ -345,12 +347,12 @@ func JudgeTraffic(o KnativeObservation, want map[string]int64) (KnativeState, st
 	switch {
 	case !o.Observed:
 		return KnativeWaiting, "waiting for the controller to observe the new traffic"
-	case o.Ready == "False":
-		return KnativeFailed, "the service is not ready: " + o.Message
+	case o.RoutesReady == "False":
+		return KnativeFailed, "its route is not ready: " + o.RoutesMessage
 	case !equalTraffic(got, want):
 		return KnativeWaiting, fmt.Sprintf("traffic is %v, want %v", got, want)
-	case o.Ready != "True":
-		return KnativeWaiting, "the service is not ready yet: " + o.Message
+	case o.RoutesReady != "True":
+		return KnativeWaiting, "its route is not ready yet: " + o.RoutesMessage
 	}
 	return KnativeDone, fmt.Sprintf("traffic %v", want)
 }
@@ -377,7 +379,7 @@ func (t knativeServices) observe(ctx context.Context, ns, name, rev, container s
 	o := KnativeObservation{Observed: observed(svc), Traffic: map[string]int64{}}
 	o.LatestCreated, _, _ = unstructured.NestedString(svc.Object, "status", "latestCreatedRevisionName")
 	o.LatestReady, _, _ = unstructured.NestedString(svc.Object, "status", "latestReadyRevisionName")
-	o.Ready, o.Message = readyCondition(svc)
+	o.RoutesReady, o.RoutesMessage = conditionOf(svc, "RoutesReady")
 	for _, r := range statusTraffic(svc) {
 		o.Traffic[r.Revision] += r.Percent
 	}
@@ -396,7 +398,7 @@ func (t knativeServices) observe(ctx context.Context, ns, name, rev, container s
 		return o, fmt.Errorf("read knative revision %s/%s: %w", ns, rev, err)
 	}
 	_, o.RevisionImage, _ = containerImage(r, []string{"spec", "containers"}, container, name)
-	o.RevisionReady, o.RevisionMessage = readyCondition(r)
+	o.RevisionReady, o.RevisionMessage = conditionOf(r, "Ready")
 	return o, nil
 }
 
