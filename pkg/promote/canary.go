@@ -246,6 +246,18 @@ func canaryOn(pr store.Promotion, env config.PromotionEnvironment) bool {
 	return env.HasCanary() && pr.Kind != store.KindRollback
 }
 
+// runsAlready reports whether every image of prev is image: a canary of
+// what already runs has nothing to compare, so the steps are skipped (the
+// environment is still rolled and verified).
+func runsAlready(prev []store.DeploymentImage, image string) bool {
+	for _, d := range prev {
+		if d.Image != image {
+			return false
+		}
+	}
+	return len(prev) > 0
+}
+
 // stepName describes step index for the timeline, e.g. "step 1/4 setWeight 10".
 func stepName(steps []config.CanaryStep, index int) string {
 	plan := NextCanaryMove(steps, index)

@@ -239,6 +239,16 @@ func TestCanarySteps(t *testing.T) {
 		}
 	})
 
+	t.Run("a digest the environment runs already skips the steps", func(t *testing.T) {
+		var creates int
+		m := newMachine(t, withCanary(&creates))
+		m.set(nsTest, theTarget)
+		got := step(t, m, promotion())
+		if got.Environments[0].Phase != store.EnvRolling {
+			t.Errorf("phase %s, want rolling (and verifying after)", got.Environments[0].Phase)
+		}
+	})
+
 	t.Run("a rollback skips the steps", func(t *testing.T) {
 		var creates int
 		m := newMachine(t, withCanary(&creates))

@@ -217,7 +217,7 @@ func (p *Promoter) envStep(ctx context.Context, pr store.Promotion, i int, env c
 			return pr, err
 		}
 		e.Previous, e.StartedAt, e.Phase = prev, now, store.EnvRolling
-		if canaryOn(pr, env) {
+		if canaryOn(pr, env) && !runsAlready(prev, pr.Target) {
 			e.Phase, e.CanaryStep, e.StepSince = store.EnvCanary, 0, now
 		}
 		pr.State = store.PromotionRunning
