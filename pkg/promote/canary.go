@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"strings"
 	"time"
 
@@ -111,9 +112,13 @@ func CanaryReplicas(stable int32, weight int) int32 {
 	if weight >= 100 || stable <= 0 {
 		return max(stable, 1)
 	}
-	w := int64(weight)
+	w := int64(max(weight, 1))
 	n := (int64(stable)*w + (100 - w) - 1) / (100 - w)
-	return int32(max(n, 1))
+	if n > math.MaxInt32 {
+		return math.MaxInt32
+	}
+	return int32(max(n, 1)) //nolint:gosec // bounded above
+
 }
 
 // canaryLabel marks a canary's pods and selector; canaryPromotion
