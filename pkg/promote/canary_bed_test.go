@@ -2,12 +2,7 @@ package promote_test
 
 import (
 	"context"
-	"fmt"
-	"net/http"
-	"net/http/httptest"
-	"os/exec"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -32,22 +27,9 @@ func TestCanaryStepsOnTheBed(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs the test bed's kube-apiserver and a prometheus binary; skipped with -short")
 	}
-	bin, err := exec.LookPath("prometheus")
-	if err != nil {
-		t.Skip("prometheus is not installed (test/bed/ci-setup.sh installs Debian's prometheus package)")
-	}
+	errorsPerMille, prom := errorRatioPrometheus(t)
 	b := newBed(t, redisStore(t))
 	grantCanaryRights(t, b)
-
-	var errorsPerMille atomic.Int64
-	errorsPerMille.Store(10)
-	metrics := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-		e := errorsPerMille.Load()
-		fmt.Fprintf(w, "# TYPE web_requests gauge\nweb_requests{code=\"200\"} %d\nweb_requests{code=\"500\"} %d\n", 1000-e, e)
-	}))
-	defer metrics.Close()
-	prom := startPrometheus(t, bin, metrics.Listener.Addr().String())
 	ratio := `sum(web_requests{code="500"}) / sum(web_requests)`
 	analysis := &config.CanaryAnalysis{
 		Metrics:  []config.CanaryMetric{{Name: "error-ratio", Query: ratio, Max: ptr(0.05)}},
