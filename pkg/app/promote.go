@@ -78,32 +78,31 @@ func newPromoter(cfg config.Config, st store.Store, tel *telemetry.Telemetry, id
 
 // kube returns (and keeps) the client of a kubeconfig context.
 func (p *promoter) kube(kubeContext string) (kubernetes.Interface, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if c, ok := p.clients[kubeContext]; ok {
-		return c, nil
-	}
-	c, err := newKube(kubeSource{Kubeconfig: p.cfg.Kubeconfig, Context: kubeContext, Setting: "promotion.kubeconfig", UserAgent: "ferry-promoter"})
-	if err != nil {
-		return nil, err
-	}
-	p.clients[kubeContext] = c
-	return c, nil
+	return keep(&p.mu, p.clients, kubeContext, func() (kubernetes.Interface, error) { return newKube(p.source(kubeContext)) })
 }
 
 // dynamic returns (and keeps) the dynamic client of a kubeconfig context
 // (Knative Services).
 func (p *promoter) dynamic(kubeContext string) (dynamic.Interface, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if c, ok := p.dynamics[kubeContext]; ok {
+	return keep(&p.mu, p.dynamics, kubeContext, func() (dynamic.Interface, error) { return newDynamic(p.source(kubeContext)) })
+}
+
+func (p *promoter) source(kubeContext string) kubeSource {
+	return kubeSource{Kubeconfig: p.cfg.Kubeconfig, Context: kubeContext, Setting: "promotion.kubeconfig", UserAgent: "ferry-promoter"}
+}
+
+// keep returns m[key], made by build the first time.
+func keep[T any](mu *sync.Mutex, m map[string]T, key string, build func() (T, error)) (T, error) {
+	mu.Lock()
+	defer mu.Unlock()
+	if c, ok := m[key]; ok {
 		return c, nil
 	}
-	c, err := newDynamic(kubeSource{Kubeconfig: p.cfg.Kubeconfig, Context: kubeContext, Setting: "promotion.kubeconfig", UserAgent: "ferry-promoter"})
+	c, err := build()
 	if err != nil {
-		return nil, err
+		return c, err
 	}
-	p.dynamics[kubeContext] = c
+	m[key] = c
 	return c, nil
 }
 
