@@ -251,6 +251,31 @@ func canaryOn(pr store.Promotion, env config.PromotionEnvironment) bool {
 	return env.HasCanary() && pr.Kind != store.KindRollback
 }
 
+// rollingIn names another unfinished promotion of pr's app that is
+// changing environment env (its canary steps, rollout, verification or
+// rollback): a canary started beside it would record as previous what
+// that promotion is about to replace.
+func (p *Promoter) rollingIn(ctx context.Context, pr store.Promotion, env string) (string, error) {
+	all, err := p.cfg.Store.ListPromotions(ctx)
+	if err != nil {
+		return "", fmt.Errorf("list promotions: %w", err)
+	}
+	for _, o := range all {
+		if o.ID == pr.ID || o.App != pr.App || o.Finished() {
+			continue
+		}
+		for _, e := range o.Environments {
+			switch e.Phase {
+			case store.EnvCanary, store.EnvRolling, store.EnvVerifying, store.EnvRollingBack:
+				if e.Name == env {
+					return o.ID, nil
+				}
+			}
+		}
+	}
+	return "", nil
+}
+
 // runsAlready reports whether every image of prev is image: a canary of
 // what already runs has nothing to compare, so the steps are skipped (the
 // environment is still rolled and verified).

@@ -2,6 +2,7 @@ package promote_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -236,6 +237,28 @@ func TestCanarySteps(t *testing.T) {
 		_ = step(t, m, got)
 		if c := m.canary(t); c == nil || c.Spec.Template.Spec.Containers[0].Image != "registry.example/other:1" {
 			t.Errorf("someone else's web-canary was changed or deleted: %+v", c)
+		}
+	})
+
+	t.Run("another promotion in the environment's steps holds a new one back", func(t *testing.T) {
+		var creates int
+		m := newMachine(t, withCanary(&creates))
+		other := promotion(canaryAt(1), func(p *store.Promotion) { p.ID = "20260314-140000-00000001" })
+		if _, err := m.store.PutPromotion(context.Background(), other); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := m.p.Step(ctx, promotion()); !errors.Is(err, promote.ErrBusy) || !strings.Contains(err.Error(), other.ID) {
+			t.Errorf("err = %v, want busy naming %s", err, other.ID)
+		}
+		other.State = store.PromotionFailed
+		other.Revision = 1
+		if _, err := m.store.PutPromotion(context.Background(), other); err != nil {
+			t.Fatal(err)
+		}
+		if got := step(t, m, promotion()); got.Environments[0].Phase != store.EnvCanary {
+			t.Errorf("after the other finished: phase %s, want canary", got.Environments[0].Phase)
 		}
 	})
 

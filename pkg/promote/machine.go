@@ -207,6 +207,11 @@ func (p *Promoter) envStep(ctx context.Context, pr store.Promotion, i int, env c
 
 	switch e.Phase {
 	case store.EnvPending, store.EnvApproved:
+		if canaryOn(pr, env) {
+			if other, err := p.rollingIn(ctx, pr, e.Name); err != nil || other != "" {
+				return pr, errors.Join(err, fmt.Errorf("%w: promotion %s goes through %s's canary steps", errBusy, other, e.Name))
+			}
+		}
 		// Record what runs now before changing anything: it is what a
 		// failure rolls back to.
 		prev, err := tgt.current(ctx)
