@@ -25,7 +25,8 @@ import (
 // with Knative's CRDs and the test playing Knative's controller
 // (test/knative): the image is set by digest in spec.template, the new
 // Revision hello-00002 gets no traffic until it is Ready, then 20% and
-// 60% through spec.traffic, then all of it; a second promotion whose
+// 60% through spec.traffic, then all of it, through a restart of the
+// promoter at 20% that changes nothing; a second promotion whose
 // Revision fails is rolled back by routing 100% to hello-00002 again.
 func TestKnativeServiceTarget(t *testing.T) {
 	if testing.Short() {
@@ -73,7 +74,7 @@ func TestKnativeServiceTarget(t *testing.T) {
 		Name: "production", Namespace: b.nsProd, KnativeServices: []string{"hello"},
 		RolloutTimeout: config.Duration{Duration: time.Minute},
 		Canary: config.Canary{Steps: []config.CanaryStep{
-			{SetWeight: 20}, {Pause: config.Duration{Duration: 300 * time.Millisecond}}, {SetWeight: 60},
+			{SetWeight: 20}, {Pause: config.Duration{Duration: 2 * time.Second}}, {SetWeight: 60},
 		}},
 	}}
 	b.start()
@@ -84,6 +85,11 @@ func TestKnativeServiceTarget(t *testing.T) {
 	if err != nil {
 		t.Fatalf("create: %v", err)
 	}
+	b.waitFor(p.ID, "the pause", func(p store.Promotion) bool {
+		return p.Environments[0].Phase == store.EnvCanary && p.Environments[0].CanaryStep == 1
+	})
+	b.stop() // a restart at 20%: the split is neither undone nor made again
+	b.start()
 	p = b.waitState(p.ID, store.PromotionSucceeded)
 	want1 := b.target + "@" + d1.String()
 	svc, err := services.Get(ctx, "hello", metav1.GetOptions{})
