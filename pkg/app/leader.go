@@ -10,6 +10,7 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -36,6 +37,32 @@ type kubeSource struct {
 
 // newKube builds a Kubernetes client.
 func newKube(s kubeSource) (kubernetes.Interface, error) {
+	rc, err := restConfig(s)
+	if err != nil {
+		return nil, err
+	}
+	c, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	return c, nil
+}
+
+// newDynamic returns a dynamic client (for custom resources such as
+// Knative Services) of a kubeconfig context or the in-cluster config.
+func newDynamic(s kubeSource) (dynamic.Interface, error) {
+	rc, err := restConfig(s)
+	if err != nil {
+		return nil, err
+	}
+	c, err := dynamic.NewForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes dynamic client: %w", err)
+	}
+	return c, nil
+}
+
+func restConfig(s kubeSource) (*rest.Config, error) {
 	var (
 		rc  *rest.Config
 		err error
@@ -57,11 +84,7 @@ func newKube(s kubeSource) (kubernetes.Interface, error) {
 		rc.QPS, rc.Burst = s.QPS, s.Burst
 	}
 	rc.UserAgent = s.UserAgent
-	c, err := kubernetes.NewForConfig(rc)
-	if err != nil {
-		return nil, fmt.Errorf("kubernetes client: %w", err)
-	}
-	return c, nil
+	return rc, nil
 }
 
 // leader runs work on one replica at a time: the one holding a Kubernetes

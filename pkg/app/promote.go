@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"sync"
 
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
 
@@ -27,14 +28,15 @@ type promoter struct {
 	identity string
 	log      *slog.Logger
 
-	mu      sync.Mutex
-	clients map[string]kubernetes.Interface
+	mu       sync.Mutex
+	clients  map[string]kubernetes.Interface
+	dynamics map[string]dynamic.Interface
 }
 
 func newPromoter(cfg config.Config, st store.Store, tel *telemetry.Telemetry, identity string) (*promoter, error) {
 	pc := cfg.Promotion
 	klog.SetSlogLogger(tel.Logger.With("component", "kube"))
-	pr := &promoter{cfg: pc, identity: identity, log: tel.Logger.With("component", "app"), clients: map[string]kubernetes.Interface{}}
+	pr := &promoter{cfg: pc, identity: identity, log: tel.Logger.With("component", "app"), clients: map[string]kubernetes.Interface{}, dynamics: map[string]dynamic.Interface{}}
 	// Deployments are reported with the commit-status tokens; a provider
 	// without one is refused by the configuration's validation.
 	deployer, err := scm.New(scm.Config{
@@ -51,7 +53,8 @@ func newPromoter(cfg config.Config, st store.Store, tel *telemetry.Telemetry, id
 		Store:    st, Apps: pc.Apps,
 		Registry: promote.NewRegistry(promote.RegistryConfig{Keychain: promote.DockerConfigKeychain{Path: pc.DockerConfig}}),
 		Kube:     pr.kube, Resync: pc.Resync.Duration, IdempotencyTTL: pc.IdempotencyTTL.Duration,
-		Logger: tel.Logger, TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider,
+		Dynamic: pr.dynamic,
+		Logger:  tel.Logger, TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider,
 	})
 	if err != nil {
 		return nil, err
@@ -75,16 +78,31 @@ func newPromoter(cfg config.Config, st store.Store, tel *telemetry.Telemetry, id
 
 // kube returns (and keeps) the client of a kubeconfig context.
 func (p *promoter) kube(kubeContext string) (kubernetes.Interface, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if c, ok := p.clients[kubeContext]; ok {
+	return keep(&p.mu, p.clients, kubeContext, func() (kubernetes.Interface, error) { return newKube(p.source(kubeContext)) })
+}
+
+// dynamic returns (and keeps) the dynamic client of a kubeconfig context
+// (Knative Services).
+func (p *promoter) dynamic(kubeContext string) (dynamic.Interface, error) {
+	return keep(&p.mu, p.dynamics, kubeContext, func() (dynamic.Interface, error) { return newDynamic(p.source(kubeContext)) })
+}
+
+func (p *promoter) source(kubeContext string) kubeSource {
+	return kubeSource{Kubeconfig: p.cfg.Kubeconfig, Context: kubeContext, Setting: "promotion.kubeconfig", UserAgent: "ferry-promoter"}
+}
+
+// keep returns m[key], made by build the first time.
+func keep[T any](mu *sync.Mutex, m map[string]T, key string, build func() (T, error)) (T, error) {
+	mu.Lock()
+	defer mu.Unlock()
+	if c, ok := m[key]; ok {
 		return c, nil
 	}
-	c, err := newKube(kubeSource{Kubeconfig: p.cfg.Kubeconfig, Context: kubeContext, Setting: "promotion.kubeconfig", UserAgent: "ferry-promoter"})
+	c, err := build()
 	if err != nil {
-		return nil, err
+		return c, err
 	}
-	p.clients[kubeContext] = c
+	m[key] = c
 	return c, nil
 }
 

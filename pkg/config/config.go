@@ -164,6 +164,10 @@ type PromotionEnvironment struct {
 	Context string `json:"context"`
 	// Deployments are rolled together to the promoted digest.
 	Deployments []string `json:"deployments"`
+	// KnativeServices are serving.knative.dev/v1 Services rolled instead
+	// of Deployments (knative.go): their template's image is set, their
+	// traffic split for canary steps.
+	KnativeServices []string `json:"knativeServices"`
 	// Container is the container whose image is set; default: the only
 	// container, or the one named like the Deployment.
 	Container string `json:"container"`
@@ -176,6 +180,9 @@ type PromotionEnvironment struct {
 	RolloutTimeout Duration `json:"rolloutTimeout"`
 	// Verify is what must pass before the environment counts as done.
 	Verify Verification `json:"verify"`
+	// Canary, when it has steps, rolls the environment step by step
+	// (canary.go).
+	Canary Canary `json:"canary"`
 }
 
 // Verification checks an environment after its rollout.

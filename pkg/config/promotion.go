@@ -9,7 +9,8 @@ import (
 )
 
 var (
-	envName = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+	objectName = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`)
+	envName    = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 	// repoRef is a repository reference without tag or digest:
 	// [host[:port]/]path, lower-case path components.
 	repoRef = regexp.MustCompile(`^([a-zA-Z0-9.-]+(:[0-9]+)?/)?[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*$`)
@@ -46,6 +47,7 @@ func (p *Promotion) applyDefaults() {
 			if e.Verify.Job.Template != nil && e.Verify.Job.Timeout.Duration == 0 {
 				e.Verify.Job.Timeout = Duration{Duration: 10 * time.Minute}
 			}
+			e.Canary.applyDefaults()
 		}
 	}
 }
@@ -241,12 +243,26 @@ func (e PromotionEnvironment) validate(field string, seen map[string]bool) []err
 	if e.Namespace == "" {
 		add("namespace", "must name the namespace holding the Deployments")
 	}
-	if len(e.Deployments) == 0 {
-		add("deployments", "list at least one Deployment to roll")
+	switch {
+	case len(e.Deployments) == 0 && len(e.KnativeServices) == 0:
+		add("deployments", "list at least one Deployment to roll (or knativeServices)")
+	case len(e.Deployments) > 0 && len(e.KnativeServices) > 0:
+		add("knativeServices", "set deployments or knativeServices, not both: an environment is rolled one way")
 	}
-	if len(e.Deployments) > 1 && e.Container == "" {
-		add("container", "must be set when several Deployments are rolled, so the same container is changed in each")
+	if len(e.Deployments)+len(e.KnativeServices) > 1 && e.Container == "" {
+		add("container", "must be set when several Deployments or Services are rolled, so the same container is changed in each")
 	}
+	for i, n := range e.Deployments {
+		if !objectName.MatchString(n) || len(n) > 253-len("-canary") {
+			add(fmt.Sprintf("deployments[%d]", i), "%q is not a Deployment name (lower-case letters, digits, '-' and '.', at most 246 so <name>-canary fits)", n)
+		}
+	}
+	for i, n := range e.KnativeServices {
+		if !envName.MatchString(n) {
+			add(fmt.Sprintf("knativeServices[%d]", i), "%q is not a Knative Service name (lower-case letters, digits and '-', at most 63)", n)
+		}
+	}
+	errs = append(errs, e.Canary.validate(field)...)
 	if e.URL != "" {
 		if err := checkURL(e.URL); err != nil {
 			add("url", "%v", err)

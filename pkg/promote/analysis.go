@@ -17,12 +17,8 @@ import (
 // Canary analysis: Prometheus queries judged against thresholds, round
 // after round, until enough consecutive rounds passed or too many failed.
 // The decisions are pure (Metric.Judge, Analysis.Next); RunAnalysis runs
-// the rounds against a Querier, PrometheusQuerier is the real one.
-//
-// Not wired into the rollout yet: the canary steps of an environment (a
-// canary Deployment behind the environment's Service, scaled to a replica
-// share, with a pause or an analysis between steps) are issue 16's next
-// part.
+// the rounds against a Querier, PrometheusQuerier is the real one. The
+// analysis steps of an environment's canary (canary.go) run it.
 
 // Metric is one query and the range its value must be in.
 type Metric struct {

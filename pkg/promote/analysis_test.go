@@ -99,19 +99,7 @@ func TestAnalysisAgainstPrometheus(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs a prometheus binary (Debian's prometheus package, test/bed/ci-setup.sh); skipped with -short")
 	}
-	bin, err := exec.LookPath("prometheus")
-	if err != nil {
-		t.Skip("prometheus is not installed (test/bed/ci-setup.sh installs Debian's prometheus package)")
-	}
-	var errorsPerMille atomic.Int64
-	errorsPerMille.Store(10)
-	metrics := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-		e := errorsPerMille.Load()
-		fmt.Fprintf(w, "# TYPE web_requests gauge\nweb_requests{code=\"200\"} %d\nweb_requests{code=\"500\"} %d\n", 1000-e, e)
-	}))
-	defer metrics.Close()
-	prom := startPrometheus(t, bin, metrics.Listener.Addr().String())
+	errorsPerMille, prom := errorRatioPrometheus(t)
 
 	q := promote.PrometheusQuerier{URL: prom}
 	ratio := `sum(web_requests{code="500"}) / sum(web_requests)`
@@ -155,6 +143,27 @@ func TestAnalysisAgainstPrometheus(t *testing.T) {
 	if v, err := q.Query(ctx, `scalar(sum(web_requests))`); err != nil || v != 1000 {
 		t.Errorf("scalar query = %g, %v; want 1000", v, err)
 	}
+}
+
+// errorRatioPrometheus starts Prometheus (skipping the test when it is
+// not installed) scraping web_requests{code="200"|"500"} from an endpoint
+// whose errors per mille the test sets (10 at first); it returns the
+// setting and Prometheus' URL.
+func errorRatioPrometheus(t *testing.T) (*atomic.Int64, string) {
+	t.Helper()
+	bin, err := exec.LookPath("prometheus")
+	if err != nil {
+		t.Skip("prometheus is not installed (test/bed/ci-setup.sh installs Debian's prometheus package)")
+	}
+	errorsPerMille := new(atomic.Int64)
+	errorsPerMille.Store(10)
+	metrics := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		e := errorsPerMille.Load()
+		fmt.Fprintf(w, "# TYPE web_requests gauge\nweb_requests{code=\"200\"} %d\nweb_requests{code=\"500\"} %d\n", 1000-e, e)
+	}))
+	t.Cleanup(metrics.Close)
+	return errorsPerMille, startPrometheus(t, bin, metrics.Listener.Addr().String())
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }

@@ -25,6 +25,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/ferryci/ferry/pkg/config"
@@ -95,6 +96,7 @@ type bed struct {
 	api        *httptest.Server
 	promoter   *promote.Promoter
 	deployer   scm.Deployer
+	dynamic    dynamic.Interface // for Knative Services; nil: none
 	stopRunner func()
 }
 
@@ -140,6 +142,7 @@ func (b *bed) start() {
 		Store: b.store, Apps: []config.PromotionApp{b.app}, Deployer: b.deployer,
 		Registry: promote.NewRegistry(promote.RegistryConfig{Transport: b.rec}),
 		Kube:     func(string) (kubernetes.Interface, error) { return b.kube, nil },
+		Dynamic:  func(string) (dynamic.Interface, error) { return b.dynamic, nil },
 		Resync:   200 * time.Millisecond, Poll: 200 * time.Millisecond,
 	})
 	if err != nil {

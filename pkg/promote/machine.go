@@ -192,10 +192,14 @@ func (p *Promoter) envStep(ctx context.Context, pr store.Promotion, i int, env c
 		attribute.String("promotion", pr.ID), attribute.String("app", pr.App),
 		attribute.String("environment", e.Name), attribute.String("image", pr.Target)))
 	defer func() { endSpan(span, err) }()
+	tgt, err := p.target(ctx, kube, env)
+	if err != nil {
+		return p.fail(pr, e.Name, "%v", err), nil
+	}
 	want := func() []store.DeploymentImage {
 		out := make([]store.DeploymentImage, len(e.Previous))
 		for j, d := range e.Previous {
-			d.Image = pr.Target
+			d.Image, d.Revision = pr.Target, ""
 			out[j] = d
 		}
 		return out
@@ -203,9 +207,14 @@ func (p *Promoter) envStep(ctx context.Context, pr store.Promotion, i int, env c
 
 	switch e.Phase {
 	case store.EnvPending, store.EnvApproved:
+		if canaryOn(pr, env) {
+			if other, err := p.rollingIn(ctx, pr, e.Name); err != nil || other != "" {
+				return pr, errors.Join(err, fmt.Errorf("%w: promotion %s goes through %s's canary steps", errBusy, other, e.Name))
+			}
+		}
 		// Record what runs now before changing anything: it is what a
 		// failure rolls back to.
-		prev, err := currentImages(ctx, kube, env)
+		prev, err := tgt.current(ctx)
 		if err != nil {
 			if errors.Is(err, errRollout) {
 				return p.fail(pr, e.Name, "%v", err), nil
@@ -213,20 +222,24 @@ func (p *Promoter) envStep(ctx context.Context, pr store.Promotion, i int, env c
 			return pr, err
 		}
 		e.Previous, e.StartedAt, e.Phase = prev, now, store.EnvRolling
+		if canaryOn(pr, env) && !runsAlready(prev, pr.Target) {
+			e.Phase, e.CanaryStep, e.StepSince = store.EnvCanary, 0, now
+		}
 		pr.State = store.PromotionRunning
 		audit(&pr, now, "ferry", "rollout started", e.Name, describe(prev)+" -> "+pr.Target)
 		return pr, nil
 
+	case store.EnvCanary:
+		return p.canaryStep(ctx, tgt, pr, i, env, want())
+
 	case store.EnvRolling:
-		for _, d := range want() {
-			if err := setImage(ctx, kube, d); err != nil {
-				if errors.Is(err, errRollout) {
-					return p.rollbackOrFail(pr, i, err), nil
-				}
-				return pr, err
+		if err := tgt.set(ctx, want()); err != nil {
+			if errors.Is(err, errRollout) {
+				return p.rollbackOrFail(pr, i, err), nil
 			}
+			return pr, err
 		}
-		if err := waitRollout(ctx, kube, want(), env.RolloutTimeout.Duration, p.cfg.Poll); err != nil {
+		if err := tgt.wait(ctx, want(), env.RolloutTimeout.Duration); err != nil {
 			if errors.Is(err, errRollout) {
 				p.count(ctx, "rollout", "failed")
 				return p.rollbackOrFail(pr, i, err), nil
@@ -234,12 +247,23 @@ func (p *Promoter) envStep(ctx context.Context, pr store.Promotion, i int, env c
 			return pr, err
 		}
 		p.count(ctx, "rollout", "ok")
+		detail := pr.Target
+		if env.HasCanary() || e.CanaryStep > 0 {
+			// The stable runs the digest now: the canary has done its part.
+			deleted, err := tgt.removeCanary(ctx, want())
+			if err != nil {
+				return pr, err
+			}
+			if len(deleted) > 0 {
+				detail += "; canary deleted: " + strings.Join(deleted, ", ")
+			}
+		}
 		e.Phase, e.VerifyingSince = store.EnvVerifying, now
-		audit(&pr, now, "ferry", "rolled out", e.Name, pr.Target)
+		audit(&pr, now, "ferry", "rolled out", e.Name, detail)
 		return pr, nil
 
 	case store.EnvVerifying:
-		if err := p.verify(ctx, kube, pr, e, env, want()); err != nil {
+		if err := p.verify(ctx, kube, tgt, pr, e, env, want()); err != nil {
 			if errors.Is(err, errVerify) || errors.Is(err, errRollout) {
 				p.count(ctx, "verify", "failed")
 				return p.rollbackOrFail(pr, i, err), nil
@@ -254,9 +278,18 @@ func (p *Promoter) envStep(ctx context.Context, pr store.Promotion, i int, env c
 		return pr, nil
 
 	case store.EnvRollingBack:
-		var problems []string
+		var problems, deleted []string
+		if env.HasCanary() || e.CanaryStep > 0 {
+			var err error
+			if deleted, err = tgt.removeCanary(ctx, e.Previous); err != nil {
+				if !apierrors.IsForbidden(err) {
+					return pr, err
+				}
+				problems = append(problems, err.Error())
+			}
+		}
 		for _, d := range e.Previous {
-			if err := setImage(ctx, kube, d); err != nil {
+			if err := tgt.set(ctx, []store.DeploymentImage{d}); err != nil {
 				if !errors.Is(err, errRollout) {
 					return pr, err
 				}
@@ -264,7 +297,7 @@ func (p *Promoter) envStep(ctx context.Context, pr store.Promotion, i int, env c
 			}
 		}
 		if len(problems) == 0 {
-			if err := waitRollout(ctx, kube, e.Previous, env.RolloutTimeout.Duration, p.cfg.Poll); err != nil {
+			if err := tgt.wait(ctx, e.Previous, env.RolloutTimeout.Duration); err != nil {
 				if !errors.Is(err, errRollout) {
 					return pr, err
 				}
@@ -275,6 +308,9 @@ func (p *Promoter) envStep(ctx context.Context, pr store.Promotion, i int, env c
 		e.Phase, e.FinishedAt = store.EnvRolledBack, now
 		pr.State, pr.FinishedAt = store.PromotionFailed, now
 		detail := "to " + describe(e.Previous)
+		if len(deleted) > 0 {
+			detail += "; canary deleted: " + strings.Join(deleted, ", ")
+		}
 		if len(problems) > 0 {
 			detail += "; the rollback itself did not finish: " + strings.Join(problems, "; ")
 			pr.Reason += "; rollback incomplete: " + strings.Join(problems, "; ")
@@ -287,7 +323,7 @@ func (p *Promoter) envStep(ctx context.Context, pr store.Promotion, i int, env c
 	return p.fail(pr, e.Name, "environment %s is in unknown phase %q", e.Name, e.Phase), nil
 }
 
-func (p *Promoter) verify(ctx context.Context, kube kubernetes.Interface, pr store.Promotion, e *store.PromotionEnv, env config.PromotionEnvironment, images []store.DeploymentImage) error {
+func (p *Promoter) verify(ctx context.Context, kube kubernetes.Interface, tgt target, pr store.Promotion, e *store.PromotionEnv, env config.PromotionEnvironment, images []store.DeploymentImage) error {
 	v := env.Verify
 	if v.HTTP.URL != "" {
 		if err := httpCheck(ctx, p.cfg.HTTPClient, v.HTTP); err != nil {
@@ -307,7 +343,7 @@ func (p *Promoter) verify(ctx context.Context, kube kubernetes.Interface, pr sto
 			return ctx.Err()
 		}
 	}
-	return rolledOut(ctx, kube, images)
+	return tgt.healthy(ctx, images)
 }
 
 // Audit actions that record a verification Job's clean-up; either one

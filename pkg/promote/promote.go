@@ -6,8 +6,12 @@
 // rollout or verification fails.
 //
 //	Create ─▶ resolve digest ─▶ copy (mount/skip blobs) ─▶ for each environment:
-//	          [approval gate] ─▶ record previous ─▶ roll ─▶ verify (HTTP, Job, soak) ─▶ next
-//	                                                  └─ failure ─▶ roll back to previous ─▶ failed
+//	          [approval gate] ─▶ record previous ─▶ [canary steps] ─▶ roll ─▶ verify (HTTP, Job, soak) ─▶ next
+//	                                                         └─ failure ─▶ roll back to previous ─▶ failed
+//
+// Canary steps (canary.go) run the digest beside the stable for a share,
+// judged by Prometheus (analysis.go); Knative Services (knative.go) are
+// rolled through their template and traffic instead of Deployments.
 //
 // A promotion is a state machine kept in the store (store.Promotion):
 // every step is recorded before and after it is taken and every step is
@@ -44,6 +48,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/ferryci/ferry/pkg/config"
@@ -97,6 +102,9 @@ type Config struct {
 	// Kube returns the Kubernetes client of an environment's context
 	// ("" is the default one); required to roll anything.
 	Kube func(context string) (kubernetes.Interface, error)
+	// Dynamic returns the dynamic client of a context; required to roll
+	// Knative Services (knative.go).
+	Dynamic func(context string) (dynamic.Interface, error)
 	// Deployer reports environments as deployments on the Git host for
 	// apps that name a provider and repository; nil reports nothing.
 	Deployer scm.Deployer

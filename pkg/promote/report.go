@@ -69,13 +69,16 @@ func wantedDeployment(app config.PromotionApp, pr store.Promotion, e store.Promo
 			return scm.DeploymentStatus{State: scm.DeploymentError, Description: reason}, true
 		}
 		return scm.DeploymentStatus{State: scm.DeploymentPending, Description: "approved by " + e.Approver}, true
-	case store.EnvRolling, store.EnvVerifying:
+	case store.EnvCanary, store.EnvRolling, store.EnvVerifying:
 		if failed {
 			return scm.DeploymentStatus{State: scm.DeploymentFailure, Description: reason}, true
 		}
 		what := "rolling out"
-		if e.Phase == store.EnvVerifying {
+		switch e.Phase {
+		case store.EnvVerifying:
 			what = "verifying"
+		case store.EnvCanary:
+			what = fmt.Sprintf("canary step %d of", e.CanaryStep+1)
 		}
 		return scm.DeploymentStatus{State: scm.DeploymentInProgress, Description: what + " " + shortImage(pr.Target)}, true
 	case store.EnvRollingBack, store.EnvRolledBack:

@@ -26,12 +26,15 @@ const (
 	EnvPending         = "pending"
 	EnvAwaitingApprove = "awaiting_approval"
 	EnvApproved        = "approved"
-	EnvRolling         = "rolling"
-	EnvVerifying       = "verifying"
-	EnvSucceeded       = "succeeded"
-	EnvRollingBack     = "rolling_back"
-	EnvRolledBack      = "rolled_back"
-	EnvRejected        = "rejected"
+	// EnvCanary: the environment goes through its canary steps
+	// (PromotionEnv.CanaryStep is the next one) before EnvRolling.
+	EnvCanary      = "canary"
+	EnvRolling     = "rolling"
+	EnvVerifying   = "verifying"
+	EnvSucceeded   = "succeeded"
+	EnvRollingBack = "rolling_back"
+	EnvRolledBack  = "rolled_back"
+	EnvRejected    = "rejected"
 )
 
 // Promotion kinds.
@@ -93,8 +96,13 @@ type PromotionEnv struct {
 	// VerifyingSince starts the soak time; kept so a restart does not
 	// start it over.
 	VerifyingSince time.Time `json:"verifying_since,omitzero"`
-	FinishedAt     time.Time `json:"finished_at,omitzero"`
-	Reason         string    `json:"reason,omitempty"`
+	// CanaryStep is the index of the canary step to take next and
+	// StepSince when the step before it ended (a pause counts from then):
+	// kept so a restart neither repeats a step nor starts a pause over.
+	CanaryStep int       `json:"canary_step,omitempty"`
+	StepSince  time.Time `json:"step_since,omitzero"`
+	FinishedAt time.Time `json:"finished_at,omitzero"`
+	Reason     string    `json:"reason,omitempty"`
 	// DeploymentID is the environment's deployment on the Git host, once
 	// created, and DeploymentState the last state reported to it; kept so
 	// a restarted promoter neither creates a second deployment nor
@@ -109,6 +117,9 @@ type DeploymentImage struct {
 	Deployment string `json:"deployment"`
 	Container  string `json:"container"`
 	Image      string `json:"image"`
+	// Revision is, for a Knative Service (Deployment is then the
+	// Service's name), the Revision that served it.
+	Revision string `json:"revision,omitempty"`
 }
 
 // AuditEntry is one thing that happened to a promotion.

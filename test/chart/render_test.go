@@ -553,7 +553,8 @@ func TestConfigPassesFerryValidation(t *testing.T) {
 			}) {
 				t.Errorf("registry Secret ferry-registry is not mounted at /etc/ferry/registry")
 			}
-			if len(cfg.Agents.Templates) != 2 || !cfg.Agents.Enabled || len(cfg.Promotion.Apps[0].Environments) != 3 {
+			if len(cfg.Agents.Templates) != 2 || !cfg.Agents.Enabled || len(cfg.Promotion.Apps[0].Environments) != 4 ||
+				len(cfg.Promotion.Apps[0].Environments[1].Canary.Steps) != 4 || len(cfg.Promotion.Apps[0].Environments[2].KnativeServices) != 1 {
 				t.Errorf("agents or promotion lost on the way: %+v", cfg.Agents)
 			}
 		})

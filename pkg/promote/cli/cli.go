@@ -358,6 +358,9 @@ func printPromotion(w io.Writer, p store.Promotion) {
 	}
 	for _, e := range p.Environments {
 		line := fmt.Sprintf("  env %-12s %s", e.Name, e.Phase)
+		if e.Phase == store.EnvCanary {
+			line += fmt.Sprintf(" (step %d)", e.CanaryStep+1)
+		}
 		if e.Approver != "" {
 			line += " (approved by " + e.Approver + ")"
 		}
