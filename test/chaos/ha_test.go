@@ -95,10 +95,12 @@ func (b *haBed) playAgents(ctx context.Context) {
 		if err == nil {
 			for _, p := range pods.Items {
 				name := p.Labels[eci.LabelAgent]
-				b.mu.Lock()
-				seen := b.agents[name]
-				b.mu.Unlock()
-				if seen || p.Status.Phase != corev1.PodRunning || p.DeletionTimestamp != nil {
+				if p.Status.Phase != corev1.PodRunning || p.DeletionTimestamp != nil {
+					continue
+				}
+				// An agent whose pod runs connects, and connects again
+				// after the controller restarted, as inbound agents do.
+				if n, ok := b.c.Jenkins.Node(name); !ok || n.Connected {
 					continue
 				}
 				if b.c.Jenkins.ConnectAgent(name, b.c.Jenkins.AgentSecret(name)) == nil {
