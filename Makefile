@@ -55,10 +55,12 @@ test-short: $(GOTESTSUM) ## Run the fast tier only (-short): skips what needs se
 	$(GOTESTSUM) --format pkgname-and-test-fails --format-hide-empty-pkg -- -race -short $(PKGS)
 
 # The fault suite (test/chaos) also runs in `make test`, bounded (two short
-# crash rounds; the provisioner faults on bursts of 60 builds) with -race.
+# crash rounds; the provisioner faults on bursts of 60 builds; the
+# promoter's leader killed twice; Jenkins restarted under 30 running
+# builds) with -race; the API-server restart runs here only.
 # Here ferry runs as built for production (no -race), at its own speed; the
 # provisioner faults need the test bed's API server.
-chaos: deps testbed-up ## The fault suite in full: ferry SIGKILLed mid-trigger (50 ms, 300 ms, 5 s answers; fresh and 3,000-build jobs), the provisioner's leader killed and frozen and Redis restarted under 200-build bursts, 10 times (CHAOS_COUNT); a table at the end
+chaos: deps testbed-up ## The fault suite in full: ferry SIGKILLed mid-trigger (50 ms, 300 ms, 5 s answers; fresh and 3,000-build jobs), the provisioner's leader killed and frozen and Redis restarted under 200-build bursts, the promoter's leader killed mid-rollout and at its approval gate, Jenkins and the API server restarted, 10 times (CHAOS_COUNT); a table at the end
 	@mkdir -p $(BIN); rm -f $(BIN)/chaos-report.txt
 	FERRY_CHAOS=full FERRY_CHAOS_REPORT=$(BIN)/chaos-report.txt $(GO) test -count=$${CHAOS_COUNT:-10} -timeout 240m ./test/chaos; \
 		status=$$?; echo "fault suite, one line per run:"; cat $(BIN)/chaos-report.txt 2>/dev/null; \

@@ -72,6 +72,12 @@ func newAgents(cfg config.Config, jc *jenkins.Client, d *dispatch.Dispatcher, te
 	if a.LeaderElection.Enabled {
 		lead = newLeader(kube, a.Namespace, identity, "provisioner", a.LeaderElection, log)
 		pc.Fence = lead.fence
+		// The provisioner's own client checks the Lease again right before
+		// each write it sends; the Lease keeps the plain one.
+		if pc.Kube, err = newKube(kubeSource{Kubeconfig: a.Kubeconfig, Setting: "agents.kubeconfig", UserAgent: "ferry",
+			QPS: a.QPS, Burst: a.Burst, Window: lead.window}); err != nil {
+			return nil, err
+		}
 	}
 	p, err := provision.New(pc)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"sync/atomic"
 	"time"
@@ -33,6 +34,9 @@ type kubeSource struct {
 	// QPS and Burst limit the client; zero keeps client-go's defaults.
 	QPS   float32
 	Burst int
+	// Window, when set, fences the client's writes (fencedTransport): it
+	// is for the work of a leader, never for the Lease's own client.
+	Window leaseWindow
 }
 
 // newKube builds a Kubernetes client.
@@ -84,6 +88,9 @@ func restConfig(s kubeSource) (*rest.Config, error) {
 		rc.QPS, rc.Burst = s.QPS, s.Burst
 	}
 	rc.UserAgent = s.UserAgent
+	if s.Window != nil {
+		rc.Wrap(func(rt http.RoundTripper) http.RoundTripper { return newFencedTransport(rt, s.Window) })
+	}
 	return rc, nil
 }
 
@@ -99,6 +106,8 @@ type leader struct {
 	log  *slog.Logger
 	// elector is the current term's elector, nil between terms.
 	elector atomic.Pointer[leaderelection.LeaderElector]
+	// clock is lock, remembering when this replica last renewed.
+	clock *renewalClock
 }
 
 // errNotLeading says that this replica may not act: it does not hold the
@@ -127,15 +136,29 @@ func (l *leader) fence() error {
 	return nil
 }
 
-func newLeader(kube kubernetes.Interface, namespace, identity, work string, le config.LeaderElection, log *slog.Logger) *leader {
-	return &leader{
-		lock: &resourcelock.LeaseLock{
-			LeaseMeta:  metav1.ObjectMeta{Name: le.LeaseName, Namespace: namespace},
-			Client:     kube.CoordinationV1(),
-			LockConfig: resourcelock.ResourceLockConfig{Identity: identity},
-		},
-		election: le, identity: identity, work: work, log: log,
+// window is fence for a request about to be sent: nil and how long the
+// answer holds — until renewDeadline after the last renewal this replica
+// sent, by its own monotonic clock — or why it may not act. A request
+// sent in the window ends by then (fencedTransport).
+func (l *leader) window() (time.Duration, error) {
+	if err := l.fence(); err != nil {
+		return 0, err
 	}
+	rd := l.election.RenewDeadline.Duration
+	left := l.clock.lastSent().Add(rd).Sub(l.clock.now())
+	if left <= 0 {
+		return 0, fmt.Errorf("%s: %w %s: its last renewal was sent over %s ago", l.work, errNotLeading, l.election.LeaseName, rd)
+	}
+	return left, nil
+}
+
+func newLeader(kube kubernetes.Interface, namespace, identity, work string, le config.LeaderElection, log *slog.Logger) *leader {
+	clock := &renewalClock{Interface: &resourcelock.LeaseLock{
+		LeaseMeta:  metav1.ObjectMeta{Name: le.LeaseName, Namespace: namespace},
+		Client:     kube.CoordinationV1(),
+		LockConfig: resourcelock.ResourceLockConfig{Identity: identity},
+	}, now: time.Now}
+	return &leader{lock: clock, clock: clock, election: le, identity: identity, work: work, log: log}
 }
 
 // run calls work whenever this replica holds the Lease, until ctx ends.

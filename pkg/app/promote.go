@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"sync"
 
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
@@ -27,16 +28,25 @@ type promoter struct {
 	api      *api.Server
 	identity string
 	log      *slog.Logger
+	// lead is the Lease's election, nil without leader election; its
+	// window fences every write the runner sends (fence.go).
+	lead *leader
 
 	mu       sync.Mutex
 	clients  map[string]kubernetes.Interface
 	dynamics map[string]dynamic.Interface
+	// fenced and fencedDynamics are the runner's clients, whose writes
+	// are fenced.
+	fenced         map[string]kubernetes.Interface
+	fencedDynamics map[string]dynamic.Interface
 }
 
 func newPromoter(cfg config.Config, st store.Store, tel *telemetry.Telemetry, identity string) (*promoter, error) {
 	pc := cfg.Promotion
 	klog.SetSlogLogger(tel.Logger.With("component", "kube"))
-	pr := &promoter{cfg: pc, identity: identity, log: tel.Logger.With("component", "app"), clients: map[string]kubernetes.Interface{}, dynamics: map[string]dynamic.Interface{}}
+	pr := &promoter{cfg: pc, identity: identity, log: tel.Logger.With("component", "app"),
+		clients: map[string]kubernetes.Interface{}, dynamics: map[string]dynamic.Interface{},
+		fenced: map[string]kubernetes.Interface{}, fencedDynamics: map[string]dynamic.Interface{}}
 	// Deployments are reported with the commit-status tokens; a provider
 	// without one is refused by the configuration's validation.
 	deployer, err := scm.New(scm.Config{
@@ -48,12 +58,28 @@ func newPromoter(cfg config.Config, st store.Store, tel *telemetry.Telemetry, id
 	if err != nil {
 		return nil, fmt.Errorf("deployment reporter: %w", err)
 	}
+	rc := promote.RegistryConfig{Keychain: promote.DockerConfigKeychain{Path: pc.DockerConfig}}
+	var rep scm.Deployer = deployer
+	kube, dyn := pr.kube, pr.dynamic
+	if pc.LeaderElection.Enabled {
+		// Only the leader runs promotions, and it writes to the clusters,
+		// the registry and the Git host only inside its Lease's window.
+		// The API (every replica) reads through the same promoter.
+		leaseKube, err := pr.kube("")
+		if err != nil {
+			return nil, err
+		}
+		pr.lead = newLeader(leaseKube, pc.LeaseNamespace, identity, "promoter", pc.LeaderElection, pr.log)
+		rc.Transport = newFencedTransport(remote.DefaultTransport, pr.lead.window)
+		rep = fencedDeployer{next: deployer, window: pr.lead.window}
+		kube, dyn = pr.fencedKube, pr.fencedDynamic
+	}
 	p, err := promote.New(promote.Config{
-		Deployer: deployer,
+		Deployer: rep,
 		Store:    st, Apps: pc.Apps,
-		Registry: promote.NewRegistry(promote.RegistryConfig{Keychain: promote.DockerConfigKeychain{Path: pc.DockerConfig}}),
-		Kube:     pr.kube, Resync: pc.Resync.Duration, IdempotencyTTL: pc.IdempotencyTTL.Duration,
-		Dynamic: pr.dynamic,
+		Registry: promote.NewRegistry(rc),
+		Kube:     kube, Resync: pc.Resync.Duration, IdempotencyTTL: pc.IdempotencyTTL.Duration,
+		Dynamic: dyn,
 		Logger:  tel.Logger, TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider,
 	})
 	if err != nil {
@@ -106,17 +132,29 @@ func keep[T any](mu *sync.Mutex, m map[string]T, key string, build func() (T, er
 	return c, nil
 }
 
+// fencedKube returns (and keeps) the runner's client of a kubeconfig
+// context: its writes are sent only inside the Lease's window.
+func (p *promoter) fencedKube(kubeContext string) (kubernetes.Interface, error) {
+	return keep(&p.mu, p.fenced, kubeContext, func() (kubernetes.Interface, error) { return newKube(p.fencedSource(kubeContext)) })
+}
+
+// fencedDynamic is fencedKube's dynamic client (Knative Services).
+func (p *promoter) fencedDynamic(kubeContext string) (dynamic.Interface, error) {
+	return keep(&p.mu, p.fencedDynamics, kubeContext, func() (dynamic.Interface, error) { return newDynamic(p.fencedSource(kubeContext)) })
+}
+
+func (p *promoter) fencedSource(kubeContext string) kubeSource {
+	s := p.source(kubeContext)
+	s.Window = p.lead.window
+	return s
+}
+
 // run runs promotions until ctx ends: directly, or whenever this replica
 // holds the Lease.
 func (p *promoter) run(ctx context.Context) error {
-	le := p.cfg.LeaderElection
-	if !le.Enabled {
+	if p.lead == nil {
 		return p.promoter.Run(ctx)
 	}
-	kube, err := p.kube("")
-	if err != nil {
-		return err
-	}
-	newLeader(kube, p.cfg.LeaseNamespace, p.identity, "promoter", le, p.log).run(ctx, p.promoter.Run)
+	p.lead.run(ctx, p.promoter.Run)
 	return nil
 }

@@ -28,7 +28,11 @@
 //     RequestRerun before it deletes the dead agent, and keeps calling it
 //     each cycle until it succeeds.
 //   - the tracker sees a build that vanished from Jenkins (a controller
-//     restart that lost it) and calls the same path. An ABORTED build is
+//     restart that lost it) and calls the same path: at once when the
+//     build is gone, and when its queue item is gone and no build has its
+//     trigger id, at once if this process saw the controller restart
+//     (X-Jenkins-Session changed) after the trigger, else after
+//     vanishAfter. An ABORTED build is
 //     not re-run: ferry does not read Jenkins' interruption causes yet, so
 //     it cannot tell a restart's abort from a user's.
 //   - RequestRerun checks the limit and writes the durable request: a

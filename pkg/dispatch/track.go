@@ -18,8 +18,26 @@ import (
 
 // vanishAfter is how long a record whose queue item and build cannot be
 // found is kept before it is reported as lost. Jenkins forgets left queue
-// items after ~5 minutes; the build is then found by its parameter.
+// items after ~5 minutes; the build is then found by its parameter. A
+// record triggered before a controller restart this process saw (the
+// X-Jenkins-Session changed) is lost at once: the restart took its queue
+// item and build with it.
 const vanishAfter = 15 * time.Minute
+
+// restartWatcher is the part of a Jenkins client that notices the
+// controller restarting (jenkins.Client has it).
+type restartWatcher interface {
+	RestartedSince(t time.Time) bool
+}
+
+// jenkinsRestartedSince reports whether the controller was seen to restart
+// after t. A queue item that is gone and whose build cannot be found,
+// triggered before a restart, was lost with the controller's memory: it is
+// not waited for for vanishAfter.
+func jenkinsRestartedSince(j Jenkins, t time.Time) bool {
+	w, ok := j.(restartWatcher)
+	return ok && w.RestartedSince(t)
+}
 
 // staleAttempt is how long a record of a trigger attempt that never got a
 // queue item is kept. The worker that wrote it replaces it within seconds
@@ -251,7 +269,7 @@ func (d *Dispatcher) resolveQueue(ctx context.Context, b *store.Build, log *slog
 			item.Executable = jenkins.Executable{Number: f.BuildNumber}
 			break
 		}
-		if d.cfg.Now().Sub(b.TriggeredAt) > vanishAfter {
+		if d.cfg.Now().Sub(b.TriggeredAt) > vanishAfter || jenkinsRestartedSince(d.cfg.Jenkins, since) {
 			log.Error("triggered build vanished from Jenkins before it started")
 			if done, err := d.rerunLost(ctx, *b, rerunJenkinsRestart); done || err != nil {
 				return false, err

@@ -126,6 +126,7 @@ type Client struct {
 	triggered triggerMemory
 	marker    string
 	prose     *proseWatch
+	session   sessionWatch
 }
 
 // New validates cfg and returns a Client. It does not contact Jenkins; use

@@ -200,8 +200,10 @@ func (w *proseWatch) problem() error {
 // ferry_jenkins_unreadable gauge until answers are readable again.
 func (c *Client) LanguageProblem() error { return c.prose.problem() }
 
-// noteAnswer looks at the Locale plugin's header on one answer.
+// noteAnswer looks at the Locale plugin's header and the controller's
+// session (a restart) on one answer.
 func (c *Client) noteAnswer(ctx context.Context, status int, h http.Header) {
+	c.session.note(h.Get("X-Jenkins-Session"), time.Now())
 	v := strings.TrimSpace(h.Get("X-Jenkins-Language"))
 	switch {
 	case v != "" && !isEnglish(v):

@@ -17,6 +17,9 @@ func (p *Provisioner) reconcile(ctx context.Context) (time.Duration, error) {
 		return 0, err
 	}
 	w := p.observe(comps, items)
+	if err := p.confirmGone(ctx, w); err != nil {
+		return 0, err
+	}
 	agents := classify(p.rules, w, p.mem)
 	d := decide(p.rules, w, agents, p.mem)
 	p.record(ctx, d)

@@ -238,9 +238,11 @@ func (c *Cluster) newFerry(name string) (*Ferry, error) {
 	if err != nil {
 		return nil, err
 	}
-	f := &Ferry{c: c, name: name, addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	f := &Ferry{c: c, name: name}
+	f.addr.Store(&addr)
 	f.config = filepath.Join(c.dir, name+".yaml")
-	if err := os.WriteFile(f.config, []byte(c.configYAML(f.addr)), 0o600); err != nil {
+	if err := os.WriteFile(f.config, []byte(c.configYAML(addr)), 0o600); err != nil {
 		return nil, fmt.Errorf("write the configuration of %s: %w", name, err)
 	}
 	return f, nil

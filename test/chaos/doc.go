@@ -34,6 +34,15 @@
 // outside its own term (read from the processes' debug logs: "leading" and
 // "acting" with fenced_at).
 //
+// TestPromoterFaultsOnTheBed SIGKILLs the promoter's leader mid-rollout
+// and at an approval gate (each promotion ends once, each environment's
+// Deployment changes once, the approval given after the hand-off takes
+// effect); TestJenkinsRestartOnTheBed restarts the Jenkins emulator under
+// running builds (each lost build re-run exactly once); and
+// TestAPIServerRestartOnTheBed runs a kube-apiserver of its own
+// (StartAPIServer) on the bed's etcd, points ferry at it and SIGKILLs and
+// restarts it mid-burst (make chaos only).
+//
 // Environment: FERRY_CHAOS=full runs the long rounds (make chaos);
 // FERRY_CHAOS_REPORT names a file that Summary appends each run's figures
 // to; FERRY_CHAOS_KEEP_LOGS names a directory the processes' logs are

@@ -6,12 +6,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -100,9 +103,11 @@ func moduleRoot() (string, error) {
 // queue identity), its address and its configuration across restarts; each
 // start writes a log file of its own.
 type Ferry struct {
-	c      *Cluster
-	name   string
-	addr   string
+	c    *Cluster
+	name string
+	// addr is where it listens; it changes only when the port was taken
+	// at a start (see Start).
+	addr   atomic.Pointer[string]
 	config string
 
 	mu     sync.Mutex
@@ -127,7 +132,7 @@ func (f *Ferry) PID() int {
 func (f *Ferry) Name() string { return f.name }
 
 // URL is where the process serves webhooks, without a trailing slash.
-func (f *Ferry) URL() string { return "http://" + f.addr }
+func (f *Ferry) URL() string { return "http://" + *f.addr.Load() }
 
 // Running reports whether the process is up (a stopped one counts as up).
 func (f *Ferry) Running() bool {
@@ -148,8 +153,32 @@ func (f *Ferry) runningLocked() bool {
 	}
 }
 
-// Start starts the process and waits until it answers /healthz.
+// Start starts the process and waits until it answers /healthz. A port
+// picked free can be taken before ferry binds it (the kernel hands it to
+// another process's connection as its local port): then the process is
+// started again on a new port, up to three times, and URL follows.
 func (f *Ferry) Start() error {
+	for try := 1; ; try++ {
+		err := f.start()
+		if !errors.Is(err, errPortTaken) || try == 3 {
+			return err
+		}
+		port, perr := freePort()
+		if perr != nil {
+			return perr
+		}
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		if werr := os.WriteFile(f.config, []byte(f.c.configYAML(addr)), 0o600); werr != nil {
+			return fmt.Errorf("write the configuration of %s: %w", f.name, werr)
+		}
+		f.addr.Store(&addr)
+	}
+}
+
+// errPortTaken: the process could not bind its listen address.
+var errPortTaken = errors.New("listen address already in use")
+
+func (f *Ferry) start() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.runningLocked() {
@@ -187,6 +216,9 @@ func (f *Ferry) Start() error {
 	for {
 		select {
 		case <-done:
+			if log := tail(logPath, 3); strings.Contains(log, "address already in use") {
+				return fmt.Errorf("%s: %w: %s", f.name, errPortTaken, log)
+			}
 			return fmt.Errorf("%s exited at start: %s", f.name, tail(logPath, 10))
 		default:
 		}

@@ -51,7 +51,13 @@ func startHABed(t *testing.T) *haBed {
 	if testing.Short() {
 		t.Skip("fault suite on the bed: skipped under -short (it builds ferry and needs the test bed's API server)")
 	}
-	env := testbed.Kube(t)
+	return startHABedOn(t, testbed.Kube(t).Get(testbed.KeyKubeconfigFerry))
+}
+
+// startHABedOn is startHABed with ferry's provisioners reaching the API
+// server through kubeconfig.
+func startHABedOn(t *testing.T, kubeconfig string) *haBed {
+	t.Helper()
 	ns := testbed.Namespace(t, testbed.AgentsRole)
 	extra := fmt.Sprintf(`agents:
   enabled: true
@@ -68,7 +74,7 @@ func startHABed(t *testing.T) *haBed {
   templates:
     - name: default
       labels: [%s]
-`, ns, env.Get(testbed.KeyKubeconfigFerry), haLease, haLeaseFor, haRenewWithin, haRetryEvery, agentLabel)
+`, ns, kubeconfig, haLease, haLeaseFor, haRenewWithin, haRetryEvery, agentLabel)
 	c := chaos.Start(t, chaos.Options{
 		Replicas: 3, BuildDuration: 200 * time.Millisecond, ExtraYAML: extra, LogLevel: "debug",
 		Senders: 8, Workers: 16,
@@ -95,10 +101,12 @@ func (b *haBed) playAgents(ctx context.Context) {
 		if err == nil {
 			for _, p := range pods.Items {
 				name := p.Labels[eci.LabelAgent]
-				b.mu.Lock()
-				seen := b.agents[name]
-				b.mu.Unlock()
-				if seen || p.Status.Phase != corev1.PodRunning || p.DeletionTimestamp != nil {
+				if p.Status.Phase != corev1.PodRunning || p.DeletionTimestamp != nil {
+					continue
+				}
+				// An agent whose pod runs connects, and connects again
+				// after the controller restarted, as inbound agents do.
+				if n, ok := b.c.Jenkins.Node(name); !ok || n.Connected {
 					continue
 				}
 				if b.c.Jenkins.ConnectAgent(name, b.c.Jenkins.AgentSecret(name)) == nil {
@@ -218,6 +226,7 @@ func (b *haBed) settle(t *testing.T, fault string, handoff time.Duration, extra 
 	d.Accepted -= b.prev.Accepted
 	d.Redelivered -= b.prev.Redelivered
 	d.Builds -= b.prev.Builds
+	d.Reruns -= b.prev.Reruns
 	d.Doubles -= b.prev.Doubles
 	d.Dropped -= b.prev.Dropped
 	b.prev = rep

@@ -22,10 +22,13 @@ type Report struct {
 	// redelivery); Redelivered needed more than one send; Failed were
 	// never accepted.
 	Sent, Accepted, Redelivered, Failed int
-	// Builds of ferry's events (queued items count as builds to come).
-	Builds int
-	// Doubles: events built more than once. Missing: accepted events not
-	// built. Stray: builds of events no accepted delivery names.
+	// Builds of ferry's events (queued items count as builds to come),
+	// re-runs included; Reruns of them are re-runs (attempt 2 and later)
+	// of builds lost to infrastructure.
+	Builds, Reruns int
+	// Doubles: events with an attempt built more than once. Missing:
+	// accepted events with no build of any attempt. Stray: builds of events
+	// no accepted delivery names.
 	Doubles, Missing, Stray int
 	// Dropped trigger answers: Jenkins queued the build, the caller was
 	// gone (killed) before the answer came.
@@ -41,8 +44,8 @@ type Report struct {
 
 // String is the one-line summary of a run.
 func (r Report) String() string {
-	return fmt.Sprintf("delay=%s seeded=%d sent=%d accepted=%d redelivered=%d failed=%d builds=%d doubles=%d missing=%d stray=%d dropped=%d",
-		r.Delay, r.Seeded, r.Sent, r.Accepted, r.Redelivered, r.Failed, r.Builds, r.Doubles, r.Missing, r.Stray, r.Dropped)
+	return fmt.Sprintf("delay=%s seeded=%d sent=%d accepted=%d redelivered=%d failed=%d builds=%d reruns=%d doubles=%d missing=%d stray=%d dropped=%d",
+		r.Delay, r.Seeded, r.Sent, r.Accepted, r.Redelivered, r.Failed, r.Builds, r.Reruns, r.Doubles, r.Missing, r.Stray, r.Dropped)
 }
 
 // Settle waits until the cluster has nothing left to do — every accepted
@@ -105,19 +108,28 @@ func (c *Cluster) WaitBuiltOnce(timeout time.Duration) Report {
 func (c *Cluster) count() Report {
 	ds := c.Deliveries()
 	r := Report{Delay: c.Proxy.Delay(), Seeded: c.baseline, Sent: len(ds), Dropped: c.Proxy.Dropped()}
-	builds := map[string][]string{} // trigger id → build numbers, or q<item> for queued items
-	for _, b := range c.Jenkins.Builds(Job)[c.baseline:] {
-		id := b.Params[config.ParamTriggerID]
-		builds[id] = append(builds[id], fmt.Sprintf("#%d", b.Number))
+	// trigger id of attempt 1 → attempt → build numbers, or queue items
+	builds := map[string]map[int][]string{}
+	add := func(id, what string) {
+		base, attempt := id, config.TriggerAttempt(id)
+		if attempt > 1 {
+			base = id[:strings.LastIndexByte(id, '#')]
+			r.Reruns++
+		}
+		if builds[base] == nil {
+			builds[base] = map[int][]string{}
+		}
+		builds[base][attempt] = append(builds[base][attempt], what)
 		r.Builds++
+	}
+	for _, b := range c.Jenkins.Builds(Job)[min(c.baseline, len(c.Jenkins.Builds(Job))):] {
+		add(b.Params[config.ParamTriggerID], fmt.Sprintf("#%d", b.Number))
 	}
 	for _, q := range c.Jenkins.QueueItems() {
 		if q.Job != Job || q.Placeholder || q.Cancelled || q.State == "left" {
 			continue
 		}
-		id := q.Params[config.ParamTriggerID]
-		builds[id] = append(builds[id], fmt.Sprintf("queue item %d", q.ID))
-		r.Builds++
+		add(q.Params[config.ParamTriggerID], fmt.Sprintf("queue item %d", q.ID))
 	}
 	want := map[string]bool{}
 	for _, d := range ds {
@@ -131,22 +143,27 @@ func (c *Cluster) count() Report {
 		r.Accepted++
 		id := config.TriggerID(d.EventID, Pipeline)
 		want[id] = true
-		switch n := len(builds[id]); {
-		case n == 0:
+		if len(builds[id]) == 0 {
 			r.Missing++
 			if len(r.MissingIDs) < 10 {
 				r.MissingIDs = append(r.MissingIDs, fmt.Sprintf("%s (delivery %s, %d attempts)", id, d.GUID, d.Attempts))
 			}
-		case n > 1:
-			r.Doubles++
-			if len(r.DoubledIDs) < 10 {
-				r.DoubledIDs = append(r.DoubledIDs, id+": "+strings.Join(builds[id], ", "))
+		}
+		for attempt, bs := range builds[id] {
+			if len(bs) > 1 {
+				r.Doubles++
+				if len(r.DoubledIDs) < 10 {
+					r.DoubledIDs = append(r.DoubledIDs, fmt.Sprintf("%s attempt %d: %s", id, attempt, strings.Join(bs, ", ")))
+				}
+				break
 			}
 		}
 	}
-	for id, bs := range builds {
+	for id, attempts := range builds {
 		if !want[id] {
-			r.Stray += len(bs)
+			for _, bs := range attempts {
+				r.Stray += len(bs)
+			}
 		}
 	}
 	slices.Sort(r.DoubledIDs)

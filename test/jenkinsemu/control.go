@@ -462,3 +462,54 @@ func (s *Server) Node(name string) (Node, bool) {
 	}
 	return nodes[i], true
 }
+
+// Restart emulates the controller killed and started again (an OOM kill,
+// its node lost, `kill -9` of the JVM) with JENKINS_HOME kept: the
+// listener and every connection close, and for down the controller
+// refuses connections; then it listens again on the same address as a new
+// start (a new X-Jenkins-Session, every login session gone). What was on
+// disk survives — jobs, finished builds, next build numbers, nodes and
+// their settings — and what lived only in the JVM is lost: queue items
+// (a crash leaves no queue.xml to reload), and running builds, which are
+// gone from their job (their numbers are not reused). Agent nodes are
+// offline until their agents connect again (ConnectAgent), as inbound
+// agents do after a restart.
+//
+// A real controller may differ for running builds: a Pipeline build
+// resumes if its steps are durable, and a freestyle build's record can
+// survive with result FAILURE (Run.reload's default). Restart models the
+// case where nothing of the build survives, the one a re-run must repair.
+func (s *Server) Restart(down time.Duration) error {
+	if err := s.SetDown(Refuse); err != nil {
+		return fmt.Errorf("restart: %w", err)
+	}
+	s.mu.Lock()
+	s.queue = nil
+	s.left = map[int64]*queueItem{}
+	s.running = map[*build]bool{}
+	s.sessions = map[string]string{}
+	for _, j := range s.jobs {
+		if len(j.active) == 0 {
+			continue
+		}
+		lost := map[*build]bool{}
+		for _, b := range j.active {
+			lost[b] = true
+		}
+		j.builds = slices.DeleteFunc(j.builds, func(b *build) bool { return lost[b] })
+		j.active = nil
+	}
+	for _, n := range s.nodes {
+		clear(n.executors)
+		if !n.builtIn {
+			n.connected, n.lostChannel = false, false
+		}
+	}
+	s.newInstance()
+	s.log.Info("controller restarted", "down", down)
+	s.mu.Unlock()
+	if down > 0 {
+		time.Sleep(down)
+	}
+	return s.SetDown(Up)
+}

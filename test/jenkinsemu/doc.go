@@ -69,7 +69,10 @@
 //     X-Jenkins-Language.
 //   - Failures for tests: SetDown(Refuse) closes the listener and every
 //     connection, SetDown(Unavailable) answers 503, SetLatency slows every
-//     answer; Calls counts requests per route template.
+//     answer; Calls counts requests per route template. Restart is the
+//     controller killed and started again with JENKINS_HOME kept: the
+//     queue and running builds are lost, jobs, finished builds and nodes
+//     kept, X-Jenkins-Session new, agents offline until they connect.
 //
 // # Not emulated
 //

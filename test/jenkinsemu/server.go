@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -124,9 +125,10 @@ type Server struct {
 	log   *slog.Logger
 	key   []byte
 	salt  []byte
-	// instance distinguishes this controller in cookie names and the
-	// X-Jenkins-Session header, as Jenkins' per-start session id does.
-	instance string
+	// instance distinguishes this controller's start in cookie names and
+	// the X-Jenkins-Session header, as Jenkins' per-start session id does
+	// (Restart gives a new one).
+	instance atomic.Pointer[string]
 
 	mu          sync.Mutex
 	jobs        map[string]*job
@@ -191,7 +193,6 @@ func New(opts Options) *Server {
 		log:         opts.Logger.With("component", "jenkinsemu"),
 		key:         opts.SecretKey,
 		salt:        randomBytes(32),
-		instance:    hex.EncodeToString(randomBytes(4)),
 		jobs:        map[string]*job{},
 		folders:     map[string]bool{},
 		left:        map[int64]*queueItem{},
@@ -201,6 +202,7 @@ func New(opts Options) *Server {
 		calls:       map[string]int{},
 		nextQueueID: 0,
 	}
+	s.newInstance()
 	s.SetLocale(opts.Locale, opts.IgnoreAcceptLanguage)
 	s.nodes = []*node{{
 		name:         "",
@@ -351,7 +353,12 @@ func (p principal) name() string {
 	return p.user.Name
 }
 
-func (s *Server) cookieName() string { return "JSESSIONID." + s.instance }
+func (s *Server) cookieName() string { return "JSESSIONID." + *s.instance.Load() }
+
+func (s *Server) newInstance() {
+	id := hex.EncodeToString(randomBytes(4))
+	s.instance.Store(&id)
+}
 
 // ServeHTTP implements http.Handler. The order of checks follows Jenkins'
 // filter chain: the security filter (bad credentials → 401), the crumb
@@ -381,7 +388,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	h.Set("X-Jenkins", s.opts.Version)
 	h.Set("X-Hudson", "1.395")
-	h.Set("X-Jenkins-Session", s.instance)
+	h.Set("X-Jenkins-Session", *s.instance.Load())
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Server", "Jetty(10.0.20)")
 

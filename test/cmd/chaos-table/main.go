@@ -3,7 +3,10 @@
 // key=value figures per run) and, per fault, gives how many runs there
 // were, the leader hand-off (p50 and max: time until another replica held
 // the Lease and work resumed), deliveries sent, answered 202 and built,
-// events built twice and objects left behind. make chaos runs it last.
+// events built twice, builds re-run after a loss, and objects left
+// behind. A line with unit=promotions counts promotions instead of
+// deliveries: requested, accepted, succeeded, and environments rolled
+// more than once as doubled. make chaos runs it last.
 //
 //	go run ./test/cmd/chaos-table bin/chaos-report.txt
 package main
@@ -20,9 +23,9 @@ import (
 )
 
 type fault struct {
-	runs                                            int
-	handoffs                                        []time.Duration
-	sent, accepted, builds, doubles, missing, leaks int
+	runs                                                    int
+	handoffs                                                []time.Duration
+	sent, accepted, builds, reruns, doubles, missing, leaks int
 }
 
 func main() {
@@ -54,6 +57,9 @@ func main() {
 			}
 			name = "ferry-SIGKILL-mid-trigger answer " + kv["delay"]
 		}
+		if u := kv["unit"]; u != "" {
+			name += " (" + u + ")"
+		}
 		fa := faults[name]
 		if fa == nil {
 			fa = &fault{}
@@ -68,6 +74,7 @@ func main() {
 		fa.sent += n("sent")
 		fa.accepted += n("accepted")
 		fa.builds += n("builds")
+		fa.reruns += n("reruns")
 		fa.doubles += n("doubles")
 		fa.missing += n("missing")
 		fa.leaks += n("leaked")
@@ -77,7 +84,7 @@ func main() {
 		os.Exit(1)
 	}
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(w, "fault\truns\thand-off p50\thand-off max\tsent\tanswered 202\tbuilt\tdoubled\tmissing\tleaked\t")
+	fmt.Fprintln(w, "fault\truns\thand-off p50\thand-off max\tsent\tanswered 202\tbuilt\tre-run\tdoubled\tmissing\tleaked\t")
 	for _, name := range order {
 		fa := faults[name]
 		p50, worst := "-", "-"
@@ -86,8 +93,8 @@ func main() {
 			p50 = fa.handoffs[(len(fa.handoffs)-1)/2].Round(10 * time.Millisecond).String()
 			worst = fa.handoffs[len(fa.handoffs)-1].Round(10 * time.Millisecond).String()
 		}
-		fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t\n", name, fa.runs, p50, worst,
-			fa.sent, fa.accepted, fa.builds, fa.doubles, fa.missing, fa.leaks)
+		fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t\n", name, fa.runs, p50, worst,
+			fa.sent, fa.accepted, fa.builds, fa.reruns, fa.doubles, fa.missing, fa.leaks)
 	}
 	_ = w.Flush()
 }
