@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/ferryci/ferry/pkg/config"
 	"github.com/ferryci/ferry/pkg/promote"
 	"github.com/ferryci/ferry/pkg/store"
 )
@@ -137,4 +138,15 @@ func (a *Server) decide(ctx context.Context, id Identity, verb, promotionID, env
 		}
 	}
 	return env, a.check(ctx, id, a.access(verb, p.App, env), verb)
+}
+
+// ViaAnonymous marks the identity of Reader.
+const ViaAnonymous = "anonymous"
+
+// Reader is an identity that may read every app's promotions and do
+// nothing else: what the web UI reads with for visitors when the operator
+// lets them read without signing in (ui.anonymousRead).
+func Reader(name string) Identity {
+	return Identity{Name: name, Via: ViaAnonymous, roles: []config.PromotionRole{{
+		Apps: []string{"*"}, Environments: []string{"*"}, Verbs: []string{VerbGet}}}}
 }
