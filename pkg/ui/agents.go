@@ -297,10 +297,19 @@ type point struct {
 
 func newAgentHistory(keep time.Duration) *agentHistory { return &agentHistory{keep: keep} }
 
+// minSpacing keeps page refreshes from piling up samples: a sample
+// closer than this to the last one replaces it.
+const minSpacing = 10 * time.Second
+
 func (h *agentHistory) add(at time.Time, n int) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.points = append(h.points, point{At: at, Value: float64(n)})
+	p := point{At: at, Value: float64(n)}
+	if l := len(h.points); l > 1 && at.Sub(h.points[l-2].At) < minSpacing {
+		h.points[l-1] = p
+	} else {
+		h.points = append(h.points, p)
+	}
 	cut := 0
 	for cut < len(h.points) && at.Sub(h.points[cut].At) > h.keep {
 		cut++

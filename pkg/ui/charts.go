@@ -66,11 +66,35 @@ func line(title, note string, pts []point, from, to time.Time) chart {
 	}
 	c.Max = fmt.Sprintf("%.0f", top)
 	span := to.Sub(from).Seconds()
+	pts = thin(pts, maxLinePoints)
 	for _, p := range pts {
 		x := p.At.Sub(from).Seconds() / span * chartW
 		c.Line += fmt.Sprintf("%.1f,%.1f ", x, chartH-p.Value/top*chartH)
 	}
 	return c
+}
+
+// maxLinePoints bounds a line chart's points (a day at 10 s is 8,640).
+const maxLinePoints = 320
+
+// thin keeps at most n points, each the largest of its run, so a peak
+// is never lost.
+func thin(pts []point, n int) []point {
+	if len(pts) <= n {
+		return pts
+	}
+	step := (len(pts) + n - 1) / n
+	out := make([]point, 0, n)
+	for i := 0; i < len(pts); i += step {
+		top := pts[i]
+		for _, p := range pts[i:min(i+step, len(pts))] {
+			if p.Value > top.Value {
+				top.Value = p.Value
+			}
+		}
+		out = append(out, top)
+	}
+	return out
 }
 
 func count(v float64) string { return fmt.Sprintf("%.0f", v) }

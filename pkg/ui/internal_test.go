@@ -129,3 +129,29 @@ func TestBuildAgentSnapshot(t *testing.T) {
 		t.Errorf("failures = %+v, want the one AgentRetry", snap.Failures)
 	}
 }
+
+func TestAgentHistoryAndLine(t *testing.T) {
+	t.Parallel()
+	h := newAgentHistory(time.Hour)
+	t0 := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	for i := range 1000 {
+		h.add(t0.Add(time.Duration(i)*time.Second), i%7)
+	}
+	pts := h.snapshot()
+	if len(pts) > 120 {
+		t.Errorf("%d samples kept for 1000 looks a second apart, want about one per %s", len(pts), minSpacing)
+	}
+	h.add(t0.Add(3*time.Hour), 1)
+	if pts := h.snapshot(); len(pts) != 1 {
+		t.Errorf("%d samples after an hour's gap, want only the newest (older than keep are dropped)", len(pts))
+	}
+	many := make([]point, 5000)
+	for i := range many {
+		many[i] = point{At: t0.Add(time.Duration(i) * time.Second)}
+	}
+	many[4321].Value = 9
+	c := line("x", "", many, t0, t0.Add(5000*time.Second))
+	if n := strings.Count(c.Line, ","); n > maxLinePoints || c.Max != "9" {
+		t.Errorf("line of 5000 points: %d drawn, max %q; want at most %d, the peak 9 kept", n, c.Max, maxLinePoints)
+	}
+}

@@ -487,7 +487,11 @@ func (s *Server) agents(c *gin.Context) {
 		s.history.add(snap.At, len(snap.Agents))
 	}
 	now := s.cfg.Now()
-	d.Charts = []chart{line("Agents over time", "sampled each minute by this replica since it started (kept in memory)",
-		s.history.snapshot(), now.Add(-24*time.Hour), now)}
+	pts := s.history.snapshot()
+	from := now.Add(-24 * time.Hour)
+	if len(pts) > 0 && pts[0].At.After(from) {
+		from = pts[0].At
+	}
+	d.Charts = []chart{line("Agents over time", "sampled by this replica each minute and on every look, since it started (kept in memory)", pts, from, now)}
 	s.render(c, http.StatusOK, "agents", "Agents", viewerOf(c), d)
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -22,8 +23,10 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/ferryci/ferry/pkg/config"
+	"github.com/ferryci/ferry/pkg/eci"
 	"github.com/ferryci/ferry/pkg/store"
 	"github.com/ferryci/ferry/test/jenkinsemu"
+	"github.com/ferryci/ferry/test/testbed"
 )
 
 const (
@@ -307,4 +310,64 @@ func TestWebUIInABrowser(t *testing.T) {
 	b.shot("promotion")
 	b.check()
 	t.Logf("screenshots in %s", b.dir)
+}
+
+// The agents page on the test bed: a push's agent pod shows up with its
+// template, ECI spec and state, turns to building when its agent connects,
+// and once it is gone its pod- and build-seconds are counted.
+func TestWebUIAgentsOnTheBed(t *testing.T) {
+	exe := chromium(t)
+	env := testbed.Kube(t)
+	ns := testbed.Namespace(t)
+	const label = "ferry-agent"
+	w := start(t, func(c *config.Config) {
+		c.UI.Refresh = config.Duration{Duration: 500 * time.Millisecond}
+		c.Promotion.Auth.Tokens = []config.PromotionToken{{Name: "alice", SHA256: sha256hex(uiAlice),
+			Roles: []config.PromotionRole{{Apps: []string{"*"}, Environments: []string{"*"}, Verbs: []string{"get"}}}}}
+		c.Agents.Enabled = true
+		c.Agents.Namespace = ns
+		c.Agents.Kubeconfig = env.Get(testbed.KeyKubeconfigFerry)
+		c.Agents.Resync = config.Duration{Duration: 500 * time.Millisecond}
+		c.Agents.LeaderElection.LeaseDuration = config.Duration{Duration: 4 * time.Second}
+		c.Agents.LeaderElection.RenewDeadline = config.Duration{Duration: 3 * time.Second}
+		c.Agents.LeaderElection.RetryPeriod = config.Duration{Duration: 500 * time.Millisecond}
+		c.Agents.Templates = []eci.Template{{Name: "ui-e2e", Labels: []string{label}}}
+	})
+	if err := w.jenkins.UpdateJob("acme/app", func(s *jenkinsemu.JobSpec) { s.Label = label }); err != nil {
+		t.Fatal(err)
+	}
+	b := newBrowser(t, exe, w.url)
+	b.signIn(w.url, uiAlice, "/ui/agents")
+	eval[bool](b, `window.ferryNoReload = true`)
+	if code, r := w.githubHook("push", "ui-agent-1", w.payload("github_push.json")); code != http.StatusAccepted {
+		t.Fatalf("push answered %d %+v", code, r)
+	}
+	b.waitText("#agents-now tbody", "ferry-agent-")
+	w.eventually("the build queued", func() bool { return len(w.jenkins.QueueItems()) > 0 || len(w.builds("acme/app")) > 0 })
+	var agent string
+	w.eventually("the agent pod running", func() bool {
+		for _, n := range w.jenkins.Nodes() {
+			if strings.HasPrefix(n.Name, "ferry-agent-") {
+				agent = n.Name
+			}
+		}
+		return agent != "" && strings.Contains(eval[string](b, `document.querySelector("#agents-now tbody").innerText`), "starting")
+	})
+	b.shot("agents-starting")
+	if err := w.jenkins.ConnectAgent(agent, w.jenkins.AgentSecret(agent)); err != nil {
+		t.Fatalf("connect agent %s: %v", agent, err)
+	}
+	b.waitText("#agents-now tbody", "building")
+	b.shot("agents")
+	if err := w.jenkins.FinishBuild("acme/app", 1, jenkinsemu.Success); err != nil {
+		t.Fatal(err)
+	}
+	b.waitText("#agents-now tbody", "No agents right now")
+	// The provisioner's figures of the agent that ended, in the usage table.
+	b.waitText("#usage tbody", "ui-e2e")
+	if !eval[bool](b, `window.ferryNoReload === true`) {
+		t.Error("the page was reloaded: it must change in place")
+	}
+	b.shot("agents-after")
+	b.check()
 }
