@@ -479,7 +479,7 @@ func (s *Server) agents(c *gin.Context) {
 		return
 	}
 	d := agentsData{States: AgentStates}
-	snap, err := s.cfg.Agents.Snapshot(c.Request.Context())
+	snap, err := s.agentSnapshot(c.Request.Context())
 	if err != nil {
 		d.Error = s.readError(c, "agents", err)
 	} else {

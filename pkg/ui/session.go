@@ -240,15 +240,15 @@ func (s *Server) secure(r *http.Request) bool {
 	return s.cfg.SecureCookie || r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https")
 }
 
+// setCookie sets a cookie of the UI's; Secure is set whenever the browser
+// reached ferry over TLS (a Secure cookie sent over plain HTTP would never
+// come back).
 func (s *Server) setCookie(c *gin.Context, name, value string, maxAge time.Duration) {
-	http.SetCookie(c.Writer, &http.Cookie{Name: name, Value: value, Path: "/ui", MaxAge: int(maxAge.Seconds()),
+	http.SetCookie(c.Writer, &http.Cookie{Name: name, Value: value, Path: "/ui", MaxAge: int(maxAge.Seconds()), //nolint:gosec // Secure over TLS, see above
 		HttpOnly: true, Secure: s.secure(c.Request), SameSite: http.SameSiteStrictMode})
 }
 
-func (s *Server) clearCookie(c *gin.Context, name string) {
-	http.SetCookie(c.Writer, &http.Cookie{Name: name, Value: "", Path: "/ui", MaxAge: -1,
-		HttpOnly: true, Secure: s.secure(c.Request), SameSite: http.SameSiteStrictMode})
-}
+func (s *Server) clearCookie(c *gin.Context, name string) { s.setCookie(c, name, "", -time.Second) }
 
 // safeNext is where a sign-in may lead: a path inside /ui/ on this host,
 // else the activity page. Anything with a scheme, a host, "//" or a

@@ -101,6 +101,8 @@ type Server struct {
 
 	mu     sync.Mutex
 	charts chartCache
+	snap   AgentSnapshot
+	snapAt time.Time
 }
 
 // New returns the Server.
@@ -187,12 +189,37 @@ func (s *Server) Run(ctx context.Context) {
 func (s *Server) sampleAgents(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	snap, err := s.cfg.Agents.Snapshot(ctx)
+	snap, err := s.agentSnapshot(ctx)
 	if err != nil {
 		s.log.Debug("agent count not sampled", "error", err)
 		return
 	}
-	s.history.add(s.cfg.Now(), len(snap.Agents))
+	s.history.add(snap.At, len(snap.Agents))
+}
+
+// snapshotTTL lets every open agents page share one read of the cluster
+// and Jenkins (each refresh would otherwise list pods, events and
+// Jenkins' nodes).
+const snapshotTTL = 2 * time.Second
+
+func (s *Server) agentSnapshot(ctx context.Context) (AgentSnapshot, error) {
+	s.mu.Lock()
+	if !s.snapAt.IsZero() && s.cfg.Now().Sub(s.snapAt) < snapshotTTL {
+		defer s.mu.Unlock()
+		return s.snap, nil
+	}
+	s.mu.Unlock()
+	snap, err := s.cfg.Agents.Snapshot(ctx)
+	if err != nil {
+		return AgentSnapshot{}, err
+	}
+	if snap.At.IsZero() {
+		snap.At = s.cfg.Now()
+	}
+	s.mu.Lock()
+	s.snap, s.snapAt = snap, s.cfg.Now()
+	s.mu.Unlock()
+	return snap, nil
 }
 
 // csp allows nothing but ferry's own files: no inline script or style, no
