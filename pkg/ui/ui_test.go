@@ -66,6 +66,13 @@ type bed struct {
 // to web, bob only read it, carol only read another app.
 func newBed(t *testing.T, tweak func(*ui.Config)) *bed {
 	t.Helper()
+	return newBedOn(t, tweak, nil, "web-test", "web-prod")
+}
+
+// newBedOn is newBed with auth deciding (nil: the tokens of alice, bob and
+// carol) and the environments' namespaces.
+func newBedOn(t *testing.T, tweak func(*ui.Config), auth *api.Auth, nsTest, nsProd string) *bed {
+	t.Helper()
 	st, err := memstore.New(memstore.Config{})
 	if err != nil {
 		t.Fatal(err)
@@ -101,19 +108,14 @@ func newBed(t *testing.T, tweak func(*ui.Config)) *bed {
 	}
 	p, err := promote.New(promote.Config{Store: st, Registry: noRegistry{}, Apps: []config.PromotionApp{{
 		Name: "web", Source: "registry.example/ci/web", Target: "registry.example/release/web",
-		Environments: []config.PromotionEnvironment{{Name: "test", Namespace: "web-test", Deployments: []string{"web"}},
-			{Name: "prod", Namespace: "web-prod", Deployments: []string{"web"}}},
+		Environments: []config.PromotionEnvironment{{Name: "test", Namespace: nsTest, Deployments: []string{"web"}},
+			{Name: "prod", Namespace: nsProd, Deployments: []string{"web"}}},
 	}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	auth, err := api.NewAuth(api.AuthConfig{PipelineToken: pipelineToken, Auth: config.PromotionAuth{Tokens: []config.PromotionToken{
-		{Name: "alice", SHA256: hash(aliceToken), Roles: []config.PromotionRole{{Apps: []string{"web"}, Environments: []string{"*"}, Verbs: config.PromotionVerbs}}},
-		{Name: "bob", SHA256: hash(bobToken), Roles: []config.PromotionRole{{Apps: []string{"web"}, Environments: []string{"*"}, Verbs: []string{api.VerbGet}}}},
-		{Name: "carol", SHA256: hash(carolToken), Roles: []config.PromotionRole{{Apps: []string{"api"}, Environments: []string{"*"}, Verbs: config.PromotionVerbs}}},
-	}}})
-	if err != nil {
-		t.Fatal(err)
+	if auth == nil {
+		auth = tokenAuth(t)
 	}
 	promos := api.New(api.Config{Promoter: p, Auth: auth})
 	cfg := ui.Config{Deliveries: deliveries.NewServer(deliveries.Config{Log: st, Agents: true}), Auth: promos, Promotions: promos,
@@ -132,6 +134,21 @@ func newBed(t *testing.T, tweak func(*ui.Config)) *bed {
 	srv := httptest.NewServer(e)
 	t.Cleanup(srv.Close)
 	return &bed{t: t, srv: srv, st: st}
+}
+
+// tokenAuth knows alice (every right on web), bob (reading web) and carol
+// (every right on another app), and the pipelines' token.
+func tokenAuth(t *testing.T) *api.Auth {
+	t.Helper()
+	auth, err := api.NewAuth(api.AuthConfig{PipelineToken: pipelineToken, Auth: config.PromotionAuth{Tokens: []config.PromotionToken{
+		{Name: "alice", SHA256: hash(aliceToken), Roles: []config.PromotionRole{{Apps: []string{"web"}, Environments: []string{"*"}, Verbs: config.PromotionVerbs}}},
+		{Name: "bob", SHA256: hash(bobToken), Roles: []config.PromotionRole{{Apps: []string{"web"}, Environments: []string{"*"}, Verbs: []string{api.VerbGet}}}},
+		{Name: "carol", SHA256: hash(carolToken), Roles: []config.PromotionRole{{Apps: []string{"api"}, Environments: []string{"*"}, Verbs: config.PromotionVerbs}}},
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return auth
 }
 
 // client is a browser: cookies, no automatic redirects.
