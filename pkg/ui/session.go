@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"context"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hmac"
@@ -314,6 +315,15 @@ func (s *Server) login(c *gin.Context) {
 		again(http.StatusForbidden, "The pipelines' token cannot sign in: use your own token.")
 		return
 	}
+	switch ok, err := s.mayRead(c.Request.Context(), id); {
+	case err != nil:
+		again(http.StatusServiceUnavailable, "Your rights cannot be checked now (the Kubernetes API server did not answer); retry in a moment.")
+		return
+	case !ok:
+		s.log.WarnContext(c.Request.Context(), "ui sign-in refused: no right to read", "user", id.Name, "via", id.Via, "remote", c.ClientIP())
+		again(http.StatusForbidden, id.Name+" (verified by "+id.Via+") may not read ferry: signing in needs the get right on the promotions of an app (promotion.auth roles, or Kubernetes RBAC on promotions.ferry.dev).")
+		return
+	}
 	sealed, err := s.sessions.seal(session{Token: token, Expires: s.cfg.Now().Add(s.cfg.TTL).Unix(), CSRF: randomHex()})
 	if err != nil {
 		s.fail(c, http.StatusInternalServerError, "could not start a session")
@@ -324,6 +334,23 @@ func (s *Server) login(c *gin.Context) {
 	s.setCookie(c, sessionCookie, sealed, s.cfg.TTL)
 	s.log.InfoContext(c.Request.Context(), "ui sign-in", "user", id.Name, "via", id.Via)
 	c.Redirect(http.StatusSeeOther, next)
+}
+
+// mayRead is what signing in needs beyond a verified identity: the right
+// to read the promotions of one of the apps (any Kubernetes identity in
+// the cluster can be verified, so verification alone is not enough).
+func (s *Server) mayRead(ctx context.Context, id api.Identity) (bool, error) {
+	apps := []string{""}
+	if s.cfg.Promotions != nil && len(s.cfg.Promotions.Apps()) > 0 {
+		apps = s.cfg.Promotions.Apps()
+	}
+	for _, app := range apps {
+		ok, err := s.cfg.Auth.Allowed(ctx, id, api.VerbGet, app, "")
+		if err != nil || ok {
+			return ok, err
+		}
+	}
+	return false, nil
 }
 
 func (s *Server) logout(c *gin.Context) {

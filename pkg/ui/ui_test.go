@@ -411,12 +411,12 @@ func TestPromotionActions(t *testing.T) {
 	if a := b.do(bob, "POST", "/ui/rollback", url.Values{"csrf": {bobCSRF}, "app": {"web"}, "environment": {"test"}}, nil); a.code != http.StatusForbidden {
 		t.Errorf("bob's rollback = %d, want 403", a.code)
 	}
-	carol := b.signedIn(carolToken)
-	if a := b.do(carol, "GET", "/ui/promotions/p-1", nil, nil); a.code != http.StatusForbidden {
-		t.Errorf("carol reads web's promotion: %d, want 403", a.code)
+	carol := b.client()
+	if a := b.signIn(carol, carolToken, ""); a.code != http.StatusForbidden || !strings.Contains(a.body, "carol (verified by token) may not read ferry") {
+		t.Errorf("carol, with rights on no configured app, signs in: %d, want 403", a.code)
 	}
-	if a := b.do(carol, "GET", "/ui/promotions", nil, nil); strings.Contains(a.body, "p-1") {
-		t.Errorf("carol's promotions page lists web's promotion")
+	if a := b.do(carol, "GET", "/ui/promotions/p-1", nil, nil); a.code != http.StatusSeeOther {
+		t.Errorf("carol reads web's promotion: %d, want 303 to the sign-in", a.code)
 	}
 
 	alice := b.signedIn(aliceToken)
