@@ -498,3 +498,31 @@ func TestAgentsPage(t *testing.T) {
 		t.Errorf("anonymous agents = %d, want 303", a.code)
 	}
 }
+
+func TestRollbackByButton(t *testing.T) {
+	b := newBed(t, nil)
+	older := "sha256:" + strings.Repeat("1", 64)
+	if _, err := b.st.PutPromotion(context.Background(), store.Promotion{ID: "p-0", Kind: store.KindPromote, App: "web",
+		SourceDigest: older, Target: "registry.example/release/web@" + older, State: store.PromotionSucceeded,
+		CreatedAt: time.Now().Add(-48 * time.Hour), FinishedAt: time.Now().Add(-47 * time.Hour),
+		Environments: []store.PromotionEnv{{Name: "test", Phase: store.EnvSucceeded}, {Name: "prod", Phase: store.EnvSucceeded}}}); err != nil {
+		t.Fatal(err)
+	}
+	alice := b.signedIn(aliceToken)
+	page := b.do(alice, "GET", "/ui/promotions", nil, nil)
+	if !strings.Contains(page.body, `action="/ui/rollback"`) {
+		t.Fatalf("alice's promotions page has no Roll back button:\n%s", page.body)
+	}
+	a := b.do(alice, "POST", "/ui/rollback", url.Values{"csrf": {csrfOf(t, page.body)}, "app": {"web"}, "environment": {"test"}}, nil)
+	if a.code != http.StatusSeeOther || !strings.HasSuffix(a.header.Get("Location"), "?done=rollback+requested") {
+		t.Fatalf("rollback = %d to %q:\n%s", a.code, a.header.Get("Location"), a.body)
+	}
+	id := strings.TrimSuffix(strings.TrimPrefix(a.header.Get("Location"), "/ui/promotions/"), "?done=rollback+requested")
+	p, err := b.st.GetPromotion(context.Background(), id)
+	if err != nil || p.Kind != store.KindRollback || p.RequestedBy != "alice" || p.RollbackOf != "p-0" || p.Environments[0].Name != "test" {
+		t.Errorf("rollback recorded as %+v (%v), want alice's rollback of test to p-0", p, err)
+	}
+	if bob := b.do(b.signedIn(bobToken), "GET", "/ui/promotions", nil, nil); strings.Contains(bob.body, `action="/ui/rollback"`) {
+		t.Error("bob, who may only read, is shown Roll back")
+	}
+}
