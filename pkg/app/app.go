@@ -8,6 +8,7 @@
 //	   └─ every answer ─▶ delivery log ◀─ build trails (deliveries.Tracker around the dispatcher's store)
 //	ferry why ─▶ /api/v1/deliveries ─▶ delivery log ;  recovery (one replica) ─▶ GitHub/GitLab: list hook deliveries, redeliver failed ones
 //	ferry promote ─▶ /api/v1/promotions ─▶ store ─▶ promote.Promoter (leader) ─▶ registry copy, rollouts
+//	browser ─▶ /ui/ (ui.Server) ─▶ the delivery API's Chains, the promotion API's actions and authorization, agent pods
 package app
 
 import (
@@ -35,6 +36,7 @@ import (
 	"github.com/ferryci/ferry/pkg/store/redisstore"
 	"github.com/ferryci/ferry/pkg/telemetry"
 	"github.com/ferryci/ferry/pkg/trust"
+	"github.com/ferryci/ferry/pkg/ui"
 	"github.com/ferryci/ferry/pkg/webhook"
 )
 
@@ -66,6 +68,7 @@ type App struct {
 	images     *images
 	recoverer  *recoverer
 	receiver   *webhook.Receiver
+	ui         *ui.Server
 	listener   net.Listener
 	server     *http.Server
 }
@@ -186,8 +189,12 @@ func New(ctx context.Context, opts Options) (*App, error) {
 		a.log.Warn("no webhook secret configured: /hooks/github and /hooks/gitlab answer 404 (set github.webhookSecrets or gitlab.webhookTokens)")
 	}
 
+	handler, err := a.routes(recv)
+	if err != nil {
+		return nil, err
+	}
 	a.server = &http.Server{
-		Handler:           a.routes(recv),
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       cfg.Server.ReadTimeout.Duration,
 		WriteTimeout:      cfg.Server.WriteTimeout.Duration,
@@ -225,7 +232,7 @@ func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (store.
 	return s, nil
 }
 
-func (a *App) routes(recv *webhook.Receiver) http.Handler {
+func (a *App) routes(recv *webhook.Receiver) (http.Handler, error) {
 	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()
 	e.Use(gin.CustomRecovery(func(c *gin.Context, err any) {
@@ -243,7 +250,15 @@ func (a *App) routes(recv *webhook.Receiver) http.Handler {
 	if token == "" {
 		token = a.opts.Config.Promotion.APIToken
 	}
-	deliveries.NewServer(deliveries.Config{Log: a.store, Token: token, Agents: a.opts.Config.Agents.Enabled, Logger: a.tel.Logger}).Register(e)
+	ds := deliveries.NewServer(deliveries.Config{Log: a.store, Token: token, Agents: a.opts.Config.Agents.Enabled, Logger: a.tel.Logger})
+	ds.Register(e)
+	if a.opts.Config.UI.Enabled {
+		var err error
+		if a.ui, err = a.newUI(ds); err != nil {
+			return nil, fmt.Errorf("web UI: %w", err)
+		}
+		a.ui.Register(e)
+	}
 	e.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	e.GET("/readyz", func(c *gin.Context) {
 		ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)
@@ -261,7 +276,7 @@ func (a *App) routes(recv *webhook.Receiver) http.Handler {
 		c.JSON(http.StatusOK, body)
 	})
 	e.GET("/metrics", gin.WrapH(a.tel.MetricsHandler()))
-	return e
+	return e, nil
 }
 
 // Addr is the address the server listens on.
@@ -313,6 +328,13 @@ func (a *App) Run(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			a.images.run(ctx)
+		}()
+	}
+	if a.ui != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a.ui.Run(ctx)
 		}()
 	}
 	if a.recoverer != nil {

@@ -41,7 +41,9 @@ type Config struct {
 	// Deliveries is the delivery log and missed-delivery recovery
 	// (deliveries.go).
 	Deliveries Deliveries `json:"deliveries"`
-	Pipelines  []Pipeline `json:"pipelines"`
+	// UI is the web UI under /ui/ (ui.go).
+	UI        UI         `json:"ui"`
+	Pipelines []Pipeline `json:"pipelines"`
 }
 
 // Promotion configures the promoter: images copied by digest to a release
@@ -617,6 +619,7 @@ func Default() Config {
 			},
 		},
 		Deliveries: defaultDeliveries(),
+		UI:         defaultUI(),
 		Telemetry: Telemetry{
 			LogLevel:    "info",
 			LogFormat:   "json",
@@ -888,6 +891,7 @@ func (c Config) Validate() error {
 	errs = append(errs, c.Images.validate(c)...)
 	errs = append(errs, c.Promotion.validate()...)
 	errs = append(errs, c.Deliveries.validate(c)...)
+	errs = append(errs, c.UI.validate()...)
 	errs = append(errs, c.Promotion.validateReporting(c.GitHub.Token != "" || c.GitHub.TokenFile != "",
 		c.GitLab.Token != "" || c.GitLab.TokenFile != "")...)
 	seen := map[string]bool{}
@@ -1160,7 +1164,7 @@ func (a Agents) validate() []error {
 // and start-up to print. It assumes a validated configuration.
 func (c Config) Warnings() []string {
 	if !c.Agents.Enabled {
-		return nil
+		return c.UI.warnings()
 	}
 	templates, err := eci.Resolve(c.Agents.Templates)
 	if err != nil {
@@ -1170,5 +1174,5 @@ func (c Config) Warnings() []string {
 	for _, name := range slices.Sorted(maps.Keys(templates)) {
 		out = append(out, templates[name].Warnings()...)
 	}
-	return out
+	return append(out, c.UI.warnings()...)
 }

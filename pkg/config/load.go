@@ -91,6 +91,7 @@ var settings = []setting{
 	{env: "FERRY_GITLAB_BASE_URL", flag: "gitlab-base-url", usage: "GitLab instance URL (gitlab.baseURL)", set: str(func(c *Config) *string { return &c.GitLab.BaseURL })},
 	{env: "FERRY_PROMOTION_API_TOKEN", secret: true, set: str(func(c *Config) *string { return &c.Promotion.APIToken })},
 	{env: "FERRY_DELIVERIES_API_TOKEN", secret: true, set: str(func(c *Config) *string { return &c.Deliveries.APIToken })},
+	{env: "FERRY_UI_SESSION_KEY", secret: true, set: str(func(c *Config) *string { return &c.UI.SessionKey })},
 	{env: "FERRY_LOG_LEVEL", flag: "log-level", usage: "debug, info, warn or error (telemetry.logLevel)", set: str(func(c *Config) *string { return &c.Telemetry.LogLevel })},
 	{env: "FERRY_LOG_FORMAT", flag: "log-format", usage: "json or text (telemetry.logFormat)", set: str(func(c *Config) *string { return &c.Telemetry.LogFormat })},
 	{env: "FERRY_OTLP_ENDPOINT", flag: "otlp-endpoint", usage: "OTLP/HTTP endpoint for traces (telemetry.otlpEndpoint)", set: str(func(c *Config) *string { return &c.Telemetry.OTLPEndpoint })},
@@ -219,6 +220,7 @@ func (c *Config) ResolveSecrets() error {
 	one("gitlab.tokenFile", c.GitLab.TokenFile, &c.GitLab.Token)
 	one("promotion.apiTokenFile", c.Promotion.APITokenFile, &c.Promotion.APIToken)
 	one("deliveries.apiTokenFile", c.Deliveries.APITokenFile, &c.Deliveries.APIToken)
+	one("ui.sessionKeyFile", c.UI.SessionKeyFile, &c.UI.SessionKey)
 	lines("github.webhookSecretsFile", c.GitHub.WebhookSecretsFile, &c.GitHub.WebhookSecrets)
 	lines("gitlab.webhookTokensFile", c.GitLab.WebhookTokensFile, &c.GitLab.WebhookTokens)
 	return errors.Join(errs...)

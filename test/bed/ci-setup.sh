@@ -30,6 +30,8 @@ declare -A packages=(
 	[awk]=gawk
 	# test/pipelines parses the Jenkinsfiles with Groovy (it brings a JRE).
 	[groovy]=groovy
+	# test/e2e drives the web UI in headless Chromium (chromedp).
+	[chromium]=chromium
 )
 missing=()
 for cmd in "${!packages[@]}"; do

@@ -453,6 +453,7 @@ func TestRefusesSecretsInConfig(t *testing.T) {
 		{"config.store.redis.password=pw", "config.store.redis.password: a secret does not belong in config"},
 		{"config.store.redis.sentinel.password=pw", "set secrets.redisSentinelPassword"},
 		{"config.promotion.apiToken=t0ken", "key promotion-api-token of secrets.existingSecret"},
+		{"config.ui.sessionKey=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", "set secrets.uiSessionKey"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.set, func(t *testing.T) {

@@ -46,7 +46,11 @@ type world struct {
 	cfg     config.Config
 	// stop stops the running ferry (start and restart run one).
 	stop func()
+	// ferry is the running ferry.
+	ferry *app.App
 }
+
+func (w *world) app() *app.App { return w.ferry }
 
 func ferryParams() []jenkinsemu.Param {
 	var out []jenkinsemu.Param
@@ -135,6 +139,7 @@ func (w *world) run() {
 		cancel()
 		t.Fatal(err)
 	}
+	w.ferry = a
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
 	var once sync.Once

@@ -154,6 +154,7 @@ examples/ferry.yaml, pass): a ConfigMap is no place for them.
   "gitlab" (list (list "token" "secrets.gitlabToken" "gitlab-token") (list "webhookTokens" "secrets.gitlabWebhookTokens" "gitlab-webhook-tokens"))
   "promotion" (list (list "apiToken" "secrets.promotionApiToken" "promotion-api-token"))
   "deliveries" (list (list "apiToken" "secrets.deliveriesApiToken" "deliveries-api-token"))
+  "ui" (list (list "sessionKey" "secrets.uiSessionKey" "ui-session-key"))
 -}}
 {{- range $section, $fields := $forbidden -}}
 {{- range $f := $fields -}}
@@ -205,6 +206,7 @@ variable each becomes: key, variable, the secrets.* value.
 - [redis-sentinel-password, FERRY_REDIS_SENTINEL_PASSWORD, redisSentinelPassword]
 - [promotion-api-token, FERRY_PROMOTION_API_TOKEN, promotionApiToken]
 - [deliveries-api-token, FERRY_DELIVERIES_API_TOKEN, deliveriesApiToken]
+- [ui-session-key, FERRY_UI_SESSION_KEY, uiSessionKey]
 {{- end -}}
 
 {{/* ferry.checks fails the release on combinations that cannot work. */}}

@@ -3,8 +3,6 @@ package api_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -14,9 +12,7 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
-	authenticationv1 "k8s.io/api/authentication/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
-	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -63,22 +59,13 @@ func TestKubernetesApprovers(t *testing.T) {
 	nsProd := testbed.Namespace(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	grantReviews(ctx, t, admin)
+	testbed.GrantReviews(ctx, t)
 
 	// The people: ServiceAccounts in the test namespace, tokens from the
 	// TokenRequest API.
 	tokens := map[string]string{}
 	for _, sa := range []string{"approver", "tester"} {
-		if _, err := admin.CoreV1().ServiceAccounts(nsTest).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: sa}}, metav1.CreateOptions{}); err != nil {
-			t.Fatalf("create ServiceAccount %s: %v", sa, err)
-		}
-		exp := int64(600)
-		tr, err := admin.CoreV1().ServiceAccounts(nsTest).CreateToken(ctx, sa, &authenticationv1.TokenRequest{
-			Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &exp}}, metav1.CreateOptions{})
-		if err != nil {
-			t.Fatalf("TokenRequest for %s: %v", sa, err)
-		}
-		tokens[sa] = tr.Status.Token
+		tokens[sa] = testbed.ServiceAccountToken(ctx, t, nsTest, sa)
 	}
 	user := func(sa string) string { return "system:serviceaccount:" + nsTest + ":" + sa }
 	// What the README tells operators to grant.
@@ -208,64 +195,9 @@ func TestKubernetesApprovers(t *testing.T) {
 	}
 }
 
-// grantReviews gives the bed's ferry user the chart's rights to create
-// TokenReviews and SubjectAccessReviews, for this test.
-func grantReviews(ctx context.Context, t *testing.T, admin kubernetes.Interface) {
+// waitAllowed waits until RBAC lets user verb web's promotions in ns.
+func waitAllowed(ctx context.Context, t *testing.T, _ kubernetes.Interface, user, ns, verb string) {
 	t.Helper()
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	name := "ferry-test-reviews-" + hex.EncodeToString(b)
-	if _, err := admin.RbacV1().ClusterRoles().Create(ctx, &rbacv1.ClusterRole{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Rules: []rbacv1.PolicyRule{
-			{APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"tokenreviews"}, Verbs: []string{"create"}},
-			{APIGroups: []string{"authorization.k8s.io"}, Resources: []string{"subjectaccessreviews"}, Verbs: []string{"create"}},
-		},
-	}, metav1.CreateOptions{}); err != nil {
-		t.Fatalf("create ClusterRole %s: %v", name, err)
-	}
-	if _, err := admin.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: name},
-		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: testbed.Kube(t).Get(testbed.KeyFerryUser)}},
-	}, metav1.CreateOptions{}); err != nil {
-		t.Fatalf("create ClusterRoleBinding %s: %v", name, err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		_ = admin.RbacV1().ClusterRoleBindings().Delete(ctx, name, metav1.DeleteOptions{})
-		_ = admin.RbacV1().ClusterRoles().Delete(ctx, name, metav1.DeleteOptions{})
-	})
-	waitAllowedResource(ctx, t, admin, testbed.Kube(t).Get(testbed.KeyFerryUser), authorizationv1.ResourceAttributes{
-		Group: "authorization.k8s.io", Resource: "subjectaccessreviews", Verb: "create"})
-	waitAllowedResource(ctx, t, admin, testbed.Kube(t).Get(testbed.KeyFerryUser), authorizationv1.ResourceAttributes{
-		Group: "authentication.k8s.io", Resource: "tokenreviews", Verb: "create"})
-}
-
-// waitAllowed waits until RBAC lets user verb web's promotions in ns (the
-// authorizer's informer sees new bindings a moment later).
-func waitAllowed(ctx context.Context, t *testing.T, admin kubernetes.Interface, user, ns, verb string) {
-	t.Helper()
-	waitAllowedResource(ctx, t, admin, user, authorizationv1.ResourceAttributes{
+	testbed.WaitAllowed(ctx, t, user, authorizationv1.ResourceAttributes{
 		Namespace: ns, Group: "ferry.dev", Resource: "promotions", Name: "web", Verb: verb})
-}
-
-func waitAllowedResource(ctx context.Context, t *testing.T, admin kubernetes.Interface, user string, attrs authorizationv1.ResourceAttributes) {
-	t.Helper()
-	for {
-		sar, err := admin.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authorizationv1.SubjectAccessReview{
-			Spec: authorizationv1.SubjectAccessReviewSpec{User: user, ResourceAttributes: &attrs}}, metav1.CreateOptions{})
-		if err != nil {
-			t.Fatalf("SubjectAccessReview for %s: %v", user, err)
-		}
-		if sar.Status.Allowed {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("RBAC never allowed %s to %s %s/%s in %q", user, attrs.Verb, attrs.Group, attrs.Resource, attrs.Namespace)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
 }

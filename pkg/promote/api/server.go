@@ -7,7 +7,6 @@ package api
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -114,22 +113,20 @@ func identity(c *gin.Context) Identity {
 
 // authorize answers 403 (or 503) unless the caller may do acc.
 func (a *Server) authorize(c *gin.Context, acc Access) bool {
-	id := identity(c)
-	ok, err := a.auth.Authorize(c.Request.Context(), id, acc)
-	if err != nil {
-		a.log.ErrorContext(c.Request.Context(), "cannot authorize a promotion API request", "user", id.Name, "via", id.Via,
-			"access", acc.String(), "error", err)
-		c.AbortWithStatusJSON(http.StatusServiceUnavailable, gin.H{"error": "the request cannot be authorized now; retry later"})
-		return false
-	}
-	if !ok {
-		a.log.WarnContext(c.Request.Context(), "promotion API request refused: forbidden", "status", http.StatusForbidden,
-			"method", c.Request.Method, "path", c.Request.URL.Path, "remote", c.ClientIP(), "user", id.Name, "via", id.Via,
-			"access", acc.String(), "namespace", acc.Namespace)
-		c.AbortWithStatusJSON(http.StatusForbidden, gin.H{"error": fmt.Sprintf("%s (verified by %s) may not %s", id.Name, id.Via, acc)})
+	if err := a.check(c.Request.Context(), identity(c), acc, c.Request.URL.Path); err != nil {
+		a.refuse(c, err)
 		return false
 	}
 	return true
+}
+
+// refuse answers an authorization's refusal (403) or failure (503).
+func (a *Server) refuse(c *gin.Context, err error) {
+	if errors.Is(err, ErrForbidden) {
+		c.AbortWithStatusJSON(http.StatusForbidden, gin.H{"error": strings.TrimPrefix(err.Error(), ErrForbidden.Error()+": ")})
+		return
+	}
+	c.AbortWithStatusJSON(http.StatusServiceUnavailable, gin.H{"error": "the request cannot be authorized now; retry later"})
 }
 
 // access is verb on app in env (its namespace looked up); env "" with a
@@ -230,21 +227,10 @@ func (a *Server) list(c *gin.Context) {
 		c.JSON(http.StatusOK, gin.H{"promotions": ps})
 		return
 	}
-	allowed := map[string]bool{}
-	out := ps[:0:0]
-	for _, p := range ps {
-		ok, seen := allowed[p.App]
-		if !seen {
-			var err error
-			if ok, err = a.auth.Authorize(c.Request.Context(), identity(c), a.access(VerbGet, p.App, "")); err != nil {
-				a.fail(c, err)
-				return
-			}
-			allowed[p.App] = ok
-		}
-		if ok {
-			out = append(out, p)
-		}
+	out, err := a.Visible(c.Request.Context(), identity(c), "")
+	if err != nil {
+		a.fail(c, err)
+		return
 	}
 	c.JSON(http.StatusOK, gin.H{"promotions": out})
 }
@@ -270,12 +256,8 @@ type Decision struct {
 	Approver string `json:"approver,omitempty"`
 }
 
-// decision reads a decision on a promotion and authorizes verb on the
-// environment it decides: the one named, else the one the promotion
-// waits for. It returns the promotion id and the environment, named
-// explicitly so a promotion that moved on meanwhile is not decided in an
-// environment the caller was not authorized for.
-func (a *Server) decision(c *gin.Context, verb string) (Decision, bool) {
+// decision reads the body of approve and reject.
+func (a *Server) decision(c *gin.Context) (Decision, bool) {
 	var d Decision
 	if !a.bind(c, &d) {
 		return d, false
@@ -284,45 +266,37 @@ func (a *Server) decision(c *gin.Context, verb string) (Decision, bool) {
 		a.refuseName(c, "approver")
 		return d, false
 	}
-	p, err := a.promoter.Get(c.Request.Context(), c.Param("id"))
-	if err != nil {
+	return d, true
+}
+
+// done answers an action's outcome: its refusal, its failure or p.
+func (a *Server) done(c *gin.Context, code int, p store.Promotion, err error) {
+	switch {
+	case errors.Is(err, ErrForbidden) || IsUnavailable(err):
+		a.refuse(c, err)
+	case err != nil:
 		a.fail(c, err)
-		return d, false
+	default:
+		c.JSON(code, p)
 	}
-	if d.Environment == "" {
-		for _, e := range p.Environments {
-			if e.Phase == store.EnvAwaitingApprove {
-				d.Environment = e.Name
-			}
-		}
-	}
-	return d, a.authorize(c, a.access(verb, p.App, d.Environment))
 }
 
 func (a *Server) approve(c *gin.Context) {
-	d, ok := a.decision(c, VerbApprove)
+	d, ok := a.decision(c)
 	if !ok {
 		return
 	}
-	p, err := a.promoter.Approve(c.Request.Context(), c.Param("id"), d.Environment, identity(c).Name)
-	if err != nil {
-		a.fail(c, err)
-		return
-	}
-	c.JSON(http.StatusOK, p)
+	p, err := a.Approve(c.Request.Context(), identity(c), c.Param("id"), d.Environment)
+	a.done(c, http.StatusOK, p, err)
 }
 
 func (a *Server) reject(c *gin.Context) {
-	d, ok := a.decision(c, VerbReject)
+	d, ok := a.decision(c)
 	if !ok {
 		return
 	}
-	p, err := a.promoter.Reject(c.Request.Context(), c.Param("id"), d.Environment, identity(c).Name, d.Reason)
-	if err != nil {
-		a.fail(c, err)
-		return
-	}
-	c.JSON(http.StatusOK, p)
+	p, err := a.Reject(c.Request.Context(), identity(c), c.Param("id"), d.Environment, d.Reason)
+	a.done(c, http.StatusOK, p, err)
 }
 
 func (a *Server) rollback(c *gin.Context) {
@@ -334,14 +308,6 @@ func (a *Server) rollback(c *gin.Context) {
 		a.refuseName(c, "requested_by")
 		return
 	}
-	if !a.authorize(c, a.access(VerbRollback, r.App, r.Environment)) {
-		return
-	}
-	r.RequestedBy = identity(c).Name
-	p, err := a.promoter.Rollback(c.Request.Context(), r)
-	if err != nil {
-		a.fail(c, err)
-		return
-	}
-	c.JSON(http.StatusCreated, p)
+	p, err := a.Rollback(c.Request.Context(), identity(c), r)
+	a.done(c, http.StatusCreated, p, err)
 }
