@@ -56,6 +56,8 @@ const (
 	actDeleteSecret                 // an agent Secret no pod reads
 	actRequestRerun                 // a build lost to infrastructure: ask the dispatcher to re-run it
 	actCheckImage                   // resolve a template's image before its pods
+	actCreateWarm                   // a warm agent: node, then Secret and pod
+	actRetireWarm                   // take a warm agent offline to delete it (see warm.go)
 )
 
 // key makes the action unique while it runs: a cycle skips an action whose
@@ -64,7 +66,7 @@ func (a act) key() string {
 	switch a.kind {
 	case actCreateAnchor, actDeleteAnchor:
 		return "anchor/" + a.agent.template
-	case actMarkOffline:
+	case actMarkOffline, actRetireWarm:
 		return offlineKey(a.agent.name)
 	case actDeleteAgent, actCollect:
 		return deleteKey(a.agent.name)
@@ -74,7 +76,7 @@ func (a act) key() string {
 		return "reclaim/" + a.agent.name
 	case actGiveUp:
 		return fmt.Sprintf("giveup/%d", a.agent.queueID)
-	case actCreateAgent, actCreateNode, actCreatePod:
+	case actCreateAgent, actCreateNode, actCreatePod, actCreateWarm:
 		return createKey(a.agent.name)
 	case actDeleteSecret:
 		return "secret/" + a.secret
@@ -93,9 +95,9 @@ func createKey(name string) string  { return "create/" + name }
 
 func (a act) lane() lane {
 	switch a.kind {
-	case actMarkOffline:
+	case actMarkOffline, actRetireWarm:
 		return laneOffline
-	case actCreateAgent, actCreateNode, actCreatePod:
+	case actCreateAgent, actCreateNode, actCreatePod, actCreateWarm:
 		return laneCreate
 	}
 	return laneDelete
@@ -132,6 +134,10 @@ func (a act) String() string {
 		return fmt.Sprintf("request rerun %s: %s", a.agent.name, a.rerun.reason)
 	case actCheckImage:
 		return "check image of " + a.agent.template
+	case actCreateWarm:
+		return "create warm " + a.agent.name + " of " + a.agent.template
+	case actRetireWarm:
+		return "retire warm " + a.agent.name
 	}
 	return a.key()
 }
@@ -199,6 +205,10 @@ func (p *Provisioner) calls(a act) (run, then action) {
 		return p.requestRerun(a.agent, a.build, a.item, a.failure, a.rerun), nil
 	case actCheckImage:
 		return p.checkImage(a.agent.template), nil
+	case actCreateWarm:
+		return p.createWarm(a.agent.name, a.agent.template)
+	case actRetireWarm:
+		return p.retireWarm(a.agent), nil
 	}
 	return func(context.Context) error { return fmt.Errorf("provision: no calls for %s", a) }, nil
 }

@@ -51,6 +51,8 @@ type scene struct {
 	asked []string
 	// images are the templates' image verdicts.
 	images map[string]imageCheck
+	// pool holds the AgentPools' replicas, by template.
+	pool map[string]int
 }
 
 func (s scene) world(p *Provisioner) *world {
@@ -64,7 +66,7 @@ func (s scene) world(p *Provisioner) *world {
 		w.flight[a.key()] = a
 	}
 	p.join(w)
-	w.rerunAsked, w.images = map[string]bool{}, s.images
+	w.rerunAsked, w.images, w.poolReplicas = map[string]bool{}, s.images, s.pool
 	for _, name := range s.asked {
 		w.rerunAsked[name] = true
 	}

@@ -17,14 +17,16 @@ type memory struct {
 	// unread holds since when each agent Secret no pod reads from has been
 	// seen so (see decideSecrets).
 	unread map[string]time.Time
+	// warm holds each template's warm pool memory (see warm.go).
+	warm map[string]warmMemory
 }
 
 func newMemory() memory {
-	return memory{agents: map[string]agentMemory{}, items: map[int64]itemMemory{}, unread: map[string]time.Time{}}
+	return memory{agents: map[string]agentMemory{}, items: map[int64]itemMemory{}, unread: map[string]time.Time{}, warm: map[string]warmMemory{}}
 }
 
 func (m memory) clone() memory {
-	return memory{agents: maps.Clone(m.agents), items: maps.Clone(m.items), unread: maps.Clone(m.unread)}
+	return memory{agents: maps.Clone(m.agents), items: maps.Clone(m.items), unread: maps.Clone(m.unread), warm: maps.Clone(m.warm)}
 }
 
 // agentMemory is what the provisioner remembers of one agent.
@@ -46,6 +48,8 @@ type agentMemory struct {
 	// reclaimReported: the build running on this agent was reported as
 	// losing its spot instance (see stateReclaiming).
 	reclaimReported bool
+	// idleCounted: a warm agent's idle time was measured (see idleOver).
+	idleCounted bool
 }
 
 // recall returns what is remembered of an agent, or, for one seen for the

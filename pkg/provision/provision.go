@@ -16,12 +16,16 @@
 //	  │       starting, awaiting build, building, reclaiming, lost,
 //	  │       lost to infrastructure, build over, failed, spare,
 //	  │       settling, item gone, orphan, unknown template,
-//	  │       terminating, deleting
+//	  │       terminating, deleting; warm: needs pod, starting,
+//	  │       ready, stale, retired, failed
 //	decide    one small function per state, then the waiting    decide.go
 //	  │       items (give up on a missing or denied image, wait    rerun.go
 //	  │       for a template's first image check, serve with a    image.go
 //	  │       spare, make a node's pod, create within the caps,
-//	  │       wait, back off, give up), anchors, Secrets → acts
+//	  │       wait, back off, give up), warm pools (serve       warm.go
+//	  │       with a free warm agent, refill to the AgentPool's
+//	  │       replicas or the schedule, retire the surplus and
+//	  │       the stale), anchors, Secrets → acts
 //	  │       and memory as values; pure
 //	record    metrics, failures' logs and Events                 reconcile.go
 //	remember  apply the decided memory
@@ -32,7 +36,8 @@
 //	          build per agent); DeleteNode + delete Pod;
 //	          CancelQueueItem + Event + OnFailure; RequestRerun
 //	          of a build lost to infrastructure; resolve a
-//	          template's image manifest
+//	          template's image manifest; create a warm agent;
+//	          retire one (offline first, deleted a cycle later)
 //
 // A cycle does not wait for its actions: they run in lanes of their own
 // (taking agents offline; deleting; creating), each bounded by
@@ -263,7 +268,7 @@ type Provisioner struct {
 	// mem is touched only by the single reconcile worker (see remember),
 	// as is gauged: the agents and waiting items the last cycle counted.
 	mem    memory
-	gauged [2]tally
+	gauged [3]tally
 	// polledAt is when the current cycle's polls began; lastPoll how long
 	// the last cycle's polls took.
 	polledAt time.Time
@@ -339,6 +344,10 @@ func New(cfg Config) (*Provisioner, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = clock.RealClock{}
 	}
+	warm, err := compileWarm(cfg.Templates)
+	if err != nil {
+		return nil, fmt.Errorf("provision: warm pool: %w", err)
+	}
 	m, err := newMetrics(cfg.MeterProvider.Meter("github.com/ferryci/ferry/pkg/provision"))
 	if err != nil {
 		return nil, fmt.Errorf("provision: metrics: %w", err)
@@ -350,7 +359,7 @@ func New(cfg Config) (*Provisioner, error) {
 		clock:  cfg.Clock,
 		m:      m,
 		rec:    cfg.Recorder,
-		rules:  newRules(cfg),
+		rules:  newRules(cfg, warm),
 		mem:    newMemory(),
 		events: newEventIndex(),
 

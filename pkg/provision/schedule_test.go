@@ -7,7 +7,7 @@ import (
 	"github.com/ferryci/ferry/pkg/eci"
 )
 
-func compileWarm(t *testing.T, p eci.WarmPool) *eci.WarmSchedule {
+func mustCompileWarm(t *testing.T, p eci.WarmPool) *eci.WarmSchedule {
 	t.Helper()
 	s, err := p.Compile()
 	if err != nil {
@@ -19,7 +19,7 @@ func compileWarm(t *testing.T, p eci.WarmPool) *eci.WarmSchedule {
 func TestDesiredWarm(t *testing.T) {
 	t.Parallel()
 	// Berlin: CET (UTC+1) until 29 March 2026 02:00, CEST (UTC+2) after.
-	s := compileWarm(t, eci.WarmPool{
+	s := mustCompileWarm(t, eci.WarmPool{
 		Size:     1,
 		TimeZone: "Europe/Berlin",
 		Schedule: []eci.WarmWindow{
@@ -71,7 +71,7 @@ func TestDesiredWarmLongWindowOverExcludedOpening(t *testing.T) {
 	t.Parallel()
 	// A window that opens daily and lasts 30h: on the excluded day's
 	// afternoon the previous day's opening still holds it open.
-	s := compileWarm(t, eci.WarmPool{
+	s := mustCompileWarm(t, eci.WarmPool{
 		Schedule:     []eci.WarmWindow{{Start: "0 9 * * *", Duration: eci.Duration{Duration: 30 * time.Hour}, Size: 4}},
 		ExcludeDates: []string{"2026-12-24"},
 	})

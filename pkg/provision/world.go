@@ -44,6 +44,9 @@ type world struct {
 	rerunAsked map[string]bool
 	// images holds the templates' image verdicts (see image.go).
 	images map[string]imageCheck
+	// poolReplicas holds the spec.replicas of each template's AgentPool,
+	// for those whose object exists and sets it (see warm.go).
+	poolReplicas map[string]int
 
 	// The join of the above (see join).
 	agents map[string]*agentView
@@ -66,6 +69,8 @@ type agentView struct {
 	template string
 	node     *jenkins.Computer
 	pod      *corev1.Pod
+	// warm: a warm agent (see warm.go), made before any item waited.
+	warm bool
 }
 
 // waitingItem is a buildable queue item a template serves.
@@ -187,10 +192,11 @@ func joinAgents(comps []jenkins.Computer, pods []*corev1.Pod) (map[string]*agent
 		a := agents[name]
 		if a == nil {
 			q, att, ok := parseAgentName(name)
-			if !ok {
+			warm := !ok && isWarmName(name)
+			if !ok && !warm {
 				return nil
 			}
-			a = &agentView{name: name, queueID: q, attempt: att}
+			a = &agentView{name: name, queueID: q, attempt: att, warm: warm}
 			agents[name] = a
 		}
 		return a
