@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
 
@@ -33,13 +34,18 @@ func newAgents(cfg config.Config, jc *jenkins.Client, d *dispatch.Dispatcher, te
 	a := cfg.Agents
 	// client-go logs through klog; send it to ferry's logger.
 	klog.SetSlogLogger(tel.Logger.With("component", "kube"))
-	kube, err := newKube(kubeSource{Kubeconfig: a.Kubeconfig, Setting: "agents.kubeconfig", UserAgent: "ferry", QPS: a.QPS, Burst: a.Burst})
+	src := kubeSource{Kubeconfig: a.Kubeconfig, Setting: "agents.kubeconfig", UserAgent: "ferry", QPS: a.QPS, Burst: a.Burst}
+	kube, err := newKube(src)
 	if err != nil {
 		return nil, err
 	}
 	templates, err := eci.Resolve(a.Templates)
 	if err != nil {
 		return nil, fmt.Errorf("agents.templates: %w", err)
+	}
+	dyn, err := poolClient(src, templates)
+	if err != nil {
+		return nil, err
 	}
 	jenkinsURL := a.JenkinsURL
 	if jenkinsURL == "" {
@@ -48,7 +54,7 @@ func newAgents(cfg config.Config, jc *jenkins.Client, d *dispatch.Dispatcher, te
 	pc := provision.Config{
 		Jenkins: jc, Kube: kube, Namespace: a.Namespace, Templates: templates, JenkinsURL: jenkinsURL,
 		MaxAgents: a.MaxAgents, Resync: a.Resync.Duration, GCGrace: a.GCGrace.Duration, DisableGC: a.DisableGC,
-		Logger: tel.Logger, TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider,
+		Logger: tel.Logger, TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider, Dynamic: dyn,
 	}
 	pc.ImageCheck = !a.DisableImageCheck
 	if d != nil {
@@ -78,6 +84,26 @@ func newAgents(cfg config.Config, jc *jenkins.Client, d *dispatch.Dispatcher, te
 		return nil, err
 	}
 	return &agents{cfg: a, kube: kube, provisioner: p, leader: lead, identity: identity, log: log}, nil
+}
+
+// poolClient returns the client that reads AgentPools, when a template's
+// warm pool names one; nil otherwise.
+func poolClient(src kubeSource, templates map[string]eci.Template) (dynamic.Interface, error) {
+	for _, t := range templates {
+		if t.WarmPool == nil || t.WarmPool.PoolRef == "" {
+			continue
+		}
+		rc, err := kubeConfig(src)
+		if err != nil {
+			return nil, err
+		}
+		dyn, err := dynamic.NewForConfig(rc)
+		if err != nil {
+			return nil, fmt.Errorf("kubernetes dynamic client for AgentPools: %w", err)
+		}
+		return dyn, nil
+	}
+	return nil, nil
 }
 
 // run runs the provisioner until ctx ends: directly, or whenever this

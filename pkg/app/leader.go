@@ -36,6 +36,19 @@ type kubeSource struct {
 
 // newKube builds a Kubernetes client.
 func newKube(s kubeSource) (kubernetes.Interface, error) {
+	rc, err := kubeConfig(s)
+	if err != nil {
+		return nil, err
+	}
+	c, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	return c, nil
+}
+
+// kubeConfig is the client config a kubeSource names.
+func kubeConfig(s kubeSource) (*rest.Config, error) {
 	var (
 		rc  *rest.Config
 		err error
@@ -57,11 +70,7 @@ func newKube(s kubeSource) (kubernetes.Interface, error) {
 		rc.QPS, rc.Burst = s.QPS, s.Burst
 	}
 	rc.UserAgent = s.UserAgent
-	c, err := kubernetes.NewForConfig(rc)
-	if err != nil {
-		return nil, fmt.Errorf("kubernetes client: %w", err)
-	}
-	return c, nil
+	return rc, nil
 }
 
 // leader runs work on one replica at a time: the one holding a Kubernetes

@@ -37,6 +37,8 @@ type act struct {
 	secret string
 	// rerun is why a lost build is re-run (actRequestRerun).
 	rerun rerunCause
+	// replicas is an AgentPool's status.replicas (actPoolStatus).
+	replicas int
 }
 
 type actKind int
@@ -58,6 +60,7 @@ const (
 	actCheckImage                   // resolve a template's image before its pods
 	actCreateWarm                   // a warm agent: node, then Secret and pod
 	actRetireWarm                   // take a warm agent offline to delete it (see warm.go)
+	actPoolStatus                   // write a template's AgentPool status (see agentpool.go)
 )
 
 // key makes the action unique while it runs: a cycle skips an action whose
@@ -84,6 +87,8 @@ func (a act) key() string {
 		return "rerun/" + a.agent.name
 	case actCheckImage:
 		return "image/" + a.agent.template
+	case actPoolStatus:
+		return "pool/" + a.agent.template
 	}
 	return fmt.Sprintf("unknown/%d", a.kind)
 }
@@ -138,6 +143,8 @@ func (a act) String() string {
 		return "create warm " + a.agent.name + " of " + a.agent.template
 	case actRetireWarm:
 		return "retire warm " + a.agent.name
+	case actPoolStatus:
+		return fmt.Sprintf("pool status %s: %d", a.agent.template, a.replicas)
 	}
 	return a.key()
 }
@@ -209,6 +216,8 @@ func (p *Provisioner) calls(a act) (run, then action) {
 		return p.createWarm(a.agent.name, a.agent.template)
 	case actRetireWarm:
 		return p.retireWarm(a.agent), nil
+	case actPoolStatus:
+		return p.writePoolStatus(a.agent.template, a.replicas), nil
 	}
 	return func(context.Context) error { return fmt.Errorf("provision: no calls for %s", a) }, nil
 }

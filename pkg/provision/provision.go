@@ -90,6 +90,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
@@ -200,6 +201,10 @@ type Config struct {
 	// PodLabels are added to every agent pod and Secret (e.g. the ferry
 	// instance).
 	PodLabels map[string]string
+	// Dynamic reads the AgentPools the templates' warm pools name
+	// (warmPool.poolRef) and writes their status; nil: their schedules
+	// apply.
+	Dynamic dynamic.Interface
 	// Fence, when set, is asked right before every act (creating or
 	// deleting a node, pod or Secret, taking an agent offline, cancelling
 	// an item); an error skips the act. The leader election passes one
@@ -296,6 +301,9 @@ type Provisioner struct {
 	rerunAsked map[string]time.Time
 	// images holds each template's image verdict (see image.go).
 	images map[string]imageCheck
+	// poolLister and poolSynced read the AgentPools (see agentpool.go).
+	poolLister cache.GenericNamespaceLister
+	poolSynced func() bool
 	// kubeBackoff pauses creations after a quota or throttling answer.
 	kubeBackoff      time.Time
 	kubeBackoffDelay time.Duration
@@ -433,6 +441,9 @@ func (p *Provisioner) Run(ctx context.Context) error {
 
 	ictx, stopInformers := context.WithCancel(ctx)
 	defer stopInformers()
+	if err := p.watchPools(ictx); err != nil {
+		return fmt.Errorf("provision: %w", err)
+	}
 	factory.Start(ictx.Done())
 	defer factory.Shutdown()
 	for typ, ok := range factory.WaitForCacheSync(ctx.Done()) {

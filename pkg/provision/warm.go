@@ -201,6 +201,10 @@ func (x *decider) fillWarm() {
 	}
 	for _, t := range names {
 		free := x.warmFree[t]
+		if x.w.poolUnknown[t] {
+			// Its AgentPool is not known yet: the pool stays as it is.
+			continue
+		}
 		want := 0
 		if x.r.warm[t] != nil {
 			want, _ = x.desiredOf(t)
@@ -225,13 +229,16 @@ func (x *decider) fillWarm() {
 				x.d.warm[tallyKey{t, warmCreating}]++
 			}
 		}
+		made := 0
 		for i := len(free); i < want && x.mayWarm(t); i++ {
 			x.d.acts = append(x.d.acts, act{kind: actCreateWarm,
 				agent: &agentView{name: warmName(x.w.now, i), template: t, warm: true}})
 			x.pendingCreates++
 			x.count(t, countCreating)
 			x.d.warm[tallyKey{t, warmCreating}]++
+			made++
 		}
+		x.poolStatus(t, len(free)+made)
 	}
 }
 

@@ -233,6 +233,33 @@ func TestDecideWarm(t *testing.T) {
 			then:   wantWarm(warmOf(warmRetiring, 2), nil),
 		},
 		{
+			name: "an AgentPool's status says the free warm agents and their selector",
+			cfg:  pooled(eci.WarmPool{PoolRef: "linux-pool"}),
+			scene: scene{comps: []jenkins.Computer{ready(w1)}, pods: []*corev1.Pod{warmPod(w1)},
+				pool: map[string]int{"linux": 3}, pools: map[string]poolView{"linux": {replicas: 3, set: true, statusReplicas: 1}}},
+			states: map[string]agentState{w1: stateWarmReady},
+			acts:   []string{warmCreate(0, 1), warmCreate(0, 2), "pool status linux: 3"},
+			agents: linux(countIdle, 1, countCreating, 2),
+			then:   wantWarm(warmOf(warmReady, 1, warmCreating, 2), nil),
+		},
+		{
+			name: "an AgentPool's status already right is not written again",
+			cfg:  pooled(eci.WarmPool{PoolRef: "linux-pool"}),
+			scene: scene{comps: []jenkins.Computer{ready(w1)}, pods: []*corev1.Pod{warmPod(w1)},
+				pool: map[string]int{"linux": 1}, pools: map[string]poolView{"linux": {replicas: 1, set: true, statusReplicas: 1, selector: poolSelector("linux")}}},
+			states: map[string]agentState{w1: stateWarmReady},
+			agents: linux(countIdle, 1),
+			then:   wantWarm(warmOf(warmReady, 1), nil),
+		},
+		{
+			name: "while the AgentPool is not known yet the pool is left as it is",
+			cfg:  pooled(eci.WarmPool{Size: 3, PoolRef: "linux-pool"}),
+			scene: scene{comps: []jenkins.Computer{ready(w1)}, pods: []*corev1.Pod{warmPod(w1)},
+				poolUnknown: map[string]bool{"linux": true}},
+			states: map[string]agentState{w1: stateWarmReady},
+			agents: linux(countIdle, 1),
+		},
+		{
 			// t0 is Sunday 1 June 2025, 12:00 UTC.
 			name:   "a schedule window sets the size",
 			cfg:    pooled(eci.WarmPool{Schedule: []eci.WarmWindow{{Start: "0 9 * * *", Duration: eci.Duration{Duration: 8 * time.Hour}, Size: 1}}}),

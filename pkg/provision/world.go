@@ -45,8 +45,12 @@ type world struct {
 	// images holds the templates' image verdicts (see image.go).
 	images map[string]imageCheck
 	// poolReplicas holds the spec.replicas of each template's AgentPool,
-	// for those whose object exists and sets it (see warm.go).
+	// for those whose object exists and sets it (see warm.go); pools
+	// each template's AgentPool that exists; poolUnknown the templates
+	// whose AgentPool is not known yet (the informer has not synced).
 	poolReplicas map[string]int
+	pools        map[string]poolView
+	poolUnknown  map[string]bool
 
 	// The join of the above (see join).
 	agents map[string]*agentView
@@ -134,6 +138,13 @@ func (p *Provisioner) observe(comps []jenkins.Computer, items []jenkins.QueueIte
 	w.making = p.batch.makingNow()
 	w.rerunAsked = p.rerunsAsked(now)
 	w.images = p.imagesNow()
+	w.pools, w.poolUnknown = p.poolsNow()
+	w.poolReplicas = map[string]int{}
+	for t, v := range w.pools {
+		if v.set {
+			w.poolReplicas[t] = v.replicas
+		}
+	}
 	p.join(w)
 	w.events = map[string][]corev1.Event{}
 	for _, name := range w.names {
