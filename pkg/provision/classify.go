@@ -72,6 +72,11 @@ const (
 	stateWarmRetired
 	// stateWarmFailed: a warm agent whose pod cannot serve.
 	stateWarmFailed
+	// stateWarmUsed: a warm agent connected and idle after items it could
+	// have taken (it was starting, or idle, while they waited) left the
+	// queue: it may have run a build too short for ferry to see, so it is
+	// retired, never given a second build.
+	stateWarmUsed
 	numStates
 )
 
@@ -83,7 +88,7 @@ var stateNames = [numStates]string{
 	stateAwaitingBuild: "awaiting build", stateSpare: "spare", stateSettling: "settling",
 	stateItemGone: "item gone", stateWarmNeedsPod: "warm, needs pod", stateWarmStarting: "warm, starting",
 	stateWarmReady: "warm, ready", stateWarmStale: "warm, stale", stateWarmRetired: "warm, retired",
-	stateWarmFailed: "warm, failed",
+	stateWarmFailed: "warm, failed", stateWarmUsed: "warm, maybe used",
 }
 
 func (s agentState) String() string {
@@ -110,7 +115,11 @@ type agent struct {
 func classify(r *rules, w *world, mem memory) []agent {
 	out := make([]agent, 0, len(w.names))
 	for _, name := range w.names {
-		out = append(out, classifyAgent(r, w, w.agents[name], mem.recall(name, w.now)))
+		a, m := w.agents[name], mem.recall(name, w.now)
+		if a.warm && m.firstSeen.Equal(w.now) {
+			m.exposed = mem.waiting[a.template]
+		}
+		out = append(out, classifyAgent(r, w, a, m))
 	}
 	return out
 }
@@ -142,7 +151,7 @@ func classifyAgent(r *rules, w *world, a *agentView, m agentMemory) agent {
 	case !known:
 		c.state = stateUnknownTemplate
 	case a.warm:
-		c.state, c.why = classifyWarm(r, w, a)
+		c.state, c.why = classifyWarm(r, w, a, m)
 	default:
 		c.state, c.why = classifyIdle(r, w, a, m)
 	}
@@ -203,7 +212,7 @@ func classifyIdle(r *rules, w *world, a *agentView, m agentMemory) (agentState, 
 }
 
 // classifyWarm classifies an idle warm agent that has run no build.
-func classifyWarm(r *rules, w *world, a *agentView) (agentState, eci.Failure) {
+func classifyWarm(r *rules, w *world, a *agentView, m agentMemory) (agentState, eci.Failure) {
 	if a.pod == nil {
 		return stateWarmNeedsPod, eci.Failure{}
 	}
@@ -213,6 +222,11 @@ func classifyWarm(r *rules, w *world, a *agentView) (agentState, eci.Failure) {
 	}
 	if !a.node.Connected() {
 		return stateWarmStarting, eci.Failure{}
+	}
+	for _, q := range m.exposed {
+		if _, queued := w.inQueue[q]; !queued {
+			return stateWarmUsed, eci.Failure{}
+		}
 	}
 	if s := r.warm[a.template]; s != nil && w.now.Sub(a.pod.CreationTimestamp.Time) > s.MaxIdle {
 		return stateWarmStale, eci.Failure{}

@@ -215,6 +215,10 @@ func decide(r *rules, w *world, agents []agent, mem memory) *decision {
 	x.d.acts = append(x.d.acts, acts...)
 	x.after(after)
 	x.d.memory.unread = unread
+	x.d.memory.waiting = map[string][]int64{}
+	for _, wi := range w.waiting {
+		x.d.memory.waiting[wi.template] = append(x.d.memory.waiting[wi.template], wi.item.ID)
+	}
 	for q := range x.d.memory.items {
 		if _, ok := w.inQueue[q]; !ok {
 			delete(x.d.memory.items, q)
@@ -333,6 +337,9 @@ func (x *decider) decideAgent(a agent, m agentMemory) verdict {
 	case stateCreating:
 		_, queued := x.w.inQueue[a.queueID]
 		v = verdict{memory: m, count: countCreating, serves: queued}
+		if a.warm {
+			v.memory.exposed = x.exposure(a.template)
+		}
 	case stateOrphan:
 		v = x.orphan(a, m)
 	case stateUnknownTemplate:
@@ -343,7 +350,7 @@ func (x *decider) decideAgent(a agent, m agentMemory) verdict {
 		v = x.awaiting(a, m)
 	case stateSpare, stateSettling, stateItemGone:
 		v = x.itemGone(a, m)
-	case stateWarmNeedsPod, stateWarmStarting, stateWarmReady, stateWarmStale, stateWarmRetired, stateWarmFailed:
+	case stateWarmNeedsPod, stateWarmStarting, stateWarmReady, stateWarmStale, stateWarmRetired, stateWarmFailed, stateWarmUsed:
 		v = x.warmVerdict(a, m)
 	}
 	v.steps = append(steps, v.steps...)

@@ -19,6 +19,10 @@ type memory struct {
 	unread map[string]time.Time
 	// warm holds each template's warm pool memory (see warm.go).
 	warm map[string]warmMemory
+	// waiting holds the items that waited for each template at the last
+	// cycle: a warm agent first seen connected may have taken any of
+	// them (see stateWarmUsed).
+	waiting map[string][]int64
 }
 
 func newMemory() memory {
@@ -26,7 +30,7 @@ func newMemory() memory {
 }
 
 func (m memory) clone() memory {
-	return memory{agents: maps.Clone(m.agents), items: maps.Clone(m.items), unread: maps.Clone(m.unread), warm: maps.Clone(m.warm)}
+	return memory{agents: maps.Clone(m.agents), items: maps.Clone(m.items), unread: maps.Clone(m.unread), warm: maps.Clone(m.warm), waiting: maps.Clone(m.waiting)}
 }
 
 // agentMemory is what the provisioner remembers of one agent.
@@ -50,6 +54,9 @@ type agentMemory struct {
 	reclaimReported bool
 	// idleCounted: a warm agent's idle time was measured (see idleOver).
 	idleCounted bool
+	// exposed holds the items that waited for a warm agent's template
+	// while it was connected and idle (see stateWarmUsed).
+	exposed []int64
 }
 
 // recall returns what is remembered of an agent, or, for one seen for the

@@ -217,6 +217,10 @@ type Config struct {
 	TracerProvider trace.TracerProvider
 	MeterProvider  metric.MeterProvider
 	Clock          clock.WithTicker
+	// ScheduleClock is the time warm pool schedules are read at; default
+	// Clock. Tests move it across a window's edge or onto an excluded
+	// date while everything else runs on real time.
+	ScheduleClock clock.PassiveClock
 }
 
 // Failure is a queue item ferry gave up on or a build that lost its agent.
@@ -351,6 +355,9 @@ func New(cfg Config) (*Provisioner, error) {
 	telemetry.Fill(&cfg.Logger, &cfg.TracerProvider, &cfg.MeterProvider)
 	if cfg.Clock == nil {
 		cfg.Clock = clock.RealClock{}
+	}
+	if cfg.ScheduleClock == nil {
+		cfg.ScheduleClock = cfg.Clock
 	}
 	warm, err := compileWarm(cfg.Templates)
 	if err != nil {

@@ -101,14 +101,17 @@ func (x *decider) warmVerdict(a agent, m agentMemory) verdict {
 	switch a.state {
 	case stateWarmNeedsPod:
 		v.count = countCreating
+		v.memory.exposed = x.exposure(a.template)
 	case stateWarmStarting:
 		v.count = countStarting
+		v.memory.exposed = x.exposure(a.template)
 	case stateWarmReady:
 		v.count = countIdle
 		if wm := x.d.memory.warm[a.template]; wm.failures > 0 {
 			x.d.memory.warm[a.template] = warmMemory{}
 		}
-	case stateWarmStale:
+		v.memory.exposed = x.exposure(a.template)
+	case stateWarmStale, stateWarmUsed:
 		v.count = countRetiring
 		v.acts = []act{{kind: actRetireWarm, agent: a.agentView}}
 		x.d.warm[tallyKey{a.template, warmRetiring}]++
@@ -128,6 +131,19 @@ func (x *decider) warmVerdict(a agent, m agentMemory) verdict {
 		x.d.memory.warm[a.template] = wm
 	}
 	return v
+}
+
+// exposure lists the items of a template waiting now: a warm agent
+// connected by the next look may have taken any of them (Jenkins hands a
+// waiting item to a node the moment it connects idle).
+func (x *decider) exposure(template string) []int64 {
+	var out []int64
+	for _, wi := range x.w.waiting {
+		if wi.template == template {
+			out = append(out, wi.item.ID)
+		}
+	}
+	return out
 }
 
 // idleOver measures, once, the idle time of a warm agent that took a
@@ -181,7 +197,11 @@ func (x *decider) desiredOf(template string) (int, string) {
 	if n, ok := x.w.poolReplicas[template]; ok {
 		return n, "agentpool"
 	}
-	n, window := desiredWarm(x.w.now, x.r.warm[template])
+	at := x.w.scheduleNow
+	if at.IsZero() {
+		at = x.w.now
+	}
+	n, window := desiredWarm(at, x.r.warm[template])
 	if window == "" {
 		return n, "size"
 	}

@@ -174,6 +174,48 @@ func TestDecideWarm(t *testing.T) {
 			then:   wantWarm(warmOf(warmReady, 1, warmCreating, 1), warmOf("hit", 1)),
 		},
 		{
+			name: "a ready warm agent remembers the items it could take",
+			cfg:  pooled(eci.WarmPool{Size: 1}),
+			scene: scene{comps: []jenkins.Computer{ready(w1)}, pods: []*corev1.Pod{warmPod(w1)},
+				queue: []jenkins.QueueItem{item(5), item(6)}},
+			states: map[string]agentState{w1: stateWarmReady},
+			acts:   []string{"create ferry-agent-6-1 fallback 0", warmCreate(0, 0)},
+			agents: linux(countIdle, 1, countCreating, 2),
+			next:   awaitBuildPoll,
+			then: func(t *testing.T, d *decision) {
+				if got := d.memory.agents[w1].exposed; !slices.Equal(got, []int64{5, 6}) {
+					t.Errorf("exposed = %v, want [5 6]", got)
+				}
+			},
+		},
+		{
+			// Jenkins gave item 5 to it, and the build ended between two
+			// looks; or to another agent: ferry cannot tell, so the agent
+			// never gets a second chance.
+			name: "a warm agent idle again after an item it could take left the queue is retired",
+			cfg:  pooled(eci.WarmPool{Size: 1}),
+			mem:  remembered(map[string]agentMemory{w1: seenBefore(func(m *agentMemory) { m.exposed = []int64{5} })}, nil),
+			scene: scene{comps: []jenkins.Computer{ready(w1)}, pods: []*corev1.Pod{warmPod(w1)}},
+			states: map[string]agentState{w1: stateWarmUsed},
+			acts:   []string{"retire warm " + w1, warmCreate(0, 0)},
+			agents: linux(countRetiring, 1, countCreating, 1),
+			then:   wantWarm(warmOf(warmRetiring, 1, warmCreating, 1), nil),
+		},
+		{
+			name: "a warm agent first seen connected after an item of its template left the queue is retired",
+			cfg:  pooled(eci.WarmPool{Size: 1}),
+			mem: func() memory {
+				m := newMemory()
+				m.waiting = map[string][]int64{"linux": {5}}
+				return m
+			}(),
+			scene:  scene{comps: []jenkins.Computer{ready(w1)}, pods: []*corev1.Pod{warmPod(w1)}},
+			states: map[string]agentState{w1: stateWarmUsed},
+			acts:   []string{"retire warm " + w1, warmCreate(0, 0)},
+			agents: linux(countRetiring, 1, countCreating, 1),
+			then:   wantWarm(warmOf(warmRetiring, 1, warmCreating, 1), nil),
+		},
+		{
 			name: "a warm agent's build over: deleted like any agent", cfg: pooled(eci.WarmPool{}),
 			scene:  scene{comps: []jenkins.Computer{warmNode(w1, connected, marked)}, pods: []*corev1.Pod{warmPod(w1)}},
 			states: map[string]agentState{w1: stateBuildOver},

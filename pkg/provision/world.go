@@ -49,6 +49,9 @@ type world struct {
 	// each template's AgentPool that exists; poolUnknown the templates
 	// whose AgentPool is not known yet (the informer has not synced).
 	poolReplicas map[string]int
+	// scheduleNow is the time warm pool schedules are read at (see
+	// Config.ScheduleClock); zero: now.
+	scheduleNow time.Time
 	pools        map[string]poolView
 	poolUnknown  map[string]bool
 
@@ -138,6 +141,9 @@ func (p *Provisioner) observe(comps []jenkins.Computer, items []jenkins.QueueIte
 	w.making = p.batch.makingNow()
 	w.rerunAsked = p.rerunsAsked(now)
 	w.images = p.imagesNow()
+	if len(p.rules.warm) > 0 {
+		w.scheduleNow = p.cfg.ScheduleClock.Now()
+	}
 	w.pools, w.poolUnknown = p.poolsNow()
 	w.poolReplicas = map[string]int{}
 	for t, v := range w.pools {
