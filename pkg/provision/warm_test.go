@@ -192,10 +192,10 @@ func TestDecideWarm(t *testing.T) {
 			// Jenkins gave item 5 to it, and the build ended between two
 			// looks; or to another agent: ferry cannot tell, so the agent
 			// never gets a second chance.
-			name: "a warm agent idle again after an item it could take left the queue is retired",
-			cfg:  pooled(eci.WarmPool{Size: 1}),
-			mem:  remembered(map[string]agentMemory{w1: seenBefore(func(m *agentMemory) { m.exposed = []int64{5} })}, nil),
-			scene: scene{comps: []jenkins.Computer{ready(w1)}, pods: []*corev1.Pod{warmPod(w1)}},
+			name:   "a warm agent idle again after an item it could take left the queue is retired",
+			cfg:    pooled(eci.WarmPool{Size: 1}),
+			mem:    remembered(map[string]agentMemory{w1: seenBefore(func(m *agentMemory) { m.exposed = []int64{5} })}, nil),
+			scene:  scene{comps: []jenkins.Computer{ready(w1)}, pods: []*corev1.Pod{warmPod(w1)}},
 			states: map[string]agentState{w1: stateWarmUsed},
 			acts:   []string{"retire warm " + w1, warmCreate(0, 0)},
 			agents: linux(countRetiring, 1, countCreating, 1),

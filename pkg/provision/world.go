@@ -52,8 +52,8 @@ type world struct {
 	// scheduleNow is the time warm pool schedules are read at (see
 	// Config.ScheduleClock); zero: now.
 	scheduleNow time.Time
-	pools        map[string]poolView
-	poolUnknown  map[string]bool
+	pools       map[string]poolView
+	poolUnknown map[string]bool
 
 	// The join of the above (see join).
 	agents map[string]*agentView
