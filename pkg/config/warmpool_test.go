@@ -22,10 +22,10 @@ func TestWarmPoolFromYAML(t *testing.T) {
 		t.Fatalf("warm pool read as %+v", p)
 	}
 	bad := filepath.Join(dir, "bad.yaml")
-	writeFile(t, bad, base+"        timeZone: Asia/Shanghi\n        schedule:\n          - {start: \"0 9 * *\", size: 4}\n")
+	writeFile(t, bad, base+"        timeZone: Mars/Olympus\n        schedule:\n          - {start: \"0 9 * *\", size: 4}\n")
 	_, err = Load(Sources{File: bad, Lookup: func(string) (string, bool) { return "", false }})
 	for _, want := range []string{
-		`template "linux": warmPool.timeZone: "Asia/Shanghi" is not an IANA time zone`,
+		`template "linux": warmPool.timeZone: "Mars/Olympus" is not an IANA time zone`,
 		`template "linux": warmPool.schedule[0].start: "0 9 * *" is not a cron expression`,
 		`template "linux": warmPool.schedule[0].duration: set a positive duration`,
 	} {

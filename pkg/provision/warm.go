@@ -240,10 +240,10 @@ func (x *decider) fillWarm() {
 			}
 		}
 		for _, a := range free {
-			switch {
-			case a.state == stateWarmReady:
+			switch a.state {
+			case stateWarmReady:
 				x.d.warm[tallyKey{t, warmReady}]++
-			case a.state == stateWarmStarting:
+			case stateWarmStarting:
 				x.d.warm[tallyKey{t, warmStarting}]++
 			default:
 				x.d.warm[tallyKey{t, warmCreating}]++
