@@ -133,6 +133,13 @@ func descriptionNotBefore(desc string) time.Time {
 func (p *Provisioner) createAgent(it jenkins.QueueItem, template string, attempt, fallback int) (run, then action) {
 	node := p.createNode(it, template, attempt, fallback, time.Time{})
 	fetch, create := p.createPod(eci.AgentName(it.ID, attempt), it.ID, attempt, template, fallback, it)
+	return p.nodeThenPod(node, fetch, create)
+}
+
+// nodeThenPod makes an agent: its node, then its JNLP secret (fetch) in
+// the create lane (run), then its Secret and pod in a batch (then); the
+// pod waits for a later cycle while creations are paused.
+func (p *Provisioner) nodeThenPod(node, fetch, create action) (run, then action) {
 	paused := false
 	run = func(ctx context.Context) error {
 		if err := node(ctx); err != nil {
@@ -230,27 +237,16 @@ func (p *Provisioner) createPod(name string, queueID int64, attempt int, templat
 // create lane (run), then its Secret and pod in a batch (then).
 func (p *Provisioner) createWarm(name, template string) (run, then action) {
 	fetch, create := p.createPod(name, 0, 0, template, 0, jenkins.QueueItem{})
-	paused := false
-	run = func(ctx context.Context) (err error) {
+	node := func(ctx context.Context) (err error) {
 		ctx, span := p.tracer.Start(ctx, "provision.create_warm_node", trace.WithAttributes(attrAgent.String(name), attrTemplate.String(template)))
 		defer func() { endSpan(span, err) }()
 		err = p.cfg.Jenkins.CreateNode(ctx, p.nodeSpec(name, template, "warm agent: takes one build"))
 		if err != nil && !errors.Is(err, jenkins.ErrExists) {
 			return fmt.Errorf("create warm agent node %s: %w", name, err)
 		}
-		if d := p.kubePaused(p.clock.Now()); d > 0 {
-			paused = true
-			return nil // the node waits; a later cycle creates the pod
-		}
-		return fetch(ctx)
+		return nil
 	}
-	then = func(ctx context.Context) error {
-		if paused {
-			return nil
-		}
-		return create(ctx)
-	}
-	return run, then
+	return p.nodeThenPod(node, fetch, create)
 }
 
 // retireWarm takes a warm agent offline so that Jenkins gives it no build;

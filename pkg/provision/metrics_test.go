@@ -2,6 +2,7 @@ package provision
 
 import (
 	"context"
+	"slices"
 	"testing"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -62,18 +63,25 @@ func sum[N int64 | float64](t *testing.T, r *sdkmetric.ManualReader, name string
 		t.Fatal(err)
 	}
 	want := attribute.NewSet(attrs...)
+	var v N
 	for _, sm := range rm.ScopeMetrics {
-		for _, m := range sm.Metrics {
-			if s, ok := m.Data.(metricdata.Sum[N]); ok && m.Name == name {
-				for _, dp := range s.DataPoints {
-					if dp.Attributes.Equals(&want) {
-						return dp.Value
-					}
+		i := slices.IndexFunc(sm.Metrics, func(m metricdata.Metrics) bool { return m.Name == name })
+		if s, ok := metricAt(sm.Metrics, i).Data.(metricdata.Sum[N]); ok {
+			for _, dp := range s.DataPoints {
+				if dp.Attributes.Equals(&want) {
+					v = dp.Value
 				}
 			}
 		}
 	}
-	return 0
+	return v
+}
+
+func metricAt(ms []metricdata.Metrics, i int) metricdata.Metrics {
+	if i < 0 {
+		return metricdata.Metrics{}
+	}
+	return ms[i]
 }
 
 // TestWarmMetrics: warm agents by state, the pool's size, hits and misses

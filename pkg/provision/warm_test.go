@@ -1,8 +1,10 @@
 package provision
 
 import (
+	"errors"
 	"maps"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -347,4 +349,45 @@ func TestWarmNames(t *testing.T) {
 	if _, _, ok := parseAgentName(warmName(t0, 0)); ok {
 		t.Errorf("a warm name parses as a queue item's agent")
 	}
+}
+
+// TestWarmActsAreFenced: a replica that cannot be sure it leads makes no
+// warm agent (Config.Fence guards warm acts like any other); once it can,
+// the pool fills, with agents played by the fake kubelet.
+func TestWarmActsAreFenced(t *testing.T) {
+	e := newEnv(t, nil)
+	e.startKubelet(&kubelet{})
+	var fenced atomic.Bool
+	var asked atomic.Int64
+	fenced.Store(true)
+	cfg := e.config(func(c *Config) {
+		c.Templates = testTemplate(func(t *eci.Template) { t.WarmPool = &eci.WarmPool{Size: 2} })
+		c.Fence = func() error {
+			asked.Add(1)
+			if fenced.Load() {
+				return errors.New("lease not held")
+			}
+			return nil
+		}
+	})
+	e.start(cfg)
+	waitFor(t, "fenced acts to be refused", func() bool { return asked.Load() >= 10 })
+	for _, n := range e.emu.Nodes() {
+		if isWarmName(n.Name) {
+			t.Fatalf("warm node %s made while fenced", n.Name)
+		}
+	}
+	if pods := e.pods(); len(pods) != 0 {
+		t.Fatalf("%d pods made while fenced", len(pods))
+	}
+	fenced.Store(false)
+	waitFor(t, "the pool to fill once the fence allows", func() bool {
+		ready := 0
+		for _, n := range e.emu.Nodes() {
+			if isWarmName(n.Name) && n.Connected && n.Online {
+				ready++
+			}
+		}
+		return ready == 2
+	})
 }
