@@ -42,7 +42,7 @@ func newMetrics(m metric.Meter) (*metrics, error) {
 	buckets := metric.WithExplicitBucketBoundaries(.1, .25, .5, 1, 2, 3, 5, 10, 20, 30, 60, 120, 300, 600)
 	long := metric.WithExplicitBucketBoundaries(1, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
 	if out.agents, err = m.Int64Gauge("ferry_provision_agents",
-		metric.WithDescription("Agents in flight at the end of a cycle, by template and state (creating, starting, idle, building, reclaiming, settling, retrying, terminating, orphan).")); err != nil {
+		metric.WithDescription("Agents in flight at the end of a cycle, by template and state (creating, starting, idle, building, reclaiming, settling, retrying, terminating, orphan, lost, retiring: a warm agent being retired).")); err != nil {
 		return nil, err
 	}
 	if out.waiting, err = m.Int64Gauge("ferry_provision_waiting_items",
@@ -55,7 +55,7 @@ func newMetrics(m metric.Meter) (*metrics, error) {
 		return nil, err
 	}
 	if out.failures, err = m.Int64Counter("ferry_provision_failures",
-		metric.WithDescription("Failed agents by template, reason and outcome (retried, gave_up, item_gone, died_mid_build, reclaim_warned).")); err != nil {
+		metric.WithDescription("Failed agents by template, reason and outcome (retried, gave_up, item_gone, died_mid_build, reclaim_warned, warm_replaced).")); err != nil {
 		return nil, err
 	}
 	if out.gc, err = m.Int64Counter("ferry_provision_gc_deletions",
@@ -67,7 +67,7 @@ func newMetrics(m metric.Meter) (*metrics, error) {
 		return nil, err
 	}
 	if out.deleted, err = m.Int64Counter("ferry_provision_agents_deleted",
-		metric.WithDescription("Agents deleted, by template and cause (build_over, item_gone, failed, orphan).")); err != nil {
+		metric.WithDescription("Agents deleted, by template and cause (build_over, item_gone, failed, orphan, warm_retired).")); err != nil {
 		return nil, err
 	}
 	if out.lifetime, err = m.Float64Histogram("ferry_provision_agent_pod_seconds",
