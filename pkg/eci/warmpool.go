@@ -201,6 +201,15 @@ func (v *validator) warmPool(t Template) {
 	if len(t.Labels) == 0 {
 		v.add("warmPool", "a template without labels serves no build: put the warm pool on a template with labels")
 	}
+	maxIdle := t.WarmPool.MaxIdle.Duration
+	if maxIdle == 0 {
+		maxIdle = DefaultWarmMaxIdle
+	}
+	if d := t.ActiveDeadline.Duration; d > 0 && maxIdle >= d {
+		// activeDeadlineSeconds counts from the pod's start, idle time
+		// included: a build on a warm agent gets what is left.
+		v.add("warmPool.maxIdle", "%s must be below activeDeadline (%s): a warm agent's idle time counts against its pod's deadline", maxIdle, d)
+	}
 	if p := t.WarmPool; t.MaxAgents > 0 {
 		biggest := p.Size
 		for _, w := range p.Schedule {

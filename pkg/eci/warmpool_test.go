@@ -29,6 +29,7 @@ func TestWarmPoolValidation(t *testing.T) {
 		{"a bad end", WarmPool{Schedule: []WarmWindow{{Start: "@daily", End: "soon"}}}, []string{"warmPool.schedule[0].end:"}},
 		{"a negative window size", WarmPool{Schedule: []WarmWindow{{Start: "@daily", Duration: hour, Size: -2}}}, []string{"warmPool.schedule[0].size: must not be negative"}},
 		{"a bad excluded date", WarmPool{ExcludeDates: []string{"2026-13-01"}}, []string{`warmPool.excludeDates[0]: "2026-13-01" is neither a date`}},
+		{"maxIdle at the pod's deadline", WarmPool{MaxIdle: Duration{Duration: 2 * time.Hour}}, []string{"warmPool.maxIdle: 2h0m0s must be below activeDeadline (2h0m0s)"}},
 		{"above the template's cap", WarmPool{Schedule: []WarmWindow{{Start: "@daily", Duration: hour, Size: 9}}}, []string{"a size of 9 exceeds maxAgents (4)"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
