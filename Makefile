@@ -96,7 +96,7 @@ test-chart: ## Lint, render and install-test the Helm chart (charts/ferry; the i
 bench-outage: ## Jenkins calls and log lines per second while the commit status API is unreachable (500 finished builds)
 	$(GO) run ./test/cmd/status-outage -pushes 500 -window 30s
 
-bench-provision: ## Provisioner benchmark: a burst of queued builds vs a bare client-go loop (needs the test bed)
+bench-provision: ## Provisioner benchmark: a burst of queued builds vs a bare client-go loop, then cold vs warm pool (needs the test bed)
 	$(GO) run ./test/cmd/provision-bench
 
 emulator: ## Run the Jenkins emulator standalone on 127.0.0.1:8081

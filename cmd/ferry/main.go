@@ -23,6 +23,8 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	// The warm pools' time zones load in images without /usr/share/zoneinfo.
+	_ "time/tzdata"
 
 	"github.com/ferryci/ferry/pkg/app"
 	"github.com/ferryci/ferry/pkg/config"

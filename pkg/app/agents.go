@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
 
@@ -33,7 +34,8 @@ func newAgents(cfg config.Config, jc *jenkins.Client, d *dispatch.Dispatcher, te
 	a := cfg.Agents
 	// client-go logs through klog; send it to ferry's logger.
 	klog.SetSlogLogger(tel.Logger.With("component", "kube"))
-	kube, err := newKube(kubeSource{Kubeconfig: a.Kubeconfig, Setting: "agents.kubeconfig", UserAgent: "ferry", QPS: a.QPS, Burst: a.Burst})
+	src := kubeSource{Kubeconfig: a.Kubeconfig, Setting: "agents.kubeconfig", UserAgent: "ferry", QPS: a.QPS, Burst: a.Burst}
+	kube, err := newKube(src)
 	if err != nil {
 		return nil, err
 	}
@@ -79,11 +81,34 @@ func newAgents(cfg config.Config, jc *jenkins.Client, d *dispatch.Dispatcher, te
 			return nil, err
 		}
 	}
+	// The AgentPools' status is written by the leader: fenced like its pods.
+	if lead != nil {
+		src.Window = lead.window
+	}
+	if pc.Dynamic, err = poolClient(src, templates); err != nil {
+		return nil, err
+	}
 	p, err := provision.New(pc)
 	if err != nil {
 		return nil, err
 	}
 	return &agents{cfg: a, kube: kube, provisioner: p, leader: lead, identity: identity, log: log}, nil
+}
+
+// poolClient returns the client that reads AgentPools, when a template's
+// warm pool names one; nil otherwise.
+func poolClient(src kubeSource, templates map[string]eci.Template) (dynamic.Interface, error) {
+	for _, t := range templates {
+		if t.WarmPool == nil || t.WarmPool.PoolRef == "" {
+			continue
+		}
+		dyn, err := newDynamic(src)
+		if err != nil {
+			return nil, fmt.Errorf("AgentPools: %w", err)
+		}
+		return dyn, nil
+	}
+	return nil, nil
 }
 
 // run runs the provisioner until ctx ends: directly, or whenever this

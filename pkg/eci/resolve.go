@@ -112,7 +112,7 @@ func (r *resolver) resolve(name string, chain []string) error {
 func Merge(parent, child Template) Template {
 	out := parent.clone()
 	c := child.clone()
-	out.Name, out.Inherits, out.Labels = c.Name, c.Inherits, c.Labels
+	out.Name, out.Inherits, out.Labels, out.WarmPool = c.Name, c.Inherits, c.Labels, c.WarmPool
 
 	setStr(&out.Image, c.Image)
 	setStr(&out.ImagePullPolicy, c.ImagePullPolicy)

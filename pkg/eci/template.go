@@ -176,6 +176,9 @@ type Template struct {
 	// Sidecars run beside the agent container in its pod (see Sidecar);
 	// inheritance merges them by name, the child's replacing the parent's.
 	Sidecars []Sidecar `json:"sidecars,omitempty"`
+	// WarmPool keeps ready agents of this template waiting for builds
+	// (see WarmPool); it is not inherited.
+	WarmPool *WarmPool `json:"warmPool,omitempty"`
 }
 
 // Volume is a pod volume: a name and one source, written as in a pod
@@ -476,6 +479,12 @@ func (t Template) clone() Template {
 	}
 	c.ECI = t.ECI.clone()
 	c.Sidecars = cloneSidecars(t.Sidecars)
+	if t.WarmPool != nil {
+		w := *t.WarmPool
+		w.Schedule = slices.Clone(w.Schedule)
+		w.ExcludeDates = slices.Clone(w.ExcludeDates)
+		c.WarmPool = &w
+	}
 	return c
 }
 

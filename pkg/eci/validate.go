@@ -76,6 +76,7 @@ func (t Template) Validate() error {
 	}
 	v.eci("eci", t.ECI)
 	v.fallbacks(t)
+	v.warmPool(t)
 	return errors.Join(v.errs...)
 }
 

@@ -37,6 +37,8 @@ type act struct {
 	secret string
 	// rerun is why a lost build is re-run (actRequestRerun).
 	rerun rerunCause
+	// replicas is an AgentPool's status.replicas (actPoolStatus).
+	replicas int
 }
 
 type actKind int
@@ -56,6 +58,9 @@ const (
 	actDeleteSecret                 // an agent Secret no pod reads
 	actRequestRerun                 // a build lost to infrastructure: ask the dispatcher to re-run it
 	actCheckImage                   // resolve a template's image before its pods
+	actCreateWarm                   // a warm agent: node, then Secret and pod
+	actRetireWarm                   // take a warm agent offline to delete it (see warm.go)
+	actPoolStatus                   // write a template's AgentPool status (see agentpool.go)
 )
 
 // key makes the action unique while it runs: a cycle skips an action whose
@@ -64,7 +69,7 @@ func (a act) key() string {
 	switch a.kind {
 	case actCreateAnchor, actDeleteAnchor:
 		return "anchor/" + a.agent.template
-	case actMarkOffline:
+	case actMarkOffline, actRetireWarm:
 		return offlineKey(a.agent.name)
 	case actDeleteAgent, actCollect:
 		return deleteKey(a.agent.name)
@@ -74,7 +79,7 @@ func (a act) key() string {
 		return "reclaim/" + a.agent.name
 	case actGiveUp:
 		return fmt.Sprintf("giveup/%d", a.agent.queueID)
-	case actCreateAgent, actCreateNode, actCreatePod:
+	case actCreateAgent, actCreateNode, actCreatePod, actCreateWarm:
 		return createKey(a.agent.name)
 	case actDeleteSecret:
 		return "secret/" + a.secret
@@ -82,6 +87,8 @@ func (a act) key() string {
 		return "rerun/" + a.agent.name
 	case actCheckImage:
 		return "image/" + a.agent.template
+	case actPoolStatus:
+		return "pool/" + a.agent.template
 	}
 	return fmt.Sprintf("unknown/%d", a.kind)
 }
@@ -93,9 +100,9 @@ func createKey(name string) string  { return "create/" + name }
 
 func (a act) lane() lane {
 	switch a.kind {
-	case actMarkOffline:
+	case actMarkOffline, actRetireWarm:
 		return laneOffline
-	case actCreateAgent, actCreateNode, actCreatePod:
+	case actCreateAgent, actCreateNode, actCreatePod, actCreateWarm:
 		return laneCreate
 	}
 	return laneDelete
@@ -132,6 +139,12 @@ func (a act) String() string {
 		return fmt.Sprintf("request rerun %s: %s", a.agent.name, a.rerun.reason)
 	case actCheckImage:
 		return "check image of " + a.agent.template
+	case actCreateWarm:
+		return "create warm " + a.agent.name + " of " + a.agent.template
+	case actRetireWarm:
+		return "retire warm " + a.agent.name
+	case actPoolStatus:
+		return fmt.Sprintf("pool status %s: %d", a.agent.template, a.replicas)
 	}
 	return a.key()
 }
@@ -199,6 +212,12 @@ func (p *Provisioner) calls(a act) (run, then action) {
 		return p.requestRerun(a.agent, a.build, a.item, a.failure, a.rerun), nil
 	case actCheckImage:
 		return p.checkImage(a.agent.template), nil
+	case actCreateWarm:
+		return p.createWarm(a.agent.name, a.agent.template)
+	case actRetireWarm:
+		return p.retireWarm(a.agent), nil
+	case actPoolStatus:
+		return p.writePoolStatus(a.agent.template, a.replicas), nil
 	}
 	return func(context.Context) error { return fmt.Errorf("provision: no calls for %s", a) }, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"regexp"
 	"strconv"
 	"strings"
@@ -132,6 +133,13 @@ func descriptionNotBefore(desc string) time.Time {
 func (p *Provisioner) createAgent(it jenkins.QueueItem, template string, attempt, fallback int) (run, then action) {
 	node := p.createNode(it, template, attempt, fallback, time.Time{})
 	fetch, create := p.createPod(eci.AgentName(it.ID, attempt), it.ID, attempt, template, fallback, it)
+	return p.nodeThenPod(node, fetch, create)
+}
+
+// nodeThenPod makes an agent: its node, then its JNLP secret (fetch) in
+// the create lane (run), then its Secret and pod in a batch (then); the
+// pod waits for a later cycle while creations are paused.
+func (p *Provisioner) nodeThenPod(node, fetch, create action) (run, then action) {
 	paused := false
 	run = func(ctx context.Context) error {
 		if err := node(ctx); err != nil {
@@ -184,6 +192,14 @@ func isQuota(err error) bool {
 // pod so that it goes with it (see secrets.go). create runs only after
 // fetch succeeded.
 func (p *Provisioner) createPod(name string, queueID int64, attempt int, template string, fallback int, it jenkins.QueueItem) (fetch, create action) {
+	podLabels := p.cfg.PodLabels
+	if isWarmName(name) {
+		podLabels = maps.Clone(podLabels)
+		if podLabels == nil {
+			podLabels = map[string]string{}
+		}
+		podLabels[LabelWarmPool] = template
+	}
 	r := &podReq{
 		agent: eci.Agent{
 			Name:        name,
@@ -195,7 +211,7 @@ func (p *Provisioner) createPod(name string, queueID int64, attempt int, templat
 			JenkinsURL:  p.cfg.JenkinsURL,
 			TraceParent: it.Params[traceParentParam],
 			Job:         it.TaskName,
-			Labels:      p.cfg.PodLabels,
+			Labels:      podLabels,
 		},
 		template: template,
 		item:     it,
@@ -215,6 +231,35 @@ func (p *Provisioner) createPod(name string, queueID int64, attempt int, templat
 		return p.batch.submit(ctx, r)
 	}
 	return fetch, create
+}
+
+// createWarm creates a warm agent: its node and JNLP secret in the
+// create lane (run), then its Secret and pod in a batch (then).
+func (p *Provisioner) createWarm(name, template string) (run, then action) {
+	fetch, create := p.createPod(name, 0, 0, template, 0, jenkins.QueueItem{})
+	node := func(ctx context.Context) (err error) {
+		ctx, span := p.tracer.Start(ctx, "provision.create_warm_node", trace.WithAttributes(attrAgent.String(name), attrTemplate.String(template)))
+		defer func() { endSpan(span, err) }()
+		err = p.cfg.Jenkins.CreateNode(ctx, p.nodeSpec(name, template, "warm agent: takes one build"))
+		if err != nil && !errors.Is(err, jenkins.ErrExists) {
+			return fmt.Errorf("create warm agent node %s: %w", name, err)
+		}
+		return nil
+	}
+	return p.nodeThenPod(node, fetch, create)
+}
+
+// retireWarm takes a warm agent offline so that Jenkins gives it no build;
+// a later cycle deletes it (see WarmRetireReason).
+func (p *Provisioner) retireWarm(a *agentView) action {
+	return func(ctx context.Context) (err error) {
+		ctx, span := p.tracer.Start(ctx, "provision.retire_warm", trace.WithAttributes(attrAgent.String(a.name), attrTemplate.String(a.template)))
+		defer func() { endSpan(span, err) }()
+		if err := p.cfg.Jenkins.MarkOffline(ctx, a.name, WarmRetireReason); err != nil && !errors.Is(err, jenkins.ErrNotFound) {
+			return fmt.Errorf("retire warm agent %s: %w", a.name, err)
+		}
+		return nil
+	}
 }
 
 // markOffline takes an agent's node temporarily offline as its build

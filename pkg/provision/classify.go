@@ -57,6 +57,26 @@ const (
 	stateSettling
 	// stateItemGone: its item has left the queue and it serves nothing.
 	stateItemGone
+	// stateWarmNeedsPod: a warm agent whose node has no pod yet.
+	stateWarmNeedsPod
+	// stateWarmStarting: a warm agent that has not connected yet.
+	stateWarmStarting
+	// stateWarmReady: a warm agent connected and idle: the next waiting
+	// item of its template takes it.
+	stateWarmReady
+	// stateWarmStale: a warm agent idle for longer than its pool's
+	// maxIdle: it is retired and replaced.
+	stateWarmStale
+	// stateWarmRetired: a warm agent ferry took offline to retire it,
+	// with no build: it is deleted.
+	stateWarmRetired
+	// stateWarmFailed: a warm agent whose pod cannot serve.
+	stateWarmFailed
+	// stateWarmUsed: a warm agent connected and idle after items it could
+	// have taken (it was starting, or idle, while they waited) left the
+	// queue: it may have run a build too short for ferry to see, so it is
+	// retired, never given a second build.
+	stateWarmUsed
 	numStates
 )
 
@@ -66,7 +86,9 @@ var stateNames = [numStates]string{
 	stateCreating: "creating", stateOrphan: "orphan", stateUnknownTemplate: "unknown template",
 	stateFailed: "failed", stateNeedsPod: "needs pod", stateStarting: "starting",
 	stateAwaitingBuild: "awaiting build", stateSpare: "spare", stateSettling: "settling",
-	stateItemGone: "item gone",
+	stateItemGone: "item gone", stateWarmNeedsPod: "warm, needs pod", stateWarmStarting: "warm, starting",
+	stateWarmReady: "warm, ready", stateWarmStale: "warm, stale", stateWarmRetired: "warm, retired",
+	stateWarmFailed: "warm, failed", stateWarmUsed: "warm, maybe used",
 }
 
 func (s agentState) String() string {
@@ -93,7 +115,11 @@ type agent struct {
 func classify(r *rules, w *world, mem memory) []agent {
 	out := make([]agent, 0, len(w.names))
 	for _, name := range w.names {
-		out = append(out, classifyAgent(r, w, w.agents[name], mem.recall(name, w.now)))
+		a, m := w.agents[name], mem.recall(name, w.now)
+		if a.warm && m.firstSeen.Equal(w.now) {
+			m.exposed = mem.waiting[a.template]
+		}
+		out = append(out, classifyAgent(r, w, a, m))
 	}
 	return out
 }
@@ -116,12 +142,16 @@ func classifyAgent(r *rules, w *world, a *agentView, m agentMemory) agent {
 	case !m.ranSince.IsZero() || ranBuild(a.node):
 		// The offline mark says so after a restart too.
 		c.state = stateBuildOver
+	case a.warm && a.node != nil && a.node.TemporarilyOffline && a.node.OfflineWith(WarmRetireReason):
+		c.state = stateWarmRetired
 	case c.creating:
 		c.state = stateCreating
 	case a.node == nil:
 		c.state = stateOrphan
 	case !known:
 		c.state = stateUnknownTemplate
+	case a.warm:
+		c.state, c.why = classifyWarm(r, w, a, m)
 	default:
 		c.state, c.why = classifyIdle(r, w, a, m)
 	}
@@ -179,6 +209,29 @@ func classifyIdle(r *rules, w *world, a *agentView, m agentMemory) (agentState, 
 		return stateSettling, eci.Failure{}
 	}
 	return stateItemGone, eci.Failure{}
+}
+
+// classifyWarm classifies an idle warm agent that has run no build.
+func classifyWarm(r *rules, w *world, a *agentView, m agentMemory) (agentState, eci.Failure) {
+	if a.pod == nil {
+		return stateWarmNeedsPod, eci.Failure{}
+	}
+	t := r.templates[a.template]
+	if f := eci.Classify(a.pod, w.events[a.name], t.ClassifyOptions(w.now, a.node.Connected())); f.Failed() {
+		return stateWarmFailed, f
+	}
+	if !a.node.Connected() {
+		return stateWarmStarting, eci.Failure{}
+	}
+	for _, q := range m.exposed {
+		if _, queued := w.inQueue[q]; !queued {
+			return stateWarmUsed, eci.Failure{}
+		}
+	}
+	if s := r.warm[a.template]; s != nil && w.now.Sub(a.pod.CreationTimestamp.Time) > s.MaxIdle {
+		return stateWarmStale, eci.Failure{}
+	}
+	return stateWarmReady, eci.Failure{}
 }
 
 // ranBuild reports an idle node ferry took offline as its build started:

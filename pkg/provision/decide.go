@@ -36,11 +36,14 @@ type rules struct {
 	rerun bool
 	// imageCheck: templates' images are checked before their pods.
 	imageCheck bool
+	// warm holds the templates' warm pool schedules (see warm.go).
+	warm map[string]*eci.WarmSchedule
 }
 
-func newRules(cfg Config) *rules {
+func newRules(cfg Config, warm map[string]*eci.WarmSchedule) *rules {
 	names := slices.Sorted(maps.Keys(cfg.Templates))
 	return &rules{
+		warm:      warm,
 		templates: cfg.Templates, templateNames: names, maxAgents: cfg.MaxAgents,
 		gcGrace: cfg.GCGrace, disableGC: cfg.DisableGC, disableAnchors: cfg.DisableAnchors,
 		maxPending: maxPendingCreates * cfg.Parallelism,
@@ -98,6 +101,14 @@ type decision struct {
 	// failures and steps are to be counted and measured.
 	failures []failureNote
 	steps    []stepTime
+	// warm counts the warm agents by template and state; warmDesired is
+	// each pool's size; warmBuilds counts the builds that started on a
+	// warm agent (hit) or another (miss), by template; warmIdle measures
+	// the idle time of warm agents that took a build or went.
+	warm        tally
+	warmDesired map[string]int
+	warmBuilds  tally
+	warmIdle    []warmIdle
 }
 
 // tally counts by template and one more attribute.
@@ -170,6 +181,8 @@ type decider struct {
 	needPod    []agent
 	// checking holds the templates whose image check this cycle started.
 	checking map[string]bool
+	// warmFree holds each template's warm agents free to serve.
+	warmFree map[string][]warmAgent
 }
 
 // decide decides a cycle: every agent by its state, then the waiting items
@@ -177,11 +190,14 @@ type decider struct {
 // agent within the caps), then anchors and Secrets.
 func decide(r *rules, w *world, agents []agent, mem memory) *decision {
 	x := &decider{r: r, w: w, perTemplate: map[string]int{}, served: map[int64]bool{},
-		maxAttempt: map[int64]int{}, levels: map[int64]int{}, spares: map[string][]agent{}}
-	x.d = &decision{agents: tally{}, waiting: tally{},
-		memory: memory{agents: map[string]agentMemory{}, items: maps.Clone(mem.items)}}
+		maxAttempt: map[int64]int{}, levels: map[int64]int{}, spares: map[string][]agent{}, warmFree: map[string][]warmAgent{}}
+	x.d = &decision{agents: tally{}, waiting: tally{}, warm: tally{}, warmBuilds: tally{}, warmDesired: map[string]int{},
+		memory: memory{agents: map[string]agentMemory{}, items: maps.Clone(mem.items), warm: maps.Clone(mem.warm)}}
 	if x.d.memory.items == nil {
 		x.d.memory.items = map[int64]itemMemory{}
+	}
+	if x.d.memory.warm == nil {
+		x.d.memory.warm = map[string]warmMemory{}
 	}
 	x.d.acts = decideAnchors(r, w)
 	x.noteAttempts()
@@ -190,13 +206,19 @@ func decide(r *rules, w *world, agents []agent, mem memory) *decision {
 		x.take(a, x.decideAgent(a, mem.recall(a.name, w.now)))
 	}
 	x.serveWithSpares()
+	x.serveWithWarm()
 	x.makePods()
 	x.refreshImages()
 	x.serveWaiting()
+	x.fillWarm()
 	acts, after, unread := decideSecrets(r, w, mem.unread)
 	x.d.acts = append(x.d.acts, acts...)
 	x.after(after)
 	x.d.memory.unread = unread
+	x.d.memory.waiting = map[string][]int64{}
+	for _, wi := range w.waiting {
+		x.d.memory.waiting[wi.template] = append(x.d.memory.waiting[wi.template], wi.item.ID)
+	}
 	for q := range x.d.memory.items {
 		if _, ok := w.inQueue[q]; !ok {
 			delete(x.d.memory.items, q)
@@ -245,6 +267,15 @@ func (x *decider) take(a agent, v verdict) {
 		x.spares[a.template] = append(x.spares[a.template], a)
 	case stateNeedsPod:
 		x.needPod = append(x.needPod, a)
+	case stateWarmNeedsPod:
+		x.needPod = append(x.needPod, a)
+		x.warmFree[a.template] = append(x.warmFree[a.template], warmAgent{agent: a})
+	case stateWarmStarting, stateWarmReady:
+		x.warmFree[a.template] = append(x.warmFree[a.template], warmAgent{agent: a})
+	case stateCreating:
+		if a.warm {
+			x.warmFree[a.template] = append(x.warmFree[a.template], warmAgent{agent: a})
+		}
 	}
 }
 
@@ -273,8 +304,12 @@ func (x *decider) countInFlight() {
 		}
 		x.pendingCreates++
 		if _, ok := x.w.agents[a.agent.name]; !ok {
-			x.served[a.agent.queueID] = true
 			x.count(a.agent.template, countCreating)
+			if a.agent.warm {
+				x.warmFree[a.agent.template] = append(x.warmFree[a.agent.template], warmAgent{agent: agent{agentView: a.agent}, pending: true})
+				continue
+			}
+			x.served[a.agent.queueID] = true
 		}
 	}
 }
@@ -302,6 +337,9 @@ func (x *decider) decideAgent(a agent, m agentMemory) verdict {
 	case stateCreating:
 		_, queued := x.w.inQueue[a.queueID]
 		v = verdict{memory: m, count: countCreating, serves: queued}
+		if a.warm {
+			v.memory.exposed = x.exposure(a.template)
+		}
 	case stateOrphan:
 		v = x.orphan(a, m)
 	case stateUnknownTemplate:
@@ -312,6 +350,8 @@ func (x *decider) decideAgent(a agent, m agentMemory) verdict {
 		v = x.awaiting(a, m)
 	case stateSpare, stateSettling, stateItemGone:
 		v = x.itemGone(a, m)
+	case stateWarmNeedsPod, stateWarmStarting, stateWarmReady, stateWarmStale, stateWarmRetired, stateWarmFailed, stateWarmUsed:
+		v = x.warmVerdict(a, m)
 	}
 	v.steps = append(steps, v.steps...)
 	return v
@@ -329,6 +369,8 @@ func (x *decider) running(a agent, m agentMemory) verdict {
 		m.ranSince = x.w.now
 		m.build = a.node.Running[0]
 		m, v.steps = markStep(a.agentView, m, stepBuildStarted, x.w.now)
+		x.noteWarmBuild(a)
+		m = x.idleOver(a, m)
 	}
 	if !a.node.TemporarilyOffline {
 		v.acts = append(v.acts, act{kind: actMarkOffline, agent: a.agentView, build: m.build})
@@ -529,6 +571,12 @@ func (x *decider) serveWithSpares() {
 func (x *decider) makePods() {
 	paused := x.w.kubePaused()
 	for _, a := range x.needPod {
+		if a.warm {
+			if !x.w.madeRecently(a.name) && paused == 0 {
+				x.d.acts = append(x.d.acts, act{kind: actCreatePod, agent: a.agentView})
+			}
+			continue
+		}
 		im := x.d.memory.items[a.queueID]
 		if im.notBefore.IsZero() && im.nextAttempt == 0 {
 			// A retry whose backoff a restarted provisioner did not see

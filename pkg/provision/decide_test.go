@@ -51,6 +51,11 @@ type scene struct {
 	asked []string
 	// images are the templates' image verdicts.
 	images map[string]imageCheck
+	// pool holds the AgentPools' replicas, by template; pools the
+	// AgentPools; poolUnknown the templates whose pool is not known yet.
+	pool        map[string]int
+	pools       map[string]poolView
+	poolUnknown map[string]bool
 }
 
 func (s scene) world(p *Provisioner) *world {
@@ -64,7 +69,7 @@ func (s scene) world(p *Provisioner) *world {
 		w.flight[a.key()] = a
 	}
 	p.join(w)
-	w.rerunAsked, w.images = map[string]bool{}, s.images
+	w.rerunAsked, w.images, w.poolReplicas, w.pools, w.poolUnknown = map[string]bool{}, s.images, s.pool, s.pools, s.poolUnknown
 	for _, name := range s.asked {
 		w.rerunAsked[name] = true
 	}

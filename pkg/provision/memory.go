@@ -17,14 +17,20 @@ type memory struct {
 	// unread holds since when each agent Secret no pod reads from has been
 	// seen so (see decideSecrets).
 	unread map[string]time.Time
+	// warm holds each template's warm pool memory (see warm.go).
+	warm map[string]warmMemory
+	// waiting holds the items that waited for each template at the last
+	// cycle: a warm agent first seen connected may have taken any of
+	// them (see stateWarmUsed).
+	waiting map[string][]int64
 }
 
 func newMemory() memory {
-	return memory{agents: map[string]agentMemory{}, items: map[int64]itemMemory{}, unread: map[string]time.Time{}}
+	return memory{agents: map[string]agentMemory{}, items: map[int64]itemMemory{}, unread: map[string]time.Time{}, warm: map[string]warmMemory{}}
 }
 
 func (m memory) clone() memory {
-	return memory{agents: maps.Clone(m.agents), items: maps.Clone(m.items), unread: maps.Clone(m.unread)}
+	return memory{agents: maps.Clone(m.agents), items: maps.Clone(m.items), unread: maps.Clone(m.unread), warm: maps.Clone(m.warm), waiting: maps.Clone(m.waiting)}
 }
 
 // agentMemory is what the provisioner remembers of one agent.
@@ -46,6 +52,11 @@ type agentMemory struct {
 	// reclaimReported: the build running on this agent was reported as
 	// losing its spot instance (see stateReclaiming).
 	reclaimReported bool
+	// idleCounted: a warm agent's idle time was measured (see idleOver).
+	idleCounted bool
+	// exposed holds the items that waited for a warm agent's template
+	// while it was connected and idle (see stateWarmUsed).
+	exposed []int64
 }
 
 // recall returns what is remembered of an agent, or, for one seen for the

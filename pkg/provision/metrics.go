@@ -28,6 +28,10 @@ type metrics struct {
 	reruns      metric.Int64Counter
 	imageChecks metric.Int64Counter
 	waiting     metric.Int64Gauge
+	warm        metric.Int64Gauge
+	warmDesired metric.Int64Gauge
+	warmBuilds  metric.Int64Counter
+	warmIdle    metric.Float64Counter
 }
 
 func newMetrics(m metric.Meter) (*metrics, error) {
@@ -38,7 +42,7 @@ func newMetrics(m metric.Meter) (*metrics, error) {
 	buckets := metric.WithExplicitBucketBoundaries(.1, .25, .5, 1, 2, 3, 5, 10, 20, 30, 60, 120, 300, 600)
 	long := metric.WithExplicitBucketBoundaries(1, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
 	if out.agents, err = m.Int64Gauge("ferry_provision_agents",
-		metric.WithDescription("Agents in flight at the end of a cycle, by template and state (creating, starting, idle, building, reclaiming, settling, retrying, terminating, orphan).")); err != nil {
+		metric.WithDescription("Agents in flight at the end of a cycle, by template and state (creating, starting, idle, building, reclaiming, settling, retrying, terminating, orphan, lost, retiring: a warm agent being retired).")); err != nil {
 		return nil, err
 	}
 	if out.waiting, err = m.Int64Gauge("ferry_provision_waiting_items",
@@ -51,7 +55,7 @@ func newMetrics(m metric.Meter) (*metrics, error) {
 		return nil, err
 	}
 	if out.failures, err = m.Int64Counter("ferry_provision_failures",
-		metric.WithDescription("Failed agents by template, reason and outcome (retried, gave_up, item_gone, died_mid_build, reclaim_warned).")); err != nil {
+		metric.WithDescription("Failed agents by template, reason and outcome (retried, gave_up, item_gone, died_mid_build, reclaim_warned, warm_replaced).")); err != nil {
 		return nil, err
 	}
 	if out.gc, err = m.Int64Counter("ferry_provision_gc_deletions",
@@ -63,7 +67,7 @@ func newMetrics(m metric.Meter) (*metrics, error) {
 		return nil, err
 	}
 	if out.deleted, err = m.Int64Counter("ferry_provision_agents_deleted",
-		metric.WithDescription("Agents deleted, by template and cause (build_over, item_gone, failed, orphan).")); err != nil {
+		metric.WithDescription("Agents deleted, by template and cause (build_over, item_gone, failed, orphan, warm_retired).")); err != nil {
 		return nil, err
 	}
 	if out.lifetime, err = m.Float64Histogram("ferry_provision_agent_pod_seconds",
@@ -82,6 +86,23 @@ func newMetrics(m metric.Meter) (*metrics, error) {
 	}
 	if out.imageChecks, err = m.Int64Counter("ferry_provision_image_checks",
 		metric.WithDescription("Checks of a template's agent image before its pods, by template and result (found, missing, denied, unreachable).")); err != nil {
+		return nil, err
+	}
+	if out.warm, err = m.Int64Gauge("ferry_provision_warm_agents",
+		metric.WithDescription("Warm agents at the end of a cycle, by template and state (creating, starting, ready, serving: counted on to take a waiting item's build, retiring).")); err != nil {
+		return nil, err
+	}
+	if out.warmDesired, err = m.Int64Gauge("ferry_provision_warm_desired",
+		metric.WithDescription("The size each template's warm pool is brought to: its AgentPool's spec.replicas, else its schedule.")); err != nil {
+		return nil, err
+	}
+	if out.warmBuilds, err = m.Int64Counter("ferry_provision_warm_builds",
+		metric.WithDescription("Builds of templates with a warm pool, by template and result: hit (started on a warm agent) or miss (on an agent made for it).")); err != nil {
+		return nil, err
+	}
+	if out.warmIdle, err = m.Float64Counter("ferry_provision_warm_idle_seconds",
+		metric.WithDescription("Pod-seconds warm agents spent from their pod's creation to their build's start, or to their retirement: what a warm pool costs beyond its builds."),
+		metric.WithUnit("s")); err != nil {
 		return nil, err
 	}
 	if out.cycleErrors, err = m.Int64Counter("ferry_provision_cycle_errors",

@@ -16,12 +16,16 @@
 //	  │       starting, awaiting build, building, reclaiming, lost,
 //	  │       lost to infrastructure, build over, failed, spare,
 //	  │       settling, item gone, orphan, unknown template,
-//	  │       terminating, deleting
+//	  │       terminating, deleting; warm: needs pod, starting,
+//	  │       ready, stale, retired, failed
 //	decide    one small function per state, then the waiting    decide.go
 //	  │       items (give up on a missing or denied image, wait    rerun.go
 //	  │       for a template's first image check, serve with a    image.go
 //	  │       spare, make a node's pod, create within the caps,
-//	  │       wait, back off, give up), anchors, Secrets → acts
+//	  │       wait, back off, give up), warm pools (serve       warm.go
+//	  │       with a free warm agent, refill to the AgentPool's
+//	  │       replicas or the schedule, retire the surplus and
+//	  │       the stale), anchors, Secrets → acts
 //	  │       and memory as values; pure
 //	record    metrics, failures' logs and Events                 reconcile.go
 //	remember  apply the decided memory
@@ -32,7 +36,8 @@
 //	          build per agent); DeleteNode + delete Pod;
 //	          CancelQueueItem + Event + OnFailure; RequestRerun
 //	          of a build lost to infrastructure; resolve a
-//	          template's image manifest
+//	          template's image manifest; create a warm agent;
+//	          retire one (offline first, deleted a cycle later)
 //
 // A cycle does not wait for its actions: they run in lanes of their own
 // (taking agents offline; deleting; creating), each bounded by
@@ -85,6 +90,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
@@ -195,6 +201,10 @@ type Config struct {
 	// PodLabels are added to every agent pod and Secret (e.g. the ferry
 	// instance).
 	PodLabels map[string]string
+	// Dynamic reads the AgentPools the templates' warm pools name
+	// (warmPool.poolRef) and writes their status; nil: their schedules
+	// apply.
+	Dynamic dynamic.Interface
 	// Fence, when set, is asked right before every act (creating or
 	// deleting a node, pod or Secret, taking an agent offline, cancelling
 	// an item); an error skips the act. The leader election passes one
@@ -207,6 +217,10 @@ type Config struct {
 	TracerProvider trace.TracerProvider
 	MeterProvider  metric.MeterProvider
 	Clock          clock.WithTicker
+	// ScheduleClock is the time warm pool schedules are read at; default
+	// Clock. Tests move it across a window's edge or onto an excluded
+	// date while everything else runs on real time.
+	ScheduleClock clock.PassiveClock
 }
 
 // Failure is a queue item ferry gave up on or a build that lost its agent.
@@ -263,7 +277,7 @@ type Provisioner struct {
 	// mem is touched only by the single reconcile worker (see remember),
 	// as is gauged: the agents and waiting items the last cycle counted.
 	mem    memory
-	gauged [2]tally
+	gauged [3]tally
 	// polledAt is when the current cycle's polls began; lastPoll how long
 	// the last cycle's polls took.
 	polledAt time.Time
@@ -291,6 +305,9 @@ type Provisioner struct {
 	rerunAsked map[string]time.Time
 	// images holds each template's image verdict (see image.go).
 	images map[string]imageCheck
+	// poolLister and poolSynced read the AgentPools (see agentpool.go).
+	poolLister cache.GenericNamespaceLister
+	poolSynced func() bool
 	// kubeBackoff pauses creations after a quota or throttling answer.
 	kubeBackoff      time.Time
 	kubeBackoffDelay time.Duration
@@ -339,6 +356,13 @@ func New(cfg Config) (*Provisioner, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = clock.RealClock{}
 	}
+	if cfg.ScheduleClock == nil {
+		cfg.ScheduleClock = cfg.Clock
+	}
+	warm, err := compileWarm(cfg.Templates)
+	if err != nil {
+		return nil, fmt.Errorf("provision: warm pool: %w", err)
+	}
 	m, err := newMetrics(cfg.MeterProvider.Meter("github.com/ferryci/ferry/pkg/provision"))
 	if err != nil {
 		return nil, fmt.Errorf("provision: metrics: %w", err)
@@ -350,7 +374,7 @@ func New(cfg Config) (*Provisioner, error) {
 		clock:  cfg.Clock,
 		m:      m,
 		rec:    cfg.Recorder,
-		rules:  newRules(cfg),
+		rules:  newRules(cfg, warm),
 		mem:    newMemory(),
 		events: newEventIndex(),
 
@@ -424,6 +448,9 @@ func (p *Provisioner) Run(ctx context.Context) error {
 
 	ictx, stopInformers := context.WithCancel(ctx)
 	defer stopInformers()
+	if err := p.watchPools(ictx); err != nil {
+		return fmt.Errorf("provision: %w", err)
+	}
 	factory.Start(ictx.Done())
 	defer factory.Shutdown()
 	for typ, ok := range factory.WaitForCacheSync(ctx.Done()) {

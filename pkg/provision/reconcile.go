@@ -33,7 +33,17 @@ func (p *Provisioner) reconcile(ctx context.Context) (time.Duration, error) {
 func (p *Provisioner) record(ctx context.Context, d *decision) {
 	recordTally(ctx, p.m.agents, "state", d.agents, p.gauged[0])
 	recordTally(ctx, p.m.waiting, "why", d.waiting, p.gauged[1])
-	p.gauged = [2]tally{d.agents, d.waiting}
+	recordTally(ctx, p.m.warm, "state", d.warm, p.gauged[2])
+	p.gauged = [3]tally{d.agents, d.waiting, d.warm}
+	for t, n := range d.warmDesired {
+		p.m.warmDesired.Record(ctx, int64(n), metric.WithAttributes(attribute.String("template", t)))
+	}
+	for k, n := range d.warmBuilds {
+		p.m.warmBuilds.Add(ctx, n, metric.WithAttributes(attribute.String("template", k.template), attribute.String("result", k.of)))
+	}
+	for _, i := range d.warmIdle {
+		p.m.warmIdle.Add(ctx, i.seconds, metric.WithAttributes(attribute.String("template", i.template)))
+	}
 	for _, s := range d.steps {
 		p.m.step.Record(ctx, s.seconds, metric.WithAttributes(attribute.String("template", s.template), attribute.String("step", s.step)))
 	}

@@ -44,6 +44,16 @@ type world struct {
 	rerunAsked map[string]bool
 	// images holds the templates' image verdicts (see image.go).
 	images map[string]imageCheck
+	// poolReplicas holds the spec.replicas of each template's AgentPool,
+	// for those whose object exists and sets it (see warm.go); pools
+	// each template's AgentPool that exists; poolUnknown the templates
+	// whose AgentPool is not known yet (the informer has not synced).
+	poolReplicas map[string]int
+	// scheduleNow is the time warm pool schedules are read at (see
+	// Config.ScheduleClock); zero: now.
+	scheduleNow time.Time
+	pools       map[string]poolView
+	poolUnknown map[string]bool
 
 	// The join of the above (see join).
 	agents map[string]*agentView
@@ -66,6 +76,8 @@ type agentView struct {
 	template string
 	node     *jenkins.Computer
 	pod      *corev1.Pod
+	// warm: a warm agent (see warm.go), made before any item waited.
+	warm bool
 }
 
 // waitingItem is a buildable queue item a template serves.
@@ -129,6 +141,16 @@ func (p *Provisioner) observe(comps []jenkins.Computer, items []jenkins.QueueIte
 	w.making = p.batch.makingNow()
 	w.rerunAsked = p.rerunsAsked(now)
 	w.images = p.imagesNow()
+	if len(p.rules.warm) > 0 {
+		w.scheduleNow = p.cfg.ScheduleClock.Now()
+	}
+	w.pools, w.poolUnknown = p.poolsNow()
+	w.poolReplicas = map[string]int{}
+	for t, v := range w.pools {
+		if v.set {
+			w.poolReplicas[t] = v.replicas
+		}
+	}
 	p.join(w)
 	w.events = map[string][]corev1.Event{}
 	for _, name := range w.names {
@@ -187,10 +209,11 @@ func joinAgents(comps []jenkins.Computer, pods []*corev1.Pod) (map[string]*agent
 		a := agents[name]
 		if a == nil {
 			q, att, ok := parseAgentName(name)
-			if !ok {
+			warm := !ok && isWarmName(name)
+			if !ok && !warm {
 				return nil
 			}
-			a = &agentView{name: name, queueID: q, attempt: att}
+			a = &agentView{name: name, queueID: q, attempt: att, warm: warm}
 			agents[name] = a
 		}
 		return a

@@ -107,6 +107,18 @@ secrets:
 	if dep.Spec.Replicas == nil || *dep.Spec.Replicas != 3 {
 		t.Errorf("replicas = %v, want 3", dep.Spec.Replicas)
 	}
+	// The chart's crds/ installed the AgentPool CRD, served with its scale
+	// subresource (helm leaves an existing one alone: the bed is shared).
+	err = pollUntil(ctx, 200*time.Millisecond, func() (bool, error) {
+		l, err := cs.Discovery().ServerResourcesForGroupVersion("ferry.dev/v1alpha1")
+		if err != nil {
+			return false, nil
+		}
+		return slices.ContainsFunc(l.APIResources, func(r metav1.APIResource) bool { return r.Name == "agentpools/scale" }), nil
+	})
+	if err != nil {
+		t.Errorf("agentpools.ferry.dev with a scale subresource is not served after install: %v", err)
+	}
 	sa := "system:serviceaccount:" + ns + ":" + dep.Spec.Template.Spec.ServiceAccountName
 	canI := func(args ...string) (bool, error) {
 		return kubectlCanI(ctx, kubectl, kubeconfig, sa, args...)

@@ -44,6 +44,8 @@ type Report struct {
 	Kubernetes string
 	Options    Options
 	Sizes      []SizeResult
+	// Warm is the cold vs warm comparison, when run.
+	Warm *WarmResult
 }
 
 // SizeResult holds both targets' figures for one N.
@@ -173,6 +175,15 @@ func Bench(ctx context.Context, o Options) (*Report, error) {
 		if err != nil {
 			return rep, fmt.Errorf("size %d: %w", n, err)
 		}
+	}
+	if o.WarmBuilds > 0 {
+		wctx, cancel := context.WithTimeout(ctx, o.Timeout)
+		defer cancel()
+		w, err := runWarmCompare(wctx, b, o, tmpl[benchTemplate], lg)
+		if err != nil {
+			return rep, err
+		}
+		rep.Warm = &w
 	}
 	return rep, nil
 }

@@ -2,7 +2,7 @@
 // real kube-apiserver against a bare client-go loop, in the same run, and
 // prints both side by side with the goals of issue 4.
 //
-//	go run ./test/cmd/provision-bench [-n 100,1000] [-build 5s] [-qps 200 -burst 400]
+//	go run ./test/cmd/provision-bench [-n 100,1000] [-build 5s] [-qps 200 -burst 400] [-warm-builds 10 -warm-size 3 -warm-gap 1s]
 //
 // For each size N it runs, one after the other:
 //
@@ -26,6 +26,10 @@
 // fields), time from the last build's end until no agent pod or Jenkins
 // agent node is left, and pod lifetime (first seen → gone) against build
 // time.
+//
+// Then, in the same run, cold against warm (warm.go): the same builds,
+// arriving one after another, on a template without and with a warm pool:
+// queued → build started, and the pool's idle pod-seconds per build served.
 //
 // Everything runs on loopback; every namespace, provisioner and emulator
 // the bench starts is stopped before it exits, also on -timeout or Ctrl-C.
@@ -89,6 +93,10 @@ type Options struct {
 	Log io.Writer
 	// Verbose logs ferry at debug level.
 	Verbose bool
+	// WarmBuilds builds, one every WarmGap, are run cold and then with a
+	// warm pool of WarmSize (see warm.go); 0 skips the comparison.
+	WarmBuilds, WarmSize int
+	WarmGap              time.Duration
 }
 
 // DefaultOptions are the flags' defaults.
@@ -100,6 +108,9 @@ func DefaultOptions() Options {
 		Burst:       400,
 		Parallelism: provision.DefaultParallelism,
 		Timeout:     10 * time.Minute,
+		WarmBuilds:  10,
+		WarmSize:    3,
+		WarmGap:     time.Second,
 	}
 }
 
@@ -118,6 +129,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&o.Timeout, "timeout", o.Timeout, "bound on each size's run")
 	fs.StringVar(&o.EnvFile, "env", o.EnvFile, "test bed env file (default: $FERRY_TESTBED_ENV or test/.bed/env)")
 	fs.StringVar(&o.CPUProfile, "cpuprofile", o.CPUProfile, "write a CPU profile of the process during each ferry run to FILE.N")
+	fs.IntVar(&o.WarmBuilds, "warm-builds", o.WarmBuilds, "builds of the cold vs warm comparison, one every -warm-gap (0: skip it)")
+	fs.IntVar(&o.WarmSize, "warm-size", o.WarmSize, "the warm pool's size in the comparison")
+	fs.DurationVar(&o.WarmGap, "warm-gap", o.WarmGap, "time between two builds of the comparison")
 	quiet := fs.Bool("q", false, "no progress on stderr")
 	fs.BoolVar(&o.Verbose, "v", false, "log ferry at debug level on stderr")
 	if err := fs.Parse(args); err != nil {

@@ -27,11 +27,15 @@ func TestBench(t *testing.T) {
 	o.StartDelay = "0s"
 	o.Timeout = 3 * time.Minute
 	o.EnvFile = env.Path
+	o.WarmBuilds, o.WarmSize, o.WarmGap = 3, 2, 200*time.Millisecond
 	var log bytes.Buffer
 	o.Log = &log
 	rep, err := Bench(context.Background(), o)
 	if err != nil {
 		t.Fatalf("Bench: %v\nlog:\n%s", err, log.String())
+	}
+	if w := rep.Warm; w == nil || len(w.Cold.Starts) != 3 || len(w.Warm.Starts) != 3 || w.Cold.Hits != 0 || w.Warm.Hits < 2 {
+		t.Errorf("cold vs warm: %+v, want 3 builds each, none of the cold run's on a warm agent and the first 2 of the warm run's", w)
 	}
 	if len(rep.Sizes) != 1 {
 		t.Fatalf("%d sizes in the report, want 1", len(rep.Sizes))

@@ -40,6 +40,9 @@ func (r *Report) Print(w io.Writer) {
 		r.printSize(w, s)
 	}
 	r.printMemory(w)
+	if r.Warm != nil {
+		printWarm(w, o, r.Warm)
+	}
 }
 
 func maxAgentsText(n int) string {
