@@ -116,24 +116,20 @@ var errNotLeading = errors.New("this replica does not hold the lease")
 
 // fence returns nil only while this replica holds the Lease and renewed it
 // recently enough, by its own clock, that no other replica can have taken
-// it over: less than leaseDuration - (leaseDuration - renewDeadline) =
-// renewDeadline ago. The other replicas wait a whole leaseDuration from
-// when they saw the last renewal, so the margin covers the time the
-// renewal took to come back. A process that was frozen (SIGSTOP, a long GC
-// pause, a suspended VM) past its lease finds its last renewal too old and
-// acts on nothing until client-go has noticed and ended the term. Call it
-// before each act that changes the world.
+// it over: its last successful renewal was *sent* less than renewDeadline
+// ago. The other replicas wait a whole leaseDuration from when they saw
+// that renewal, which is after it was sent, so the margin
+// (leaseDuration - renewDeadline) covers clock rate differences. The send
+// time matters: client-go stamps a renewal when its answer arrives, so a
+// process frozen (SIGSTOP, a long GC pause, a suspended VM) with a renewal
+// in flight finds, on thawing, a fresh answer to a request sent before
+// the freeze — and another replica may hold the Lease by then. A process
+// frozen past its lease acts on nothing until a renewal sent after the
+// thaw succeeds or client-go ends the term. Call it before each act that
+// changes the world.
 func (l *leader) fence() error {
-	el := l.elector.Load()
-	if el == nil || !el.IsLeader() {
-		return fmt.Errorf("%s: %w %s", l.work, errNotLeading, l.election.LeaseName)
-	}
-	margin := l.election.LeaseDuration.Duration - l.election.RenewDeadline.Duration
-	if err := el.Check(-margin); err != nil {
-		return fmt.Errorf("%s: %w %s: last renewed over %s ago (%w)", l.work, errNotLeading, l.election.LeaseName,
-			l.election.RenewDeadline.Duration, err)
-	}
-	return nil
+	_, err := l.window()
+	return err
 }
 
 // window is fence for a request about to be sent: nil and how long the
@@ -141,10 +137,15 @@ func (l *leader) fence() error {
 // sent, by its own monotonic clock — or why it may not act. A request
 // sent in the window ends by then (fencedTransport).
 func (l *leader) window() (time.Duration, error) {
-	if err := l.fence(); err != nil {
-		return 0, err
+	el := l.elector.Load()
+	if el == nil || !el.IsLeader() {
+		return 0, fmt.Errorf("%s: %w %s", l.work, errNotLeading, l.election.LeaseName)
 	}
 	rd := l.election.RenewDeadline.Duration
+	margin := l.election.LeaseDuration.Duration - rd
+	if err := el.Check(-margin); err != nil {
+		return 0, fmt.Errorf("%s: %w %s: last renewed over %s ago (%w)", l.work, errNotLeading, l.election.LeaseName, rd, err)
+	}
 	left := l.clock.lastSent().Add(rd).Sub(l.clock.now())
 	if left <= 0 {
 		return 0, fmt.Errorf("%s: %w %s: its last renewal was sent over %s ago", l.work, errNotLeading, l.election.LeaseName, rd)

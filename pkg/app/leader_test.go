@@ -262,3 +262,79 @@ func TestFenceStopsAFrozenLeader(t *testing.T) {
 		t.Error("fence allows acting after the term ended")
 	}
 }
+
+// A renewal sent just before a freeze and answered after it (the answer
+// waited in the socket while the process was stopped) leaves client-go
+// believing it renewed just now. Another replica may hold the Lease by
+// then, so fence must go by when that renewal was sent: it refuses until a
+// renewal sent after the thaw succeeds, and then lets the leader act again.
+func TestFenceIgnoresARenewalAnsweredAfterAFreeze(t *testing.T) {
+	kube := leaseClientset()
+	var slow atomic.Bool
+	answered := make(chan struct{}, 1)
+	le := config.LeaderElection{
+		Enabled: true, LeaseName: "ferry-test",
+		LeaseDuration: config.Duration{Duration: 2 * time.Second},
+		RenewDeadline: config.Duration{Duration: 1500 * time.Millisecond},
+		RetryPeriod:   config.Duration{Duration: 500 * time.Millisecond},
+	}
+	kube.PrependReactor("update", "leases", func(k8stesting.Action) (bool, runtime.Object, error) {
+		if slow.CompareAndSwap(true, false) {
+			// Sent, then the process froze for longer than the renew
+			// deadline; the update itself went through.
+			time.Sleep(le.RenewDeadline.Duration + 500*time.Millisecond)
+			defer func() { answered <- struct{}{} }()
+		}
+		return false, nil, nil
+	})
+	l := newLeader(kube, "ferry", "a", "test", le, slog.New(slog.DiscardHandler))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	leading := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		l.run(ctx, func(ctx context.Context) error {
+			close(leading)
+			<-ctx.Done()
+			return nil
+		})
+	}()
+	select {
+	case <-leading:
+	case <-time.After(30 * time.Second):
+		t.Fatal("never led")
+	}
+	if err := l.fence(); err != nil {
+		t.Fatalf("fence refused a fresh leader: %v", err)
+	}
+	slow.Store(true)
+	select {
+	case <-answered:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the slow renewal was never sent")
+	}
+	// Until the next renewal is sent (a retry period later), the only
+	// renewal on record was sent before the freeze.
+	sawLeader := false
+	for end := time.Now().Add(le.RetryPeriod.Duration / 2); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
+		if el := l.elector.Load(); el != nil && el.IsLeader() {
+			sawLeader = true
+		}
+		if err := l.fence(); err == nil {
+			t.Fatal("fence let the leader act on a renewal sent before the freeze and answered after it")
+		}
+	}
+	if !sawLeader {
+		t.Fatal("client-go had already ended the term: the test did not make a late answer")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for l.fence() != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("fence never let the leader act again after a renewal sent after the thaw")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	<-done
+}
