@@ -7,7 +7,6 @@ import (
 
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/klog/v2"
 
 	"github.com/ferryci/ferry/pkg/config"
 	"github.com/ferryci/ferry/pkg/dispatch"
@@ -33,7 +32,7 @@ type agents struct {
 func newAgents(cfg config.Config, jc *jenkins.Client, d *dispatch.Dispatcher, tel *telemetry.Telemetry, identity string) (*agents, error) {
 	a := cfg.Agents
 	// client-go logs through klog; send it to ferry's logger.
-	klog.SetSlogLogger(tel.Logger.With("component", "kube"))
+	routeKubeLogs(tel.Logger)
 	src := kubeSource{Kubeconfig: a.Kubeconfig, Setting: "agents.kubeconfig", UserAgent: "ferry", QPS: a.QPS, Burst: a.Burst}
 	kube, err := newKube(src)
 	if err != nil {

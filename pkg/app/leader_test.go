@@ -3,8 +3,10 @@ package app
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -15,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
+	"k8s.io/klog/v2"
 
 	"github.com/ferryci/ferry/pkg/config"
 )
@@ -337,4 +340,47 @@ func TestFenceIgnoresARenewalAnsweredAfterAFreeze(t *testing.T) {
 	}
 	cancel()
 	<-done
+}
+
+// client-go's logs go to the newest runtime's logger, and routing them
+// again while client-go logs from other goroutines is not a race (-race
+// catches it when klog's global is set twice).
+func TestKubeLogsFollowTheNewestRuntime(t *testing.T) {
+	var first, second strings.Builder
+	routeKubeLogs(slog.New(slog.NewTextHandler(&lockedWriter{w: &first}, nil)))
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				klog.Background().WithValues("k", "v").Info("from client-go")
+			}
+		}
+	}()
+	routeKubeLogs(slog.New(slog.NewTextHandler(&lockedWriter{w: &second}, nil)))
+	close(stop)
+	<-done
+	klog.Background().WithValues("k", "v").Info("after the switch")
+	if !strings.Contains(second.String(), "after the switch") || !strings.Contains(second.String(), "component=kube") ||
+		!strings.Contains(second.String(), "k=v") {
+		t.Fatalf("the newest logger got %q", second.String())
+	}
+	if strings.Contains(first.String(), "after the switch") {
+		t.Fatal("the first runtime's logger still gets client-go's logs")
+	}
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

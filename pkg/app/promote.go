@@ -9,7 +9,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/klog/v2"
 
 	"github.com/ferryci/ferry/pkg/config"
 	"github.com/ferryci/ferry/pkg/promote"
@@ -43,7 +42,7 @@ type promoter struct {
 
 func newPromoter(cfg config.Config, st store.Store, tel *telemetry.Telemetry, identity string) (*promoter, error) {
 	pc := cfg.Promotion
-	klog.SetSlogLogger(tel.Logger.With("component", "kube"))
+	routeKubeLogs(tel.Logger)
 	pr := &promoter{cfg: pc, identity: identity, log: tel.Logger.With("component", "app"),
 		clients: map[string]kubernetes.Interface{}, dynamics: map[string]dynamic.Interface{},
 		fenced: map[string]kubernetes.Interface{}, fencedDynamics: map[string]dynamic.Interface{}}
