@@ -31,7 +31,10 @@
 // about a second of writes is lost on a crash of the host). A replica adds
 // safety against losing the host: set Config.WaitReplicas so Enqueue waits
 // (WAIT) until that many replicas have the entry, and fails with
-// store.ErrUnavailable when they do not confirm in time.
+// store.ErrUnavailable when they do not confirm in time. PutBuild waits the
+// same way for a pending build record (the mark a dispatcher writes before
+// it calls Jenkins), so a failover cannot lose both the stream entry's
+// delivery state and that mark and let the event be triggered twice.
 //
 // # Redis Cluster
 //
@@ -848,7 +851,34 @@ func (s *Store) PutBuild(ctx context.Context, b store.Build) error {
 	if err != nil {
 		return fmt.Errorf("put build %s: %w", b.Key, err)
 	}
-	return wrap("put build "+b.Key, s.client.HSet(ctx, s.builds, b.Key, raw).Err())
+	doing := "put build " + b.Key
+	if s.waitReplicas == 0 || !b.Pending() {
+		return wrap(doing, s.client.HSet(ctx, s.builds, b.Key, raw).Err())
+	}
+	// A pending record is the dispatcher's mark that it is about to call
+	// Jenkins: whoever handles the event after a failover must find it
+	// and search Jenkins instead of triggering again. The stream entry's
+	// delivery count is not replicated synchronously, so this record is
+	// what survives a failover: it is written to WaitReplicas replicas
+	// before the trigger, like an enqueued entry.
+	var wait *redis.Cmd
+	_, err = s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, s.builds, b.Key, raw)
+		wait = p.Do(ctx, "wait", s.waitReplicas, ceilMs(s.waitTimeout).Milliseconds())
+		return nil
+	})
+	if err != nil {
+		return wrap(doing, err)
+	}
+	acked, err := wait.Int64()
+	if err != nil {
+		return wrap(doing+": wait for replicas", err)
+	}
+	if acked < int64(s.waitReplicas) {
+		return fmt.Errorf("%s: only %d of %d replicas confirmed the record within %s: %w",
+			doing, acked, s.waitReplicas, s.waitTimeout, store.ErrUnavailable)
+	}
+	return nil
 }
 
 // GetBuild implements store.Store.

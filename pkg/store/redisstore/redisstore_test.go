@@ -462,6 +462,17 @@ func TestWaitReplicas(t *testing.T) {
 		if got, err := s.Claim(ctx, "c1", 10, time.Hour, 0); err != nil || len(got) != 1 {
 			t.Errorf("Claim = %d entries, %v; want 1", len(got), err)
 		}
+		// The mark a dispatcher writes before calling Jenkins waits like an
+		// entry (a failover must not lose it); later records do not.
+		pending := store.Build{Key: "ev/app", Pipeline: "app", Job: "app", Attempted: time.Now()}
+		if err := s.PutBuild(ctx, pending); !errors.Is(err, store.ErrUnavailable) {
+			t.Errorf("PutBuild of a pending record without a replica = %v; want ErrUnavailable", err)
+		}
+		triggered := pending
+		triggered.QueueID, triggered.TriggeredAt = 7, time.Now()
+		if err := s.PutBuild(ctx, triggered); err != nil {
+			t.Errorf("PutBuild of a triggered record without a replica = %v; want nil (only the pending mark waits)", err)
+		}
 	})
 
 	t.Run("with a replica", func(t *testing.T) {
@@ -485,6 +496,9 @@ func TestWaitReplicas(t *testing.T) {
 		}
 		if ok, err := s.Enqueue(ctx, "k", storetest.Event(1)); err != nil || ok {
 			t.Errorf("duplicate Enqueue = %v, %v; want false, nil", ok, err)
+		}
+		if err := s.PutBuild(ctx, store.Build{Key: "ev/app", Pipeline: "app", Job: "app", Attempted: time.Now()}); err != nil {
+			t.Errorf("PutBuild of a pending record with a replica = %v; want nil", err)
 		}
 	})
 }
