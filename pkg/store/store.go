@@ -167,6 +167,15 @@ type Store interface {
 	// them do work that must not run everywhere.
 	Lease(ctx context.Context, name, holder string, ttl time.Duration) (bool, error)
 
+	// AddAgentUsage adds an agent's pod and build seconds to the per-day,
+	// per-template counters (usage.go), once per agent name within
+	// UsageRetention: the mark and the sums change in one atomic step.
+	// It reports false, nil when the agent was counted before.
+	AddAgentUsage(ctx context.Context, u AgentUsage) (bool, error)
+	// Usage returns a UTC day's counters (day as UsageDayLayout), by
+	// template; none when nothing was counted that day.
+	Usage(ctx context.Context, day string) ([]UsageCount, error)
+
 	// DeliveryLog keeps every delivery's answer and the trails of the
 	// builds they led to, for a bounded window.
 	DeliveryLog
