@@ -480,13 +480,13 @@ func TestAgentsPage(t *testing.T) {
 		Agents:   []ui.AgentRow{{Name: "ferry-agent-9-1", Template: "maven", Specs: "2-4Gi", Spot: "SpotAsPriceGo", State: ui.AgentBuilding, Created: now}},
 		ByState:  []ui.StateCount{{Template: "maven", Counts: [7]int{0, 0, 0, 1}}},
 		Failures: []ui.AgentFailure{{Agent: "ferry-agent-8-1", Reason: "AgentRetry", Message: `<script>x()</script> stock-out`, Count: 2, Last: now}},
-		Usage:    []ui.TemplateUsage{{Template: "maven", PodSeconds: 100, BuildSeconds: 80, Agents: 2, Ratio: "80%"}}, UsageFromMetrics: true}
+		Usage:    []ui.TemplateUsage{{Template: "maven", PodSeconds: 100, BuildSeconds: 80, Agents: 2, Ratio: "80%"}}, UsageDay: "2026-12-06", UsageError: `<b>store</b> down`}
 	b := newBed(t, func(c *ui.Config) { c.Agents = fakeAgents{snap} })
 	a := b.do(b.signedIn(bobToken), "GET", "/ui/agents", nil, nil)
 	if a.code != http.StatusOK {
 		t.Fatalf("agents = %d: %s", a.code, a.body)
 	}
-	for _, want := range []string{"ferry-agent-9-1", "2-4Gi", "SpotAsPriceGo", "building", "AgentRetry", "&lt;script&gt;x()&lt;/script&gt; stock-out", "80%", "Agents over time"} {
+	for _, want := range []string{"ferry-agent-9-1", "2-4Gi", "SpotAsPriceGo", "building", "AgentRetry", "&lt;script&gt;x()&lt;/script&gt; stock-out", "80%", "Agents over time", "Today is 2026-12-06 since 00:00 UTC", "&lt;b&gt;store&lt;/b&gt; down"} {
 		if !strings.Contains(a.body, want) {
 			t.Errorf("agents page lacks %q", want)
 		}
