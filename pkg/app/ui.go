@@ -35,7 +35,8 @@ func (a *App) newUI(ds *deliveries.Server) (*ui.Server, error) {
 		uc.Auth = authOnly{auth}
 	}
 	if a.agents != nil {
-		uc.Agents = ui.KubeAgents{Kube: a.agents.kube, Namespace: cfg.Agents.Namespace, Jenkins: a.jenkins, Usage: a.store}
+		uc.Agents = ui.KubeAgents{Kube: a.agents.kube, Namespace: cfg.Agents.Namespace, Jenkins: a.jenkins, Usage: a.store,
+			Warm: a.agents.provisioner}
 	}
 	return ui.New(uc)
 }

@@ -284,6 +284,8 @@ type Provisioner struct {
 	// as is gauged: the agents and waiting items the last cycle counted.
 	mem    memory
 	gauged [3]tally
+	// warmView is the warm pools as the last cycle saw them (WarmPools).
+	warmView warmView
 	// polledAt is when the current cycle's polls began; lastPoll how long
 	// the last cycle's polls took.
 	polledAt time.Time

@@ -14,6 +14,7 @@ import (
 
 	"github.com/ferryci/ferry/pkg/eci"
 	"github.com/ferryci/ferry/pkg/jenkins"
+	"github.com/ferryci/ferry/pkg/provision"
 	"github.com/ferryci/ferry/pkg/store"
 )
 
@@ -68,8 +69,10 @@ type AgentRow struct {
 	State                                  AgentState
 	Attempt, Fallback                      string
 	OnDemand                               bool
-	Created                                time.Time
-	Build                                  string
+	// Warm: the pod is a warm agent's (its ferry.dev/warm-pool label).
+	Warm    bool
+	Created time.Time
+	Build   string
 }
 
 // AgentFailure is a provisioner's Warning Event about an agent: a retry,
@@ -108,6 +111,12 @@ type AgentSnapshot struct {
 	// UsageError says why the store's figures could not be read.
 	UsageDay   string
 	UsageError string
+	// Warm is each warm pool; WarmFromLeader says whether its sizes,
+	// states and sums come from this replica's provisioner (it leads),
+	// else only the pods' warm-pool labels are known here.
+	Warm           []WarmRow
+	WarmFromLeader bool
+	WarmAt, Since  time.Time
 }
 
 // StateCount is the number of agents of a template in a state.
@@ -136,7 +145,10 @@ type KubeAgents struct {
 	}
 	// Usage is the store's agent usage; nil: only live agents' seconds.
 	Usage UsageSource
-	Now   func() time.Time
+	// Warm is the provisioner's view of its warm pools
+	// (*provision.Provisioner); nil: none.
+	Warm WarmSource
+	Now  func() time.Time
 }
 
 // Snapshot reads the agents now.
@@ -168,6 +180,15 @@ func (k KubeAgents) Snapshot(ctx context.Context) (AgentSnapshot, error) {
 		}
 	}
 	snap.Usage = Usage(ended, snap.Agents, now)
+	var view provision.WarmView
+	ok := false
+	if k.Warm != nil {
+		view, ok = k.Warm.WarmPools()
+	}
+	snap.Warm, snap.WarmFromLeader = WarmRows(view, ok, snap.Agents, now)
+	if snap.WarmFromLeader {
+		snap.WarmAt, snap.Since = view.At, view.Since
+	}
 	return snap, nil
 }
 
@@ -185,7 +206,8 @@ func Build(now time.Time, pods []corev1.Pod, comps []jenkins.Computer, events []
 		r := AgentRow{Name: p.Name, Template: p.Labels[eci.LabelTemplate], Job: p.Annotations[eci.AnnotationJob],
 			Specs: p.Annotations[annotationSpecs], Spot: p.Annotations[annotationSpot], State: st,
 			Attempt: p.Labels[eci.LabelAttempt], Fallback: p.Annotations[eci.AnnotationFallback],
-			OnDemand: p.Annotations[eci.AnnotationOnDemand] != "", Created: p.CreationTimestamp.Time, Zone: p.Spec.NodeName}
+			OnDemand: p.Annotations[eci.AnnotationOnDemand] != "", Created: p.CreationTimestamp.Time, Zone: p.Spec.NodeName,
+			Warm: p.Labels[provision.LabelWarmPool] != ""}
 		if r.Spot == "" || r.OnDemand {
 			r.Spot = "on-demand"
 		}
@@ -263,6 +285,68 @@ func Usage(ended []store.UsageCount, agents []AgentRow, now time.Time) []Templat
 	}
 	slices.SortFunc(out, func(a, b TemplateUsage) int { return strings.Compare(a.Template, b.Template) })
 	return out
+}
+
+// WarmSource is the provisioner's view of its warm pools.
+type WarmSource interface {
+	WarmPools() (provision.WarmView, bool)
+}
+
+// WarmRow is a template's warm pool on the page.
+type WarmRow struct {
+	Template string
+	// Desired and Source: the size it is brought to and what set it;
+	// States counts its free warm agents in provision.WarmStates order.
+	// Known only on the provisioner's leader.
+	Desired int
+	Source  string
+	States  []int64
+	// Pods counts the live pods labelled as warm agents (any replica).
+	Pods         int
+	Hits, Misses int64
+	HitRate      string
+	IdleSeconds  float64
+}
+
+// warmFresh is how old the provisioner's last cycle may be for its view
+// to count as current: a replica that stopped leading keeps its last.
+const warmFresh = 2 * time.Minute
+
+// WarmRows makes the warm pools' rows: from the provisioner's view when
+// this replica leads it (ok and fresh), else from the pods' labels alone;
+// pure. It reports whether the view was used.
+func WarmRows(view provision.WarmView, ok bool, agents []AgentRow, now time.Time) ([]WarmRow, bool) {
+	lead := ok && now.Sub(view.At) <= warmFresh
+	by := map[string]*WarmRow{}
+	get := func(t string) *WarmRow {
+		if by[t] == nil {
+			by[t] = &WarmRow{Template: t}
+		}
+		return by[t]
+	}
+	if lead {
+		for _, p := range view.Pools {
+			r := get(p.Template)
+			r.Desired, r.Source, r.Hits, r.Misses, r.IdleSeconds = p.Desired, p.Source, p.Hits, p.Misses, p.IdleSeconds
+			for _, st := range provision.WarmStates {
+				r.States = append(r.States, p.Agents[st])
+			}
+			if n := p.Hits + p.Misses; n > 0 {
+				r.HitRate = fmt.Sprintf("%.0f%%", 100*float64(p.Hits)/float64(n))
+			}
+		}
+	}
+	for _, a := range agents {
+		if a.Warm {
+			get(a.Template).Pods++
+		}
+	}
+	out := make([]WarmRow, 0, len(by))
+	for _, r := range by {
+		out = append(out, *r)
+	}
+	slices.SortFunc(out, func(a, b WarmRow) int { return strings.Compare(a.Template, b.Template) })
+	return out, lead
 }
 
 // agentHistory keeps the agent count sampled by this replica, in memory.

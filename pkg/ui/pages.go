@@ -18,6 +18,7 @@ import (
 	"github.com/ferryci/ferry/pkg/deliveries"
 	"github.com/ferryci/ferry/pkg/promote"
 	"github.com/ferryci/ferry/pkg/promote/api"
+	"github.com/ferryci/ferry/pkg/provision"
 	"github.com/ferryci/ferry/pkg/store"
 )
 
@@ -467,10 +468,11 @@ func timeline(p store.Promotion) []timelineStep {
 }
 
 type agentsData struct {
-	Snap   AgentSnapshot
-	States []AgentState
-	Charts []chart
-	Error  string
+	Snap       AgentSnapshot
+	States     []AgentState
+	WarmStates []string
+	Charts     []chart
+	Error      string
 }
 
 func (s *Server) agents(c *gin.Context) {
@@ -478,7 +480,7 @@ func (s *Server) agents(c *gin.Context) {
 		s.fail(c, http.StatusNotFound, "this ferry runs no agents (agents.enabled)")
 		return
 	}
-	d := agentsData{States: AgentStates}
+	d := agentsData{States: AgentStates, WarmStates: provision.WarmStates}
 	snap, err := s.agentSnapshot(c.Request.Context())
 	if err != nil {
 		d.Error = s.readError(c, "agents", err)

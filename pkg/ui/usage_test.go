@@ -12,6 +12,7 @@ import (
 
 	"github.com/ferryci/ferry/pkg/eci"
 	"github.com/ferryci/ferry/pkg/jenkins"
+	"github.com/ferryci/ferry/pkg/provision"
 	"github.com/ferryci/ferry/pkg/store"
 	"github.com/ferryci/ferry/pkg/store/memstore"
 	"github.com/ferryci/ferry/pkg/ui"
@@ -68,5 +69,36 @@ func TestKubeAgentsUsageIsTodaysFromTheStore(t *testing.T) {
 	snap, err = ka.Snapshot(ctx)
 	if err != nil || snap.UsageError == "" || len(snap.Agents) != 1 {
 		t.Errorf("with the store down: err %v, usage error %q, %d agents; want the page with the error said", err, snap.UsageError, len(snap.Agents))
+	}
+}
+
+// Warm pools: the leader's view with sizes, states and sums; elsewhere (or
+// when the view is stale) only the pods labelled warm, and the page says
+// where the rest is known.
+func TestWarmRows(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 12, 6, 9, 0, 0, 0, time.UTC)
+	view := provision.WarmView{At: now.Add(-10 * time.Second), Since: now.Add(-time.Hour), Pools: []provision.WarmPool{
+		{Template: "maven", Desired: 2, Source: "window business-hours", Agents: map[string]int64{"ready": 1, "serving": 1}, Hits: 3, Misses: 1, IdleSeconds: 95},
+	}}
+	agents := []ui.AgentRow{{Template: "maven", Warm: true}, {Template: "maven"}, {Template: "go", Warm: true}}
+	rows, lead := ui.WarmRows(view, true, agents, now)
+	if !lead || len(rows) != 2 {
+		t.Fatalf("rows = %+v, lead %v; want go and maven from the leader's view", rows, lead)
+	}
+	if m := rows[1]; m.Template != "maven" || m.Desired != 2 || m.Pods != 1 || m.HitRate != "75%" || len(m.States) != len(provision.WarmStates) || m.States[2] != 1 || m.States[3] != 1 {
+		t.Errorf("maven = %+v", m)
+	}
+	if g := rows[0]; g.Template != "go" || g.Pods != 1 || g.States != nil {
+		t.Errorf("go = %+v: want its one labelled pod only", g)
+	}
+	for name, c := range map[string]struct {
+		view provision.WarmView
+		ok   bool
+	}{"not leading": {provision.WarmView{}, false}, "stale view": {provision.WarmView{At: now.Add(-time.Hour), Pools: view.Pools}, true}} {
+		rows, lead := ui.WarmRows(c.view, c.ok, agents, now)
+		if lead || len(rows) != 2 || rows[1].Desired != 0 || rows[1].Pods != 1 {
+			t.Errorf("%s: rows = %+v, lead %v; want the labelled pods alone", name, rows, lead)
+		}
 	}
 }
