@@ -347,6 +347,7 @@ type promotionData struct {
 	CanReject  bool
 	Flash      string
 	Steps      []timelineStep
+	Canaries   []*canaryView
 }
 
 func (s *Server) promotion(c *gin.Context) {
@@ -368,6 +369,11 @@ func (s *Server) promotion(c *gin.Context) {
 	for _, e := range p.Environments {
 		if e.Phase == store.EnvAwaitingApprove {
 			d.Waiting = e.Name
+		}
+		if s.cfg.Canary != nil {
+			if cv := canaryOf(p, e, s.cfg.Canary(p.App, e.Name)); cv != nil {
+				d.Canaries = append(d.Canaries, cv)
+			}
 		}
 	}
 	if d.Waiting != "" {
