@@ -3,7 +3,8 @@
 // triggered, and the promotions of images through environments (the
 // promoter's state machine and audit trail), and the delivery log: each
 // webhook delivery's answer and the trail of the builds it led to, kept
-// for a bounded window (delivery.go). Two implementations share one contract: Redis for production
+// for a bounded window (delivery.go), and each UTC day's pod- and
+// build-seconds of ended agents per template (usage.go). Two implementations share one contract: Redis for production
 // (several replicas share one queue through a consumer group) and memory for
 // a single process with nothing to install.
 package store
