@@ -4,8 +4,8 @@ import (
 	"errors"
 	"maps"
 	"slices"
-	"sync/atomic"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 

@@ -16,15 +16,15 @@ func TestWarmView(t *testing.T) {
 	t0 := time.Date(2026, 12, 6, 9, 0, 0, 0, time.UTC)
 	v.note(t0, &decision{
 		warmDesired: map[string]int{"linux": 2}, warmSource: map[string]string{"linux": "window business-hours"},
-		warm:        tally{{"linux", warmReady}: 1, {"linux", warmCreating}: 1},
-		warmBuilds:  tally{{"linux", "hit"}: 2, {"linux", "miss"}: 1},
-		warmIdle:    []warmIdle{{"linux", 30}},
+		warm:       tally{{"linux", warmReady}: 1, {"linux", warmCreating}: 1},
+		warmBuilds: tally{{"linux", "hit"}: 2, {"linux", "miss"}: 1},
+		warmIdle:   []warmIdle{{"linux", 30}},
 	})
 	v.note(t0.Add(time.Minute), &decision{
 		warmDesired: map[string]int{"linux": 0}, warmSource: map[string]string{"linux": "agentpool"},
-		warm:        tally{{"linux", warmRetiring}: 1},
-		warmBuilds:  tally{{"linux", "miss"}: 1},
-		warmIdle:    []warmIdle{{"linux", 12.5}, {"other", 1}},
+		warm:       tally{{"linux", warmRetiring}: 1},
+		warmBuilds: tally{{"linux", "miss"}: 1},
+		warmIdle:   []warmIdle{{"linux", 12.5}, {"other", 1}},
 	})
 	got, ok := v.get()
 	if !ok || !got.At.Equal(t0.Add(time.Minute)) || !got.Since.Equal(t0) || len(got.Pools) != 2 {

@@ -103,7 +103,7 @@ func describeStep(s config.CanaryStep) string {
 		}
 		return "analysis of " + strings.Join(names, ", ")
 	case s.Pause.Duration > 0:
-		return "pause " + s.Pause.Duration.String()
+		return "pause " + s.Pause.String()
 	}
 	return fmt.Sprintf("setWeight %d", s.SetWeight)
 }
