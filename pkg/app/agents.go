@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
@@ -13,6 +14,7 @@ import (
 	"github.com/ferryci/ferry/pkg/eci"
 	"github.com/ferryci/ferry/pkg/jenkins"
 	"github.com/ferryci/ferry/pkg/provision"
+	"github.com/ferryci/ferry/pkg/store"
 	"github.com/ferryci/ferry/pkg/telemetry"
 )
 
@@ -29,7 +31,7 @@ type agents struct {
 	log      *slog.Logger
 }
 
-func newAgents(cfg config.Config, jc *jenkins.Client, d *dispatch.Dispatcher, tel *telemetry.Telemetry, identity string) (*agents, error) {
+func newAgents(cfg config.Config, jc *jenkins.Client, d *dispatch.Dispatcher, st store.Store, tel *telemetry.Telemetry, identity string) (*agents, error) {
 	a := cfg.Agents
 	// client-go logs through klog; send it to ferry's logger.
 	routeKubeLogs(tel.Logger)
@@ -68,6 +70,7 @@ func newAgents(cfg config.Config, jc *jenkins.Client, d *dispatch.Dispatcher, te
 			})
 		}
 	}
+	pc.OnAgentGone = countUsage(st, tel.Logger.With("component", "usage"))
 	log := tel.Logger.With("component", "app")
 	var lead *leader
 	if a.LeaderElection.Enabled {
@@ -92,6 +95,24 @@ func newAgents(cfg config.Config, jc *jenkins.Client, d *dispatch.Dispatcher, te
 		return nil, err
 	}
 	return &agents{cfg: a, kube: kube, provisioner: p, leader: lead, identity: identity, log: log}, nil
+}
+
+// usageTimeout bounds the store write that counts an agent's usage.
+const usageTimeout = 2 * time.Second
+
+// countUsage adds each agent the provisioner deletes to the store's
+// per-day, per-template usage, once per agent (the store's mark), for the
+// agents page. A failure loses that agent's figures, never holds the pod.
+func countUsage(st store.Store, log *slog.Logger) func(context.Context, provision.AgentGone) {
+	return func(ctx context.Context, g provision.AgentGone) {
+		u := store.AgentUsage{Agent: g.Name, Template: g.Template, Created: g.Created, RanSince: g.RanSince, Ended: g.Ended}
+		// A slow store must not hold the delete (ECI bills the pod).
+		ctx, cancel := context.WithTimeout(ctx, usageTimeout)
+		defer cancel()
+		if _, err := st.AddAgentUsage(ctx, u); err != nil {
+			log.Warn("agent usage not counted", "agent", g.Name, "template", g.Template, "err", err)
+		}
+	}
 }
 
 // poolClient returns the client that reads AgentPools, when a template's

@@ -143,7 +143,7 @@ func New(ctx context.Context, opts Options) (*App, error) {
 		if id == "" {
 			id = identity()
 		}
-		if a.agents, err = newAgents(cfg, jc, a.dispatcher, tel, id); err != nil {
+		if a.agents, err = newAgents(cfg, jc, a.dispatcher, a.store, tel, id); err != nil {
 			return nil, err
 		}
 		if a.dispatcher != nil {

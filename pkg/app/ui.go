@@ -21,6 +21,7 @@ func (a *App) newUI(ds *deliveries.Server) (*ui.Server, error) {
 		AnonymousRead: cfg.UI.AnonymousRead, SecureCookie: cfg.UI.SecureCookie, Logger: a.tel.Logger}
 	if a.promoter != nil {
 		uc.Promotions, uc.Auth = a.promoter.api, a.promoter.api
+		uc.Canary = ui.ConfiguredCanary(cfg.Promotion.Apps)
 	} else if pa := cfg.Promotion.Auth; len(pa.Tokens) > 0 || pa.Kubernetes.Enabled {
 		ac := api.AuthConfig{Auth: pa}
 		if pa.Kubernetes.Enabled {
@@ -35,7 +36,8 @@ func (a *App) newUI(ds *deliveries.Server) (*ui.Server, error) {
 		uc.Auth = authOnly{auth}
 	}
 	if a.agents != nil {
-		uc.Agents = ui.KubeAgents{Kube: a.agents.kube, Namespace: cfg.Agents.Namespace, Jenkins: a.jenkins, Metrics: a.tel.Registry()}
+		uc.Agents = ui.KubeAgents{Kube: a.agents.kube, Namespace: cfg.Agents.Namespace, Jenkins: a.jenkins, Usage: a.store,
+			Warm: a.agents.provisioner}
 	}
 	return ui.New(uc)
 }

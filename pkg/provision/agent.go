@@ -277,6 +277,15 @@ func (p *Provisioner) markOffline(a *agentView, build jenkins.Executable) action
 	}
 }
 
+// AgentGone is an agent the provisioner deletes: its pod's life (what ECI
+// bills) and since when it ran its build (zero: it ran none that was
+// seen), for Config.OnAgentGone.
+type AgentGone struct {
+	Name, Template, Cause string
+	Created, RanSince     time.Time
+	Ended                 time.Time
+}
+
 // deleteAgent deletes an agent's node, then its pod (its Secret goes with
 // the last pod of its batch, or is collected once no pod reads it; see
 // decideSecrets). ranSince is since when it ran its build, if it did.
@@ -285,12 +294,16 @@ func (p *Provisioner) deleteAgent(a *agentView, ranSince time.Time, cause string
 		ctx, span := p.tracer.Start(ctx, "provision.delete_agent", trace.WithAttributes(
 			attrAgent.String(a.name), attrQueueID.Int64(a.queueID), attrTemplate.String(a.template), attrCause.String(cause)))
 		defer func() { endSpan(span, err) }()
+		now := p.clock.Now()
+		if p.cfg.OnAgentGone != nil && a.pod != nil && !a.pod.CreationTimestamp.IsZero() {
+			p.cfg.OnAgentGone(ctx, AgentGone{Name: a.name, Template: a.template, Cause: cause,
+				Created: a.pod.CreationTimestamp.Time, RanSince: ranSince, Ended: now})
+		}
 		if err := p.deleteObjects(ctx, a); err != nil {
 			return err
 		}
 		attrs := metric.WithAttributes(attribute.String("template", a.template), attribute.String("cause", cause))
 		p.m.deleted.Add(ctx, 1, attrs)
-		now := p.clock.Now()
 		if a.pod != nil && !a.pod.CreationTimestamp.IsZero() {
 			p.m.lifetime.Record(ctx, now.Sub(a.pod.CreationTimestamp.Time).Seconds(), metric.WithAttributes(attribute.String("template", a.template)))
 		}

@@ -107,6 +107,7 @@ type decision struct {
 	// the idle time of warm agents that took a build or went.
 	warm        tally
 	warmDesired map[string]int
+	warmSource  map[string]string // what set warmDesired (desiredOf)
 	warmBuilds  tally
 	warmIdle    []warmIdle
 }
@@ -191,7 +192,7 @@ type decider struct {
 func decide(r *rules, w *world, agents []agent, mem memory) *decision {
 	x := &decider{r: r, w: w, perTemplate: map[string]int{}, served: map[int64]bool{},
 		maxAttempt: map[int64]int{}, levels: map[int64]int{}, spares: map[string][]agent{}, warmFree: map[string][]warmAgent{}}
-	x.d = &decision{agents: tally{}, waiting: tally{}, warm: tally{}, warmBuilds: tally{}, warmDesired: map[string]int{},
+	x.d = &decision{agents: tally{}, waiting: tally{}, warm: tally{}, warmBuilds: tally{}, warmDesired: map[string]int{}, warmSource: map[string]string{},
 		memory: memory{agents: map[string]agentMemory{}, items: maps.Clone(mem.items), warm: maps.Clone(mem.warm)}}
 	if x.d.memory.items == nil {
 		x.d.memory.items = map[int64]itemMemory{}

@@ -192,6 +192,12 @@ type Config struct {
 	// be asked again. The dead agent is kept until it returned nil. Unset:
 	// such builds are reported through OnFailure like any lost build.
 	RequestRerun func(context.Context, Failure) error
+	// OnAgentGone, if set, is told about each agent the provisioner
+	// deletes, with its pod's life and build time, right before the
+	// delete (so that a crash after the delete cannot lose it; a retried
+	// delete tells it again: it must count each agent once, by name).
+	// It must not block for long; its failures are its own to log.
+	OnAgentGone func(context.Context, AgentGone)
 	// Parallelism bounds the concurrent actions of each kind (creations;
 	// deletions; taking agents offline), and eight times it bounds the
 	// creations queued; default DefaultParallelism.
@@ -278,6 +284,8 @@ type Provisioner struct {
 	// as is gauged: the agents and waiting items the last cycle counted.
 	mem    memory
 	gauged [3]tally
+	// warmView is the warm pools as the last cycle saw them (WarmPools).
+	warmView warmView
 	// polledAt is when the current cycle's polls began; lastPoll how long
 	// the last cycle's polls took.
 	polledAt time.Time

@@ -32,7 +32,15 @@ func TestQueuedBuildGetsOneAgentThatGoesWithItsBuild(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			e := newEnv(t, nil)
 			e.addJob(jenkinsemu.JobSpec{Duration: jenkinsemu.Forever, Pipeline: pipeline})
-			e.start(e.config(nil))
+			var goneMu sync.Mutex
+			var gone []AgentGone
+			e.start(e.config(func(c *Config) {
+				c.OnAgentGone = func(_ context.Context, g AgentGone) {
+					goneMu.Lock()
+					defer goneMu.Unlock()
+					gone = append(gone, g)
+				}
+			}))
 			e.trigger(1)
 
 			waitFor(t, "an agent pod", func() bool { return len(e.pods()) == 1 })
@@ -79,6 +87,18 @@ func TestQueuedBuildGetsOneAgentThatGoesWithItsBuild(t *testing.T) {
 			waitFor(t, "pod and node to go", func() bool { return len(e.pods()) == 0 && len(e.agentNodes()) == 0 })
 			if f := e.failuresSeen(); len(f) != 0 {
 				t.Errorf("failures = %+v, want none", f)
+			}
+			// The usage hook heard of the agent, with its pod's life and its build.
+			goneMu.Lock()
+			defer goneMu.Unlock()
+			if len(gone) == 0 {
+				t.Fatal("OnAgentGone was not called")
+			}
+			for _, g := range gone {
+				if g.Name != pod.Name || g.Template != "linux" || g.Cause != "build_over" || !g.Created.Equal(pod.CreationTimestamp.Time) ||
+					g.RanSince.IsZero() || g.RanSince.Before(g.Created) || g.Ended.Before(g.RanSince) {
+					t.Errorf("OnAgentGone(%+v): want %s of linux, build_over, created %s, with a build time inside its life", g, pod.Name, pod.CreationTimestamp)
+				}
 			}
 		})
 	}

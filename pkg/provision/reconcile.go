@@ -35,6 +35,7 @@ func (p *Provisioner) record(ctx context.Context, d *decision) {
 	recordTally(ctx, p.m.waiting, "why", d.waiting, p.gauged[1])
 	recordTally(ctx, p.m.warm, "state", d.warm, p.gauged[2])
 	p.gauged = [3]tally{d.agents, d.waiting, d.warm}
+	p.warmView.note(p.clock.Now(), d)
 	for t, n := range d.warmDesired {
 		p.m.warmDesired.Record(ctx, int64(n), metric.WithAttributes(attribute.String("template", t)))
 	}

@@ -227,7 +227,7 @@ func (x *decider) fillWarm() {
 		}
 		want := 0
 		if x.r.warm[t] != nil {
-			want, _ = x.desiredOf(t)
+			want, x.d.warmSource[t] = x.desiredOf(t)
 		}
 		if x.r.warm[t] != nil || len(free) > 0 {
 			x.d.warmDesired[t] = want

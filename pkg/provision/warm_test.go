@@ -4,6 +4,7 @@ import (
 	"errors"
 	"maps"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -309,7 +310,12 @@ func TestDecideWarm(t *testing.T) {
 			cfg:    pooled(eci.WarmPool{Schedule: []eci.WarmWindow{{Start: "0 9 * * *", Duration: eci.Duration{Duration: 8 * time.Hour}, Size: 1}}}),
 			acts:   []string{warmCreate(0, 0)},
 			agents: linux(countCreating, 1),
-			then:   wantWarm(warmOf(warmCreating, 1), nil),
+			then: func(t *testing.T, d *decision) {
+				wantWarm(warmOf(warmCreating, 1), nil)(t, d)
+				if src := d.warmSource["linux"]; !strings.HasPrefix(src, "window ") || d.warmDesired["linux"] != 1 {
+					t.Errorf("warm pool size %d set by %q, want 1 by its window", d.warmDesired["linux"], src)
+				}
+			},
 		},
 		{
 			name: "no window opens on an excluded date",

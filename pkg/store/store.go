@@ -3,7 +3,8 @@
 // triggered, and the promotions of images through environments (the
 // promoter's state machine and audit trail), and the delivery log: each
 // webhook delivery's answer and the trail of the builds it led to, kept
-// for a bounded window (delivery.go). Two implementations share one contract: Redis for production
+// for a bounded window (delivery.go), and each UTC day's pod- and
+// build-seconds of ended agents per template (usage.go). Two implementations share one contract: Redis for production
 // (several replicas share one queue through a consumer group) and memory for
 // a single process with nothing to install.
 package store
@@ -166,6 +167,15 @@ type Store interface {
 	// whether holder holds the lease now. Replicas use it to let one of
 	// them do work that must not run everywhere.
 	Lease(ctx context.Context, name, holder string, ttl time.Duration) (bool, error)
+
+	// AddAgentUsage adds an agent's pod and build seconds to the per-day,
+	// per-template counters (usage.go), once per agent name within
+	// UsageRetention: the mark and the sums change in one atomic step.
+	// It reports false, nil when the agent was counted before.
+	AddAgentUsage(ctx context.Context, u AgentUsage) (bool, error)
+	// Usage returns a UTC day's counters (day as UsageDayLayout), by
+	// template; none when nothing was counted that day.
+	Usage(ctx context.Context, day string) ([]UsageCount, error)
 
 	// DeliveryLog keeps every delivery's answer and the trails of the
 	// builds they led to, for a bounded window.

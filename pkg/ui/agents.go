@@ -8,14 +8,14 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/ferryci/ferry/pkg/eci"
 	"github.com/ferryci/ferry/pkg/jenkins"
+	"github.com/ferryci/ferry/pkg/provision"
+	"github.com/ferryci/ferry/pkg/store"
 )
 
 // Agents is what the agents page reads.
@@ -69,8 +69,10 @@ type AgentRow struct {
 	State                                  AgentState
 	Attempt, Fallback                      string
 	OnDemand                               bool
-	Created                                time.Time
-	Build                                  string
+	// Warm: the pod is a warm agent's (its ferry.dev/warm-pool label).
+	Warm    bool
+	Created time.Time
+	Build   string
 }
 
 // AgentFailure is a provisioner's Warning Event about an agent: a retry,
@@ -82,13 +84,20 @@ type AgentFailure struct {
 }
 
 // TemplateUsage is what a template's agents cost against what they were
-// used for: pod-seconds (what ECI bills) and build-seconds.
+// used for today (UTC): pod-seconds (what ECI bills) and build-seconds of
+// the agents that ended, from the store (durable, the same on every
+// replica), and the pod-seconds live agents ran so far today.
 type TemplateUsage struct {
 	Template                 string
 	PodSeconds, BuildSeconds float64
-	Agents                   uint64
+	Agents                   int64
 	LivePodSeconds           float64
 	Ratio                    string
+}
+
+// UsageSource is the store's per-day agent usage (store.Store has it).
+type UsageSource interface {
+	Usage(ctx context.Context, day string) ([]store.UsageCount, error)
 }
 
 // AgentSnapshot is the agents page's data.
@@ -98,9 +107,16 @@ type AgentSnapshot struct {
 	ByState  []StateCount
 	Failures []AgentFailure
 	Usage    []TemplateUsage
-	// UsageFromMetrics is false when this replica has no provisioner
-	// metrics (it is not the provisioner's leader, or nothing ended yet).
-	UsageFromMetrics bool
+	// UsageDay is the UTC day Usage covers (since its 00:00 UTC);
+	// UsageError says why the store's figures could not be read.
+	UsageDay   string
+	UsageError string
+	// Warm is each warm pool; WarmFromLeader says whether its sizes,
+	// states and sums come from this replica's provisioner (it leads),
+	// else only the pods' warm-pool labels are known here.
+	Warm           []WarmRow
+	WarmFromLeader bool
+	WarmAt, Since  time.Time
 }
 
 // StateCount is the number of agents of a template in a state.
@@ -120,16 +136,19 @@ var failureReasons = []string{"AgentRetry", "AgentFailed", "AgentLost", "AgentLo
 
 // KubeAgents reads agents from the cluster and Jenkins, on any replica:
 // ferry's agent pods, its Jenkins nodes, the provisioner's Warning
-// Events, and (on the provisioner's leader) its pod and build seconds.
+// Events, and today's pod- and build-seconds from the store.
 type KubeAgents struct {
 	Kube      kubernetes.Interface
 	Namespace string
 	Jenkins   interface {
 		Computers(ctx context.Context) ([]jenkins.Computer, error)
 	}
-	// Metrics is the registry behind /metrics; nil: no usage figures.
-	Metrics prometheus.Gatherer
-	Now     func() time.Time
+	// Usage is the store's agent usage; nil: only live agents' seconds.
+	Usage UsageSource
+	// Warm is the provisioner's view of its warm pools
+	// (*provision.Provisioner); nil: none.
+	Warm WarmSource
+	Now  func() time.Time
 }
 
 // Snapshot reads the agents now.
@@ -151,11 +170,24 @@ func (k KubeAgents) Snapshot(ctx context.Context) (AgentSnapshot, error) {
 		return AgentSnapshot{}, fmt.Errorf("list agent events in %s: %w", k.Namespace, err)
 	}
 	snap := Build(now, pods.Items, comps, events.Items)
-	if k.Metrics != nil {
-		mfs, err := k.Metrics.Gather()
-		if err == nil {
-			snap.Usage, snap.UsageFromMetrics = usage(mfs, snap.Agents, now)
+	snap.UsageDay = store.UsageDay(now)
+	var ended []store.UsageCount
+	if k.Usage != nil {
+		if ended, err = k.Usage.Usage(ctx, snap.UsageDay); err != nil {
+			// The rest of the page is still worth showing.
+			snap.UsageError = "today's pod- and build-seconds could not be read from the store"
+			ended = nil
 		}
+	}
+	snap.Usage = Usage(ended, snap.Agents, now)
+	var view provision.WarmView
+	ok := false
+	if k.Warm != nil {
+		view, ok = k.Warm.WarmPools()
+	}
+	snap.Warm, snap.WarmFromLeader = WarmRows(view, ok, snap.Agents, now)
+	if snap.WarmFromLeader {
+		snap.WarmAt, snap.Since = view.At, view.Since
 	}
 	return snap, nil
 }
@@ -174,7 +206,8 @@ func Build(now time.Time, pods []corev1.Pod, comps []jenkins.Computer, events []
 		r := AgentRow{Name: p.Name, Template: p.Labels[eci.LabelTemplate], Job: p.Annotations[eci.AnnotationJob],
 			Specs: p.Annotations[annotationSpecs], Spot: p.Annotations[annotationSpot], State: st,
 			Attempt: p.Labels[eci.LabelAttempt], Fallback: p.Annotations[eci.AnnotationFallback],
-			OnDemand: p.Annotations[eci.AnnotationOnDemand] != "", Created: p.CreationTimestamp.Time, Zone: p.Spec.NodeName}
+			OnDemand: p.Annotations[eci.AnnotationOnDemand] != "", Created: p.CreationTimestamp.Time, Zone: p.Spec.NodeName,
+			Warm: p.Labels[provision.LabelWarmPool] != ""}
 		if r.Spot == "" || r.OnDemand {
 			r.Spot = "on-demand"
 		}
@@ -219,15 +252,9 @@ func Build(now time.Time, pods []corev1.Pod, comps []jenkins.Computer, events []
 	return snap
 }
 
-// Metric families of the provisioner's pod and build seconds.
-const (
-	podSecondsMetric   = "ferry_provision_agent_pod_seconds"
-	buildSecondsMetric = "ferry_provision_agent_build_seconds"
-)
-
-// usage sums the provisioner's histograms by template and adds the
-// seconds live agents have run so far today.
-func usage(mfs []*dto.MetricFamily, agents []AgentRow, now time.Time) ([]TemplateUsage, bool) {
+// Usage adds to the store's figures of the agents that ended today (UTC)
+// the seconds the live agents ran since 00:00 UTC, by template; pure.
+func Usage(ended []store.UsageCount, agents []AgentRow, now time.Time) []TemplateUsage {
 	by := map[string]*TemplateUsage{}
 	get := func(t string) *TemplateUsage {
 		if by[t] == nil {
@@ -235,32 +262,9 @@ func usage(mfs []*dto.MetricFamily, agents []AgentRow, now time.Time) ([]Templat
 		}
 		return by[t]
 	}
-	found := false
-	for _, mf := range mfs {
-		name := mf.GetName()
-		if name != podSecondsMetric && name != buildSecondsMetric {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			h := m.GetHistogram()
-			if h == nil {
-				continue
-			}
-			tmpl := ""
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "template" {
-					tmpl = l.GetValue()
-				}
-			}
-			u := get(tmpl)
-			found = true
-			if name == podSecondsMetric {
-				u.PodSeconds += h.GetSampleSum()
-				u.Agents += h.GetSampleCount()
-			} else {
-				u.BuildSeconds += h.GetSampleSum()
-			}
-		}
+	for _, c := range ended {
+		u := get(c.Template)
+		u.PodSeconds, u.BuildSeconds, u.Agents = c.PodSeconds, c.BuildSeconds, c.Agents
 	}
 	midnight := now.UTC().Truncate(24 * time.Hour)
 	for _, a := range agents {
@@ -268,7 +272,7 @@ func usage(mfs []*dto.MetricFamily, agents []AgentRow, now time.Time) ([]Templat
 		if start.Before(midnight) {
 			start = midnight
 		}
-		if !start.IsZero() && now.After(start) {
+		if !a.Created.IsZero() && now.After(start) {
 			get(a.Template).LivePodSeconds += now.Sub(start).Seconds()
 		}
 	}
@@ -280,7 +284,69 @@ func usage(mfs []*dto.MetricFamily, agents []AgentRow, now time.Time) ([]Templat
 		out = append(out, *u)
 	}
 	slices.SortFunc(out, func(a, b TemplateUsage) int { return strings.Compare(a.Template, b.Template) })
-	return out, found
+	return out
+}
+
+// WarmSource is the provisioner's view of its warm pools.
+type WarmSource interface {
+	WarmPools() (provision.WarmView, bool)
+}
+
+// WarmRow is a template's warm pool on the page.
+type WarmRow struct {
+	Template string
+	// Desired and Source: the size it is brought to and what set it;
+	// States counts its free warm agents in provision.WarmStates order.
+	// Known only on the provisioner's leader.
+	Desired int
+	Source  string
+	States  []int64
+	// Pods counts the live pods labelled as warm agents (any replica).
+	Pods         int
+	Hits, Misses int64
+	HitRate      string
+	IdleSeconds  float64
+}
+
+// warmFresh is how old the provisioner's last cycle may be for its view
+// to count as current: a replica that stopped leading keeps its last.
+const warmFresh = 2 * time.Minute
+
+// WarmRows makes the warm pools' rows: from the provisioner's view when
+// this replica leads it (ok and fresh), else from the pods' labels alone;
+// pure. It reports whether the view was used.
+func WarmRows(view provision.WarmView, ok bool, agents []AgentRow, now time.Time) ([]WarmRow, bool) {
+	lead := ok && now.Sub(view.At) <= warmFresh
+	by := map[string]*WarmRow{}
+	get := func(t string) *WarmRow {
+		if by[t] == nil {
+			by[t] = &WarmRow{Template: t}
+		}
+		return by[t]
+	}
+	if lead {
+		for _, p := range view.Pools {
+			r := get(p.Template)
+			r.Desired, r.Source, r.Hits, r.Misses, r.IdleSeconds = p.Desired, p.Source, p.Hits, p.Misses, p.IdleSeconds
+			for _, st := range provision.WarmStates {
+				r.States = append(r.States, p.Agents[st])
+			}
+			if n := p.Hits + p.Misses; n > 0 {
+				r.HitRate = fmt.Sprintf("%.0f%%", 100*float64(p.Hits)/float64(n))
+			}
+		}
+	}
+	for _, a := range agents {
+		if a.Warm {
+			get(a.Template).Pods++
+		}
+	}
+	out := make([]WarmRow, 0, len(by))
+	for _, r := range by {
+		out = append(out, *r)
+	}
+	slices.SortFunc(out, func(a, b WarmRow) int { return strings.Compare(a.Template, b.Template) })
+	return out, lead
 }
 
 // agentHistory keeps the agent count sampled by this replica, in memory.

@@ -18,6 +18,7 @@ import (
 	"github.com/ferryci/ferry/pkg/deliveries"
 	"github.com/ferryci/ferry/pkg/promote"
 	"github.com/ferryci/ferry/pkg/promote/api"
+	"github.com/ferryci/ferry/pkg/provision"
 	"github.com/ferryci/ferry/pkg/store"
 )
 
@@ -346,6 +347,7 @@ type promotionData struct {
 	CanReject  bool
 	Flash      string
 	Steps      []timelineStep
+	Canaries   []*canaryView
 }
 
 func (s *Server) promotion(c *gin.Context) {
@@ -367,6 +369,11 @@ func (s *Server) promotion(c *gin.Context) {
 	for _, e := range p.Environments {
 		if e.Phase == store.EnvAwaitingApprove {
 			d.Waiting = e.Name
+		}
+		if s.cfg.Canary != nil {
+			if cv := canaryOf(p, e, s.cfg.Canary(p.App, e.Name)); cv != nil {
+				d.Canaries = append(d.Canaries, cv)
+			}
 		}
 	}
 	if d.Waiting != "" {
@@ -467,10 +474,11 @@ func timeline(p store.Promotion) []timelineStep {
 }
 
 type agentsData struct {
-	Snap   AgentSnapshot
-	States []AgentState
-	Charts []chart
-	Error  string
+	Snap       AgentSnapshot
+	States     []AgentState
+	WarmStates []string
+	Charts     []chart
+	Error      string
 }
 
 func (s *Server) agents(c *gin.Context) {
@@ -478,7 +486,7 @@ func (s *Server) agents(c *gin.Context) {
 		s.fail(c, http.StatusNotFound, "this ferry runs no agents (agents.enabled)")
 		return
 	}
-	d := agentsData{States: AgentStates}
+	d := agentsData{States: AgentStates, WarmStates: provision.WarmStates}
 	snap, err := s.agentSnapshot(c.Request.Context())
 	if err != nil {
 		d.Error = s.readError(c, "agents", err)

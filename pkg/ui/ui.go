@@ -76,6 +76,9 @@ type Config struct {
 	Promotions Promotions
 	// Agents is nil when ferry runs no agents.
 	Agents Agents
+	// Canary gives an environment's configured canary steps, shown on the
+	// promotion page; nil: none shown.
+	Canary CanarySteps
 	// Key encrypts the session cookie (≥ 32 bytes); nil: a random one.
 	Key []byte
 	// TTL is a sign-in's life (default 8h); Refresh the pages' poll

@@ -480,19 +480,33 @@ func TestAgentsPage(t *testing.T) {
 		Agents:   []ui.AgentRow{{Name: "ferry-agent-9-1", Template: "maven", Specs: "2-4Gi", Spot: "SpotAsPriceGo", State: ui.AgentBuilding, Created: now}},
 		ByState:  []ui.StateCount{{Template: "maven", Counts: [7]int{0, 0, 0, 1}}},
 		Failures: []ui.AgentFailure{{Agent: "ferry-agent-8-1", Reason: "AgentRetry", Message: `<script>x()</script> stock-out`, Count: 2, Last: now}},
-		Usage:    []ui.TemplateUsage{{Template: "maven", PodSeconds: 100, BuildSeconds: 80, Agents: 2, Ratio: "80%"}}, UsageFromMetrics: true}
+		Usage:    []ui.TemplateUsage{{Template: "maven", PodSeconds: 100, BuildSeconds: 80, Agents: 2, Ratio: "80%"}}, UsageDay: "2026-12-06", UsageError: `<b>store</b> down`}
+	snap.Warm, snap.WarmFromLeader, snap.WarmAt, snap.Since = []ui.WarmRow{{Template: "maven", Desired: 2, Source: "window <i>biz</i>",
+		States: []int64{0, 0, 1, 1, 0}, Pods: 2, Hits: 3, Misses: 1, HitRate: "75%", IdleSeconds: 95}}, true, now, now
 	b := newBed(t, func(c *ui.Config) { c.Agents = fakeAgents{snap} })
 	a := b.do(b.signedIn(bobToken), "GET", "/ui/agents", nil, nil)
 	if a.code != http.StatusOK {
 		t.Fatalf("agents = %d: %s", a.code, a.body)
 	}
-	for _, want := range []string{"ferry-agent-9-1", "2-4Gi", "SpotAsPriceGo", "building", "AgentRetry", "&lt;script&gt;x()&lt;/script&gt; stock-out", "80%", "Agents over time"} {
+	for _, want := range []string{"ferry-agent-9-1", "2-4Gi", "SpotAsPriceGo", "building", "AgentRetry", "&lt;script&gt;x()&lt;/script&gt; stock-out", "80%", "Agents over time", "Today is 2026-12-06 since 00:00 UTC", "&lt;b&gt;store&lt;/b&gt; down"} {
 		if !strings.Contains(a.body, want) {
 			t.Errorf("agents page lacks %q", want)
 		}
 	}
 	if strings.Contains(a.body, "<script>x()") {
 		t.Errorf("an event message is rendered unescaped")
+	}
+	for _, want := range []string{`id="warm"`, "window &lt;i&gt;biz&lt;/i&gt;", "75%", "since it began leading", "<th>serving</th>"} {
+		if !strings.Contains(a.body, want) {
+			t.Errorf("agents page lacks %q in its warm pools", want)
+		}
+	}
+	// Another replica: only the labelled pods, and where the rest is known.
+	snap.WarmFromLeader = false
+	b = newBed(t, func(c *ui.Config) { c.Agents = fakeAgents{snap} })
+	a = b.do(b.signedIn(bobToken), "GET", "/ui/agents", nil, nil)
+	if !strings.Contains(a.body, "known on the leader") || strings.Contains(a.body, "75%</td><td") {
+		t.Errorf("a non-leader's agents page shows the leader's figures or does not say where they are: %s", a.body)
 	}
 	if a := b.do(b.client(), "GET", "/ui/agents", nil, nil); a.code != http.StatusSeeOther {
 		t.Errorf("anonymous agents = %d, want 303", a.code)

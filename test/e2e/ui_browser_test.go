@@ -310,5 +310,26 @@ func TestWebUIAgentsOnTheBed(t *testing.T) {
 		t.Error("the page was reloaded: it must change in place")
 	}
 	b.shot("agents-after")
+	ended := `document.querySelector("#usage tbody tr td:nth-child(2)").innerText + " " + document.querySelector("#usage tbody tr td:nth-child(3)").innerText`
+	w.eventually("the ended agent counted", func() bool { return strings.HasPrefix(eval[string](b, ended), "1 ") })
+	before := eval[string](b, ended)
+	b.check()
+
+	// The figures are the store's: a new ferry (a new provisioner, a new
+	// UI) shows the same count, the agent not counted again. The page
+	// leaves first, so its polls do not hit the stopped server.
+	b.do("leave the page", chromedp.Navigate("about:blank"))
+	w.stop()
+	w.run()
+	u, err := url.Parse(w.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.host = u.Host
+	b.signIn(w.url, uiAlice, "/ui/agents")
+	b.waitText("#usage tbody", "ui-e2e")
+	if after := eval[string](b, ended); after != before {
+		t.Errorf("after a restart the usage row reads %q (agents ended, pod-seconds), before %q", after, before)
+	}
 	b.check()
 }

@@ -61,6 +61,7 @@ type Store struct {
 	leases    map[string]lease
 	dlv       deliveryLog
 	keys      map[string]claimed // ClaimKey
+	usage     usage              // AddAgentUsage
 	// wake is closed (and replaced) when an entry is added or the store is
 	// closed, waking blocked Claims.
 	wake chan struct{}

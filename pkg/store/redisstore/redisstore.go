@@ -203,6 +203,7 @@ type Store struct {
 	refs         string
 	refRevs      string
 	keyPrefix    string // ClaimKey's keys
+	usagePrefix  string // AddAgentUsage's keys (usage.go)
 	dedupPrefix  string
 	leasePrefix  string
 	dedupSeconds int64
@@ -346,6 +347,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		refs:         cfg.Prefix + "refs",
 		refRevs:      cfg.Prefix + "refs:rev",
 		keyPrefix:    cfg.Prefix + "key:",
+		usagePrefix:  cfg.Prefix + "usage:",
 		dedupPrefix:  cfg.Prefix + "dedup:",
 		leasePrefix:  cfg.Prefix + "lease:",
 		dedupSeconds: int64(math.Ceil(cfg.DedupTTL.Seconds())),

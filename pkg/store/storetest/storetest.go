@@ -61,6 +61,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"Refs", testRefs},
 		{"Lease", testLease},
 		{"ClaimKey", testClaimKey},
+		{"AgentUsage", testAgentUsage},
 		{"CancelBlockedClaim", testCancelBlockedClaim},
 		{"CancelledContext", testCancelledContext},
 		{"Closed", testClosed},
