@@ -519,15 +519,25 @@ func (s *Store) enqueueAndWait(ctx context.Context, doing string, keys []string,
 	if err != nil {
 		return false, wrap(doing, err)
 	}
-	acked, err := wait.Int64()
-	if err != nil {
-		return false, wrap(doing+": wait for replicas", err)
-	}
-	if acked < int64(s.waitReplicas) {
-		return false, fmt.Errorf("%s: only %d of %d replicas confirmed the entry within %s: %w",
-			doing, acked, s.waitReplicas, s.waitTimeout, store.ErrUnavailable)
+	if err := s.replicated(doing, "entry", wait); err != nil {
+		return false, err
 	}
 	return true, nil
+}
+
+// replicated reads the answer of a WAIT pipelined after a write: nil when
+// WaitReplicas replicas confirmed it, else an error wrapping
+// store.ErrUnavailable that names what was written.
+func (s *Store) replicated(doing, what string, wait *redis.Cmd) error {
+	acked, err := wait.Int64()
+	if err != nil {
+		return wrap(doing+": wait for replicas", err)
+	}
+	if acked < int64(s.waitReplicas) {
+		return fmt.Errorf("%s: only %d of %d replicas confirmed the %s within %s: %w",
+			doing, acked, s.waitReplicas, what, s.waitTimeout, store.ErrUnavailable)
+	}
+	return nil
 }
 
 // Claim implements store.Store. Reclaimed entries come from XAUTOCLAIM and
@@ -872,15 +882,7 @@ func (s *Store) PutBuild(ctx context.Context, b store.Build) error {
 	if err != nil {
 		return wrap(doing, err)
 	}
-	acked, err := wait.Int64()
-	if err != nil {
-		return wrap(doing+": wait for replicas", err)
-	}
-	if acked < int64(s.waitReplicas) {
-		return fmt.Errorf("%s: only %d of %d replicas confirmed the record within %s: %w",
-			doing, acked, s.waitReplicas, s.waitTimeout, store.ErrUnavailable)
-	}
-	return nil
+	return s.replicated(doing, "record", wait)
 }
 
 // GetBuild implements store.Store.
